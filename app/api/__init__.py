@@ -1,0 +1,1 @@
+"""HTTP layer only: parse, call one service, shape the response. The only place FastAPI is imported."""

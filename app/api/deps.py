@@ -1,0 +1,68 @@
+"""Typed dependency aliases. Handlers take these and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from app.execution.base import Executor
+from app.runtime import Runtime
+from app.services.auth import Principal, authenticate, local_principal
+from app.settings import AuthMode, Settings
+from app.storage import ArtifactStore
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.runtime.settings
+
+
+def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.runtime.store
+
+
+def get_executor(request: Request) -> Executor:
+    return request.app.state.executor
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """The request owns the transaction: commit when the handler returns, roll back if it raises.
+
+    ``scope="function"`` (below) ends this before the response is sent, so a client never sees a 2xx for
+    data that failed to commit, and work handed to the executor after commit is visible to it.
+    """
+    session = request.app.state.runtime.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
+ExecutorDep = Annotated[Executor, Depends(get_executor)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    if settings.auth is AuthMode.disabled:
+        return local_principal(session, settings.local_project)
+    return authenticate(session, authorization, pepper=settings.key_pepper)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,11 @@
+"""One APIRouter per resource, collected here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.routes import health, jobs
+
+
+def api_routers() -> list[APIRouter]:
+    return [health.router, jobs.router]

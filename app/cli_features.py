@@ -1,0 +1,10 @@
+"""Explicit registration of feature sub-commands onto the ``tscout`` CLI (rank, zoo, bench, …)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(cli: typer.Typer) -> None:
+    """Attach feature commands. Each feature adds one line here."""
+    return None

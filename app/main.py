@@ -1,0 +1,97 @@
+"""The app factory. Nothing is built at import time: ``create_app()`` wires settings, database,
+artifact store and executor in a typed lifespan.
+
+Run with ``tscout serve`` (or ``uvicorn --factory app.main:create_app``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import __version__
+from app.api.errors import install_error_handlers
+from app.api.routes import api_routers
+from app.db.migrate import schema_problem
+from app.execution import build_executor
+from app.runtime import Runtime
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("tscout")
+
+DESCRIPTION = """
+Transfer Scout answers one question: *which of my pretrained source models should I start from, at which
+layer, and will any of them hurt me?*
+
+Upload a target dataset, start a ranking job over candidate backbones, and read back the ranked table:
+transferability, domain-similarity and difficulty metrics per backbone and layer, a rank with a bootstrap
+confidence interval, and — for probed candidates — a negative-transfer verdict from paired fine-tunes
+against a same-architecture scratch baseline.
+
+Every error answers `{"error": <code>, "detail": <message>}`. With `TSCOUT_AUTH=required`, send
+`Authorization: Bearer <api key>` (create one with `tscout keys create --project NAME`).
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "datasets", "description": "Target datasets: upload, validation, statistics, splits."},
+    {
+        "name": "backbones",
+        "description": "Candidate source backbones: the built-in catalogue and registered ones.",
+    },
+    {"name": "rankings", "description": "Ranking jobs: embed → score → rank → probe → verdict."},
+    {"name": "jobs", "description": "Status of any job."},
+    {"name": "metrics", "description": "The metric catalogue and the task-type capability matrix."},
+]
+
+
+class SchemaNotAtHead(RuntimeError):
+    pass
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.operation_id or f"{route.tags[0] if route.tags else 'default'}-{route.name}"
+
+
+def create_app(settings: Settings | None = None, *, start_executor: bool | None = None) -> FastAPI:
+    """Build the application. ``settings`` defaults to :func:`get_settings` (environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.from_settings(settings)
+        problem = schema_problem(runtime.engine, settings.database_url)
+        if problem is not None:
+            runtime.close()
+            raise SchemaNotAtHead(f"refusing to serve: {problem}")
+        executor = build_executor(runtime)
+        run_worker = settings.run_worker_in_api if start_executor is None else start_executor
+        if run_worker:
+            executor.start()
+        app.state.runtime = runtime
+        app.state.executor = executor
+        try:
+            yield
+        finally:
+            executor.shutdown(wait=True)
+            runtime.close()
+
+    app = FastAPI(
+        title="Transfer Scout",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        docs_url="/docs",
+        redoc_url="/redoc",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    for router in api_routers():
+        app.include_router(router)
+    return app

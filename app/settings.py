@@ -1,0 +1,126 @@
+"""Service settings, read from the environment (prefix ``TSCOUT_``) by :func:`get_settings`.
+
+Nothing here is read at import time: the app factory, the CLI and the tests call
+``get_settings()`` (cached) or build a ``Settings`` explicitly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "development-pepper", "secret"})
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class AuthMode(StrEnum):
+    disabled = "disabled"
+    required = "required"
+
+
+class ExecutorKind(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; the defaults make ``make serve`` work on a fresh machine."""
+
+    model_config = SettingsConfigDict(env_prefix="TSCOUT_", env_file=None, extra="ignore")
+
+    env: Environment = Environment.development
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    database_url: str = Field(
+        default="sqlite:///./var/tscout.db",
+        description="SQLAlchemy URL; postgresql+psycopg://user@host/db for a shared deployment.",
+    )
+    storage_url: str = Field(
+        default="./var/artifacts",
+        description="Artifact store: a local directory or any fsspec URL (s3://bucket/prefix, memory://…).",
+    )
+    models_dir: Path = Field(
+        default=Path("models"), description="Built-in backbone catalogue (cards + weights)."
+    )
+    hub_cache_dir: Path = Field(
+        default=Path("var/hub-cache"),
+        description="Where hub weights (timm/torchvision/transformers) are looked up offline.",
+    )
+    offline: bool = Field(default=True, description="Never reach a model hub; missing weights answer 422.")
+
+    auth: AuthMode = AuthMode.disabled
+    local_project: str = Field(
+        default="local", description="Project that every call maps to when auth is disabled."
+    )
+    key_pepper: str = Field(
+        default="development-pepper",
+        description="HMAC secret mixed into API-key hashes; must be set to a real secret in production.",
+    )
+
+    executor: ExecutorKind = ExecutorKind.local
+    worker_threads: int = Field(default=1, ge=1, le=64, description="Jobs run at once by the local executor.")
+    run_worker_in_api: bool = Field(
+        default=True, description="Run the local executor inside the API process."
+    )
+    job_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    job_stale_seconds: float = Field(
+        default=60.0, gt=0, description="A RUNNING job silent this long is re-queued."
+    )
+    job_max_attempts: int = Field(default=3, ge=1)
+
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster address; unset starts a local cluster."
+    )
+    ray_num_cpus: float = Field(default=1.0, ge=0)
+    ray_num_gpus: float = Field(default=0.0, ge=0)
+    ray_memory_bytes: int | None = Field(default=None, ge=0)
+    ray_max_retries: int = Field(default=2, ge=0)
+    ray_local_num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of a locally started cluster."
+    )
+
+    device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+
+    # uploads and hostile-archive caps
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_archive_total_bytes: int = Field(default=8 * 1024**3, gt=0)
+    max_member_bytes: int = Field(default=256 * 1024**2, gt=0)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+    max_archive_files: int = Field(default=500_000, gt=0)
+    max_image_pixels: int = Field(default=64_000_000, gt=0)
+    max_weights_bytes: int = Field(default=4 * 1024**3, gt=0)
+
+    split_seed: int = 0
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+    probe_seeds: int = Field(default=5, ge=2, description="Paired seeds per probed candidate.")
+    probe_margin: float = Field(default=0.01, ge=0, description="Practical margin δ (fraction of accuracy).")
+    embed_batch_size: int = Field(default=128, ge=1)
+    embed_num_workers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.env is Environment.production and self.key_pepper.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "TSCOUT_KEY_PEPPER is a placeholder; set a real secret before running with TSCOUT_ENV=production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, built once from the environment."""
+    return Settings()
