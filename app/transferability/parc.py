@@ -124,8 +124,10 @@ def parc(
     x = StandardScaler().fit_transform(x)
     m = x.shape[0]
     upper = np.triu(np.ones((m, m), dtype=bool), k=1)
-    rdm_f = (1.0 - _row_correlation(x))[upper]
-    rdm_y = (1.0 - _row_correlation(y))[upper]
+    # Rounding to 12 decimals restores the exact ties that round-off breaks (one-hot rows give only two
+    # distinct label dissimilarities); Spearman's average ranks depend on those ties.
+    rdm_f = np.round(1.0 - _row_correlation(x), 12)[upper]
+    rdm_y = np.round(1.0 - _row_correlation(y), 12)[upper]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
         rho = scipy.stats.spearmanr(rdm_f, rdm_y)[0]
