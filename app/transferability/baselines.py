@@ -69,7 +69,7 @@ def knn_accuracy(features, labels, *, k: int = 5) -> float:
     >>> from app.transferability import knn_accuracy
     >>> f = np.array([[0.0], [0.1], [0.2], [5.0], [5.1], [9.0]])
     >>> round(knn_accuracy(f, [0, 0, 0, 1, 1, 1], k=1), 4)
-    0.8333
+    1.0
     """
     x = as_numpy_matrix(features, "features")
     enc = encode_labels(labels, x.shape[0])

@@ -79,9 +79,11 @@ def parc(
     --------
     >>> import numpy as np
     >>> from app.transferability import parc
-    >>> f = np.array([[0.0, 1.0, 0.2], [1.0, 0.0, 0.1], [4.0, 1.0, 3.0], [5.0, 2.0, 2.5]])
-    >>> round(parc(f, [0, 0, 1, 1], n_dims=None), 4)
-    28.2843
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1, 2], 10)
+    >>> f = rng.normal(size=(30, 4)) + 3 * np.eye(4)[y]
+    >>> round(parc(f, y, n_dims=None), 4)
+    67.0804
     """
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
