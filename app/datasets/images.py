@@ -59,7 +59,9 @@ def normalize_image(data: bytes, name: str, *, max_pixels: int) -> NormalizedIma
         try:
             img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except Image.DecompressionBombError as exc:
-            raise LimitExceeded(f"image {name!r} is a decompression bomb: {exc}") from None
+            raise LimitExceeded(
+                f"image {name!r} is a decompression bomb ({exc}); the cap is TSCOUT_MAX_IMAGE_PIXELS"
+            ) from None
         except Exception as exc:  # PIL raises many types for hostile bytes; all mean "not an image"
             raise BadImage(f"{type(exc).__name__}: {exc}") from None
         with img:
