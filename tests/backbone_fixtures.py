@@ -98,3 +98,32 @@ def build_specs(folder: Path) -> dict[str, tuple]:
     specs["torchscript"] = (torchscript.describe_upload(path, PRE32),
                             LoadContext(models_dir=folder, weights_path=path))
     return specs
+
+
+def make_stored_dataset(store, prefix: str, *, n: int = 23, modality: str = "image", size: int = 32,
+                        classes: int = 3, seed: int = 0):
+    """A small stored dataset (PNG images or sentences) with a train/val split; returns the reader."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from app.datasets.stored import Manifest, StoredDataset, write_dataset, write_samples
+
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % classes).astype(np.int64)
+    words = ["cat", "dog", "tree", "river", "stone", "cloud", "music", "bread"]
+    with write_samples(store, prefix) as writer:
+        for _ in range(n):
+            if modality == "image":
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="PNG")
+                writer.add(buf.getvalue())
+            else:
+                writer.add(" ".join(rng.choice(words, size=int(rng.integers(2, 9)))).encode())
+    val = np.arange(0, n, 5)
+    train = np.setdiff1d(np.arange(n), val)
+    manifest = Manifest(modality=modality, task_type="classification", num_samples=n,
+                        classes=[f"c{k}" for k in range(classes)])
+    write_dataset(store, prefix, manifest, labels, {"train": train, "val": val})
+    return StoredDataset(store, prefix)
