@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routes import health, jobs
+from app.api.routes import backbones, health, jobs
 
 
 def api_routers() -> list[APIRouter]:
-    return [health.router, jobs.router]
+    return [health.router, jobs.router, backbones.router]

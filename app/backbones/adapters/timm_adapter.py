@@ -98,8 +98,8 @@ def _layers(model: nn.Module) -> tuple[LayerSpec, ...]:
 
 def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> BackboneSpec:
     """A spec for a timm name, offline: architecture and taps from timm, preprocessing from its config."""
+    path = _weights_file(bid, ctx, weights)  # first: a missing file answers before timm is imported
     cfg = _pretrained_cfg(bid)
-    path = _weights_file(bid, ctx, weights)
     with torch.device("meta"):
         model = _build(bid)
     c, h, w = cfg.get("input_size", (3, 224, 224))

@@ -91,7 +91,7 @@ class TorchScriptAdapter(ModuleAdapter):
         return self.model.source_logits(x)
 
     def _build(self, pretrained: bool) -> nn.Module:
-        model = torch.jit.load(str(self.path), map_location="cpu")
+        model = load_torchscript(self.path)
         if not pretrained:
             _reinit(model)
         return model
