@@ -28,7 +28,7 @@ from app.services.ranking_plan import (
     load_plan,
     scoring_rows,
 )
-from app.services.ranking_verdicts import verdict_stage
+from app.services.ranking_verdicts import share_scratch_runs, verdict_stage
 
 log = logging.getLogger("tscout.ranking")
 UNITS = "app.services.ranking_units"
@@ -60,8 +60,10 @@ def run_ranking_job(ctx: JobContext) -> None:
         subset_stage(ctx, plan, table)
     if plan.probe is not None:
         candidates = probe_candidates(plan, table)
-        units = inputs.probe_units(ctx.runtime, plan, candidates, {r["backbone_id"]: r["best_layer"] for r in table})
+        best_layers = {r["backbone_id"]: r["best_layer"] for r in table}
+        units = inputs.probe_units(ctx.runtime, plan, candidates, best_layers)
         _stage(ctx, "probe", "probe_unit", units, resources=gpu)
+        share_scratch_runs(ctx.runtime, plan, candidates, best_layers)
         ctx.check_cancelled()
         ctx.progress("verdict", 0, len(candidates))
         verdict_stage(ctx.runtime, plan, candidates)

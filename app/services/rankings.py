@@ -70,10 +70,30 @@ def _resolve_metrics(request: RankingCreate, task_type: str) -> list[str]:
     return names
 
 
+def _spec(session: Session, principal: Principal, settings: Settings, backbone_id: str, field: str):
+    from app.backbones.base import BackboneId
+    from app.services.backbones import get_spec
+
+    try:
+        BackboneId.parse(backbone_id)
+        return get_spec(session, principal.project_id, settings, backbone_id)[0]
+    except NotFound:
+        raise InvalidInput(f"{field}: backbone {backbone_id!r} is neither in the catalogue nor registered in "
+                           "this project") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
+
+
+def _find_specs(session: Session, principal: Principal, settings: Settings, flt: BackboneFilter, modality: str):
+    from app.services.backbones import list_project_backbones
+
+    rows, _ = list_project_backbones(session, principal.project_id, settings, family_name=flt.family,
+                                     modality=modality, q=flt.q, limit=MAX_BACKBONES + 1)
+    return [_spec(session, principal, settings, row["id"], "backbones") for row in rows]
+
+
 def _resolve_backbones(session: Session, principal: Principal, settings: Settings, request: RankingCreate,
                        dataset: Dataset) -> tuple[list[str], str | None]:
-    from app.services import backbones as backbone_service
-
     if dataset.modality == Modality.features:
         if request.backbones is not None:
             raise InvalidInput("backbones: a precomputed-features dataset is scored as it is; omit 'backbones'")
@@ -83,19 +103,16 @@ def _resolve_backbones(session: Session, principal: Principal, settings: Setting
             raise InvalidInput("reference_backbone: not applicable to a precomputed-features dataset")
         return [f"features:{dataset.id}"], None
     if isinstance(request.backbones, list):
-        specs = [backbone_service.get_spec(session, principal, settings, bid, field="backbones")
-                 for bid in request.backbones]
+        specs = [_spec(session, principal, settings, bid, "backbones") for bid in request.backbones]
     else:
         flt = request.backbones or BackboneFilter()
-        specs = backbone_service.find_specs(session, principal, settings, family=flt.family,
-                                            modality=flt.modality or dataset.modality, q=flt.q)
+        specs = _find_specs(session, principal, settings, flt, flt.modality or dataset.modality)
         if not specs:
             raise InvalidInput(f"backbones: no catalogue backbone matches {flt.model_dump(exclude_none=True)} "
                                f"for a {dataset.modality} dataset")
-    wrong = [s.id for s in specs if s.modality != dataset.modality]
+    wrong = [f"{s.id} ({s.modality})" for s in specs if s.modality != dataset.modality]
     if wrong:
-        raise InvalidInput(f"backbones: {wrong} take {specs[0].modality if wrong else ''} input but dataset "
-                           f"{dataset.id} is {dataset.modality}")
+        raise InvalidInput(f"backbones: {wrong} do not take {dataset.modality} input like dataset {dataset.id}")
     if len(specs) > MAX_BACKBONES:
         raise InvalidInput(f"backbones: {len(specs)} selected; at most {MAX_BACKBONES} per ranking")
     if isinstance(request.layers, list):
@@ -106,8 +123,7 @@ def _resolve_backbones(session: Session, principal: Principal, settings: Setting
                 raise InvalidInput(f"layers: backbone {spec.id} has no layer(s) {missing}; it has {sorted(names)}")
     reference = None
     if request.reference_backbone is not None:
-        ref = backbone_service.get_spec(session, principal, settings, request.reference_backbone,
-                                        field="reference_backbone")
+        ref = _spec(session, principal, settings, request.reference_backbone, "reference_backbone")
         if ref.modality != dataset.modality:
             raise InvalidInput(f"reference_backbone: {ref.id} is {ref.modality}, the dataset is {dataset.modality}")
         reference = ref.id
