@@ -32,12 +32,13 @@ class IngestOptions:
 @dataclass
 class Collected:
     """Samples as read: ``positions[i]`` is sample ``i``'s place in the spool (image, text) or the row of
-    ``features``; ``parsed.labels[i]`` its label; ``hashes[i]`` the sha256 of its stored bytes."""
+    ``features``; ``parsed.labels[i]`` its label; ``hashes[i]`` (``uint8 (n, 32)``) the sha256 of its stored
+    bytes."""
 
     format: str
     modality: str
     parsed: ParsedLabels
-    hashes: list[bytes]
+    hashes: np.ndarray
     positions: np.ndarray
     spool: SampleSpool | None = None
     features: np.ndarray | None = None

@@ -15,27 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 
 import numpy as np
 
 DIGEST_VERSION = b"tscout-dataset/v1\x00"
 
 
-def _label_bytes(labels: np.ndarray) -> list[bytes]:
+def _records(sample_hashes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``uint8 (n, 32 + label bytes)``: each sample's hash followed by its label row, little-endian."""
     canonical = labels.astype("<i8") if labels.dtype.kind in "iu" else labels.astype("<f4")
-    rows = canonical.reshape(len(labels), -1)
-    return [row.tobytes() for row in rows]
+    label_bytes = np.ascontiguousarray(canonical.reshape(len(labels), -1)).view(np.uint8)
+    return np.ascontiguousarray(np.concatenate([np.asarray(sample_hashes, dtype=np.uint8), label_bytes], axis=1))
 
 
-def canonical_order(sample_hashes: Sequence[bytes], labels: np.ndarray) -> np.ndarray:
-    """Indices that sort the samples by (content hash, label): independent of arrival order."""
-    keys = _label_bytes(labels)
-    return np.asarray(sorted(range(len(keys)), key=lambda i: (sample_hashes[i], keys[i])), dtype=np.int64)
+def canonical_order(sample_hashes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Indices that sort the samples by (content hash, label) bytes: independent of arrival order."""
+    records = _records(sample_hashes, labels)
+    keys = records.view(f"V{records.shape[1]}").ravel()  # a void compares as its raw bytes (memcmp)
+    return np.argsort(keys, kind="stable").astype(np.int64)
 
 
 def content_digest(*, modality: str, task_type: str, classes: list[str] | None, target_names: list[str] | None,
-                   feature_dim: int | None, sample_hashes: Sequence[bytes], labels: np.ndarray) -> str:
+                   feature_dim: int | None, sample_hashes: np.ndarray, labels: np.ndarray) -> str:
     """The digest over samples and labels that are already in canonical order."""
     header = json.dumps(
         {"modality": modality, "task_type": task_type, "classes": classes, "target_names": target_names,
@@ -45,7 +46,5 @@ def content_digest(*, modality: str, task_type: str, classes: list[str] | None, 
     h = hashlib.sha256(DIGEST_VERSION)
     h.update(len(header).to_bytes(8, "little"))
     h.update(header)
-    for sample_hash, label in zip(sample_hashes, _label_bytes(labels), strict=True):
-        h.update(sample_hash)
-        h.update(label)
+    h.update(_records(sample_hashes, labels).tobytes())
     return h.hexdigest()

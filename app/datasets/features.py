@@ -38,7 +38,8 @@ def collect_features(fh: BinaryIO, fmt: str, opts: IngestOptions, limits: Limits
         raise InvalidDataset(f"features have {n} rows but {key} have {len(values[0])}")
     parsed = parse_labels(columns, values, task_type=opts.task_type or _default_task(key, columns, values),
                           where=lambda i: f"row {i}")
-    hashes = [hashlib.sha256(row.tobytes()).digest() for row in features]
+    hashes = np.frombuffer(b"".join(hashlib.sha256(row.tobytes()).digest() for row in features),
+                           dtype=np.uint8).reshape(-1, 32)
     return Collected(
         format=fmt,
         modality="features",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+from array import array
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,7 +24,7 @@ import numpy as np
 from app.datasets.archive import Limits, iter_archive, safe_member_name
 from app.datasets.collected import Collected, IngestOptions
 from app.datasets.errors import DatasetRejected, InvalidDataset
-from app.datasets.images import IMAGE_SUFFIXES, BadImage, is_image_name, normalize_image
+from app.datasets.images import IMAGE_SUFFIXES, BadImage, NormalizedImage, is_image_name, normalize_image
 from app.datasets.labels import ParsedLabels, classification_from_names, parse_labels
 from app.datasets.spool import SampleSpool
 from app.datasets.table import read_csv
@@ -38,11 +39,33 @@ def _is_junk(name: str) -> bool:
     return name.startswith("__MACOSX/") or base in _JUNK or base.startswith("._")
 
 
-class _Image:
-    __slots__ = ("pos", "width", "height", "fmt", "reencoded")
+class _Images:
+    """Compact records of the images read so far: parallel arrays, and each name's record number."""
 
-    def __init__(self, pos: int, width: int, height: int, fmt: str, reencoded: bool) -> None:
-        self.pos, self.width, self.height, self.fmt, self.reencoded = pos, width, height, fmt, reencoded
+    def __init__(self) -> None:
+        self.record: dict[str, int] = {}
+        self.pos = array("q")
+        self.width = array("q")
+        self.height = array("q")
+        self.fmt = array("b")
+        self.reencoded = array("b")
+        self.formats: list[str] = []
+
+    def add(self, name: str, pos: int, img: NormalizedImage) -> None:
+        if img.source_format not in self.formats:
+            self.formats.append(img.source_format)
+        self.record[name] = len(self.pos)
+        self.pos.append(pos)
+        self.width.append(img.width)
+        self.height.append(img.height)
+        self.fmt.append(self.formats.index(img.source_format))
+        self.reencoded.append(img.reencoded)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.record
+
+    def __len__(self) -> int:
+        return len(self.pos)
 
 
 def collect_images(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, workdir: Path) -> Collected:
@@ -55,7 +78,7 @@ def collect_images(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits,
 
 
 def _collect(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, spool: SampleSpool) -> Collected:
-    images: dict[str, _Image] = {}
+    images = _Images()
     csvs: dict[str, bytes] = {}
     skipped: list[dict[str, str]] = []
     ignored: list[str] = []
@@ -78,7 +101,7 @@ def _collect(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, spool
                     ) from None
                 skipped.append({"name": name, "reason": str(exc)})
                 continue
-            images[name] = _Image(spool.add(img.data), img.width, img.height, img.source_format, img.reencoded)
+            images.add(name, spool.add(img.data), img)
     if not images:
         shown = ignored[:5] + [s["name"] for s in skipped[:5]]
         raise InvalidDataset(
@@ -96,27 +119,28 @@ def _collect(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, spool
             raise InvalidDataset(
                 f"task_type={opts.task_type} needs a CSV manifest in the archive; class folders give classification"
             )
-        names = sorted(images)
+        names = sorted(images.record)
         parsed = _class_folders(names)
         layout = "class-folders"
     else:
         names, parsed = _from_manifest(manifest, csvs[manifest], images, skipped, opts, limits)
         layout = "manifest"
-    chosen = [images[n] for n in names]
+    chosen = np.asarray([images.record[n] for n in names], dtype=np.int64)
+    positions = np.asarray(images.pos, dtype=np.int64)[chosen]
     return Collected(
         format=f"{kind}/{layout}",
         modality="image",
         parsed=parsed,
-        hashes=[spool.hashes[im.pos] for im in chosen],
-        positions=np.asarray([im.pos for im in chosen], dtype=np.int64),
+        hashes=spool.hashes()[positions],
+        positions=positions,
         spool=spool,
         sample_stats={
-            "width": np.asarray([im.width for im in chosen], dtype=np.int64),
-            "height": np.asarray([im.height for im in chosen], dtype=np.int64),
+            "width": np.asarray(images.width, dtype=np.int64)[chosen],
+            "height": np.asarray(images.height, dtype=np.int64)[chosen],
         },
         counters={
-            "source_formats": _count(im.fmt for im in chosen),
-            "reencoded": sum(im.reencoded for im in chosen),
+            "source_formats": _count(images.formats[k] for k in np.asarray(images.fmt)[chosen]),
+            "reencoded": int(np.asarray(images.reencoded, dtype=np.int64)[chosen].sum()),
             "unlisted_images": len(images) - len(names),
             "manifest": manifest,
         },
@@ -163,7 +187,7 @@ def _class_folders(names: list[str]) -> ParsedLabels:
     return classification_from_names(labels)
 
 
-def _from_manifest(manifest: str, data: bytes, images: dict[str, object], skipped: list[dict[str, str]],
+def _from_manifest(manifest: str, data: bytes, images: _Images, skipped: list[dict[str, str]],
                    opts: IngestOptions, limits: Limits) -> tuple[list[str], ParsedLabels]:
     source = f"manifest {manifest!r}"
     columns, rows = read_csv(io.BytesIO(data), source, limits.max_member_bytes)

@@ -110,7 +110,7 @@ def prepare(fh: BinaryIO, opts: IngestOptions, limits: Limits, *, split_seed: in
         )
         digest = content_digest(
             modality=c.modality, task_type=parsed.task_type, classes=classes, target_names=parsed.target_names,
-            feature_dim=feature_dim, sample_hashes=[c.hashes[i] for i in order], labels=labels,
+            feature_dim=feature_dim, sample_hashes=c.hashes[order], labels=labels,
         )
         split, split_info = stratified_split(labels, parsed.task_type, seed=split_seed, val_fraction=val_fraction)
         stats = dataset_stats(c, digest=digest, split_info=split_info)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,16 +26,17 @@ class SampleSpool:
         self.path = Path(name)
         self._fh = os.fdopen(fd, "w+b")
         self._offset = 0
-        self.offsets: list[int] = []
-        self.lengths: list[int] = []
-        self.hashes: list[bytes] = []
+        # compact per-sample records (~48 bytes each): ingest memory must not grow with Python objects
+        self.offsets = array("q")
+        self.lengths = array("q")
+        self._hashes = bytearray()
 
     def add(self, data: bytes) -> int:
         """Append one sample; returns its spool position."""
         self._fh.write(data)
         self.offsets.append(self._offset)
         self.lengths.append(len(data))
-        self.hashes.append(hashlib.sha256(data).digest())
+        self._hashes += hashlib.sha256(data).digest()
         self._offset += len(data)
         return len(self.offsets) - 1
 
@@ -55,8 +57,9 @@ class SampleSpool:
                 writer.add(self.read(int(i)))
             return writer.bytes_written
 
-    def lengths_array(self) -> np.ndarray:
-        return np.asarray(self.lengths, dtype=np.int64)
+    def hashes(self) -> np.ndarray:
+        """``uint8 (n, 32)``: the sha256 of every spooled sample."""
+        return np.frombuffer(bytes(self._hashes), dtype=np.uint8).reshape(-1, 32)
 
     def close(self) -> None:
         self._fh.close()

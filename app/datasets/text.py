@@ -81,7 +81,7 @@ def _collect(fh: BinaryIO, fmt: str, opts: IngestOptions, limits: Limits, spool:
         format=fmt,
         modality="text",
         parsed=parsed,
-        hashes=list(spool.hashes),
+        hashes=spool.hashes(),
         positions=np.arange(len(spool), dtype=np.int64),
         spool=spool,
         sample_stats={"chars": np.asarray(chars, dtype=np.int64)},
