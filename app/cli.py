@@ -173,3 +173,7 @@ def build_cli() -> typer.Typer:
 
 def main() -> None:
     build_cli()()
+
+
+if __name__ == "__main__":
+    main()

@@ -60,7 +60,9 @@ class JobContext:
     def cancelled(self) -> bool:
         with self.runtime.sessions() as session:
             job = job_state.get_job(session, self.job_id)
-            return bool(job.cancel_requested) or JobStatus(job.status).is_terminal()
+            # a worker presumed dead whose job was handed to another stops as if cancelled
+            lost = job.worker_id != self.worker_id
+            return bool(job.cancel_requested) or JobStatus(job.status).is_terminal() or lost
 
     def check_cancelled(self) -> None:
         """Call between units of work: raises :class:`JobCancelled` if a cancel was requested."""
@@ -85,6 +87,9 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
             return None
         kind = job_state.get_job(session, job_id).kind
     ctx = JobContext(runtime, job_id, worker_id, units)
+    beating = threading.Event()
+    beat = threading.Thread(target=_keep_alive, args=(ctx, beating), name=f"heartbeat-{job_id}", daemon=True)
+    beat.start()
     try:
         handler = _resolve(kind)
         handler(ctx)
@@ -95,6 +100,19 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
         final, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
     else:
         final, error = (JobStatus.CANCELLED if ctx.cancelled() else JobStatus.SUCCEEDED), None
+    finally:
+        beating.set()
+        beat.join(timeout=5)
     with runtime.sessions.begin() as session:
-        job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error)
+        job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error, owner=worker_id)
         return JobStatus(job_state.get_job(session, job_id).status)
+
+
+def _keep_alive(ctx: JobContext, stop: threading.Event) -> None:
+    """Heartbeat while the handler runs, so a long unit of work is never mistaken for a dead worker."""
+    interval = ctx.runtime.settings.job_heartbeat_seconds
+    while not stop.wait(interval):
+        try:
+            ctx.heartbeat(force=True)
+        except Exception:  # a missed beat is retried; the reconciler tolerates several
+            log.warning("heartbeat for job %s failed", ctx.job_id, exc_info=True)

@@ -39,14 +39,20 @@ def transition(
     *,
     expected: JobStatus | None = None,
     error: str | None = None,
+    owner: str | None = None,
     **values: Any,
 ) -> bool:
-    """Move a job to ``new`` if its current status allows it; returns False if it lost a race."""
+    """Move a job to ``new`` if its current status allows it; returns False if it lost a race.
+
+    ``owner``: only if the job is still held by this worker (a worker presumed dead and replaced must
+    not overwrite its successor's outcome)."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     current = JobStatus(job.status)
     if expected is not None and current is not expected:
+        return False
+    if owner is not None and job.worker_id != owner:
         return False
     if not current.can_become(new):
         if current.is_terminal():
@@ -61,9 +67,12 @@ def transition(
         values.setdefault("finished_at", now)
     if error is not None:
         values["error"] = error[:4000]
+    guard = [Job.id == job_id, Job.status == current.value]
+    if owner is not None:
+        guard.append(Job.worker_id == owner)
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == current.value)
+        .where(*guard)
         .values(status=new.value, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )
