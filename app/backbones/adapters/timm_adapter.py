@@ -55,6 +55,12 @@ def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path | Non
         found = cached_hf_file(ctx.hub_cache_dir, repo, name)
         if found is not None:
             return found
+    if not ctx.offline:
+        from huggingface_hub import hf_hub_download
+
+        from app.backbones.hub import hf_cache_dir
+
+        return Path(hf_hub_download(repo, "model.safetensors", cache_dir=str(hf_cache_dir(ctx.hub_cache_dir))))
     raise unavailable(str(bid), plain / "model.safetensors",
                       hint=f"the file of the Hugging Face repo {repo}, or set weights = 'random' in a card")
 
