@@ -176,3 +176,12 @@ def test_registered_backbones_belong_to_their_project(live_server_factory, model
         assert b.get(f"/v1/backbones/{bid}").status_code == 404
         assert b.get("/v1/backbones", params={"family": "torchscript"}).json()["total"] == 0
         assert b.get("/v1/backbones/zoo:vit_tiny.toy").status_code == 200  # built-ins are everyone's
+
+
+def test_registering_weights_outside_the_weights_directory_is_refused(live_server_factory, tmp_path):
+    server = live_server_factory(hub_cache_dir=tmp_path / "hub")
+    with server.client() as c:
+        r = c.post("/v1/backbones", json={"id": "hf:someone/model", "weights": "/etc"})
+        assert r.status_code == 422 and "outside the server's weights directory" in r.json()["detail"]
+        r = c.post("/v1/backbones", json={"id": "hf:someone/model", "weights": "../../etc"})
+        assert r.status_code == 422

@@ -126,12 +126,26 @@ def register_hub(session: Session, project_id: uuid.UUID, settings: Settings, ba
     if fam.describe is None:
         raise InvalidInput(f"{bid.family} backbones are registered by uploading their weights, not by id")
     _check_free(session, project_id, settings, str(bid))
+    if weights:
+        weights = str(_server_weights_path(settings, weights))
     ctx = LoadContext.from_settings(settings)
     module_describe: Any = fam.describe
     spec = module_describe(bid, ctx, weights) if weights else module_describe(bid, ctx)
     spec = _card_overrides(spec, description, licence, source)
     _add_row(session, project_id, spec, None)
     return to_read(spec, builtin=False)
+
+
+def _server_weights_path(settings: Settings, weights: str) -> Path:
+    """A caller may point at weights already on the server only inside the hub cache directory: the API
+    must not become a way to probe or load arbitrary server files."""
+    root = Path(settings.hub_cache_dir).resolve()
+    path = Path(weights)
+    path = (path if path.is_absolute() else root / path).resolve()
+    if path != root and root not in path.parents:
+        raise InvalidInput(f"weights: {weights!r} is outside the server's weights directory "
+                           f"(TSCOUT_HUB_CACHE_DIR={settings.hub_cache_dir}); place them there or upload them")
+    return path
 
 
 def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
