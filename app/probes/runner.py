@@ -192,9 +192,9 @@ def run_arm(adapter: BackboneAdapter, layer: str, data: ProbeData, arm: str, see
     objective = _objective(data, split, metric).to(dev)
 
     if arm == ProbeArm.linear.value:
-        feats = _linear_features(adapter, layer, data, split, cached_embeddings, dev, budget)
+        feats = _linear_features(adapter, layer, data, split, cached_embeddings, dev, budget).to(dev)
         template: nn.Module = head
-        feeder = Feeder(fetch=lambda rows: feats[torch.as_tensor(rows)].to(dev), targets=data.targets)
+        feeder = Feeder(fetch=lambda rows: feats[torch.as_tensor(rows, device=dev)], targets=data.targets)
     else:
         data.prepare(adapter.collate)
         trunk = adapter.trunk(layer, pretrained=arm != ProbeArm.scratch.value, seed=seed)
