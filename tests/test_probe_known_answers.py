@@ -8,6 +8,8 @@ pretrained on shuffled labels (→ negative transfer); adversarial weights whose
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +91,5 @@ def test_successive_halving_keeps_the_best_and_shares_scratch(sources):
     verdicts = {v.backbone_id: v.verdict for v in judge(out.results)}
     assert verdicts["zoo:mlp_tiny.adversarial"] in ("negative_transfer", "inconclusive")
     assert out.to_dict()["rungs"][0]["kept"] == out.rungs[1].candidates
+    json.dumps(out.to_dict(), allow_nan=False)
+    json.dumps([v.to_dict() for v in judge(out.results)], allow_nan=False)

@@ -122,8 +122,9 @@ def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objec
             return True
         result = evaluate(model, feeder, val_rows, objective, batch_size=budget.eval_batch_size, autocast=autocast)
         value = result[objective.metric]
-        run.curve.append({"step": step, "train_loss": train_loss, "val_metric": value})
-        if run.best_metric is None or value > run.best_metric:
+        finite = math.isfinite(value)  # NaN predictions score NaN: never a best, never stored as NaN
+        run.curve.append({"step": step, "train_loss": train_loss, "val_metric": value if finite else None})
+        if finite and (run.best_metric is None or value > run.best_metric):
             run.best_metric, run.best_step, run.best_scores = value, step, result
             bad_evals = 0
             if keep_state:
@@ -154,8 +155,6 @@ def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objec
             run.timed_out = step < len(plan)
             break
     run.seconds = time.perf_counter() - started
-    if run.best_metric is not None and not math.isfinite(run.best_metric):
-        run.best_metric = None
     return run
 
 
