@@ -7,4 +7,6 @@ import typer
 
 def register(cli: typer.Typer) -> None:
     """Attach feature commands. Each feature adds one line here."""
-    return None
+    from app.cli_rank import rank
+
+    cli.command("rank")(rank)

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=128, ge=1)
     embed_num_workers: int = Field(default=0, ge=0)
 
+    # CLI client (tscout rank)
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI talks to.")
+    api_key: str | None = Field(default=None, description="Bearer key the CLI sends (auth=required servers).")
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.env is Environment.production and self.key_pepper.strip().lower() in PLACEHOLDER_SECRETS:

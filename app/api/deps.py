@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from app.db.session import unit_of_work
 from app.execution.base import Executor
 from app.runtime import Runtime
 from app.services.auth import Principal, authenticate, local_principal
@@ -37,15 +38,8 @@ def get_session(request: Request) -> Iterator[Session]:
     ``scope="function"`` (below) ends this before the response is sent, so a client never sees a 2xx for
     data that failed to commit, and work handed to the executor after commit is visible to it.
     """
-    session = request.app.state.runtime.sessions()
-    try:
+    with unit_of_work(request.app.state.runtime.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.enums import JobStatus
+from app.execution.units import InlineUnitRunner, UnitRunner
 from app.runtime import Runtime
 from app.services import jobs as job_state
 
@@ -35,10 +36,12 @@ class JobCancelled(Exception):
 class JobContext:
     """What a running job may do: report progress, check for cancellation, keep its heartbeat."""
 
-    def __init__(self, runtime: Runtime, job_id: uuid.UUID, worker_id: str) -> None:
+    def __init__(self, runtime: Runtime, job_id: uuid.UUID, worker_id: str,
+                 units: UnitRunner | None = None) -> None:
         self.runtime = runtime
         self.job_id = job_id
         self.worker_id = worker_id
+        self.units: UnitRunner = units or InlineUnitRunner(runtime)
         self._last_beat = 0.0
         self._lock = threading.Lock()
 
@@ -74,13 +77,14 @@ def _resolve(kind: str) -> Callable[[JobContext], None]:
     return getattr(importlib.import_module(module), name)
 
 
-def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str) -> JobStatus | None:
+def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
+            units: UnitRunner | None = None) -> JobStatus | None:
     """Claim and run one job to a terminal status. Returns the final status, or None if not claimed."""
     with runtime.sessions.begin() as session:
         if not job_state.claim(session, job_id, worker_id):
             return None
         kind = job_state.get_job(session, job_id).kind
-    ctx = JobContext(runtime, job_id, worker_id)
+    ctx = JobContext(runtime, job_id, worker_id, units)
     try:
         handler = _resolve(kind)
         handler(ctx)

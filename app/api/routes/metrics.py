@@ -1,0 +1,23 @@
+"""The metric catalogue: every metric's direction, inputs, reference variant, and the capability matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from app.services.metric_catalogue import metric_catalogue
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+
+class MetricCatalogue(BaseModel):
+    metrics: list[dict[str, Any]] = Field(description="One entry per metric (name, kind, direction, inputs, …).")
+    capability_matrix: dict[str, Any] = Field(description="Task type × metric: which combinations are supported.")
+    defaults: dict[str, list[str]] = Field(description="Metrics a ranking runs when it names none, by task type.")
+
+
+@router.get("", operation_id="metrics-list", summary="The metric catalogue and the capability matrix")
+def list_metrics() -> MetricCatalogue:
+    return MetricCatalogue(**metric_catalogue())

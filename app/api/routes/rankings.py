@@ -1,0 +1,125 @@
+"""Ranking jobs: submit, follow (polling or server-sent events), read the table, plots, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import ExecutorDep, PrincipalDep, RuntimeDep, SessionDep, SettingsDep
+from app.api.errors import error_responses
+from app.db.session import after_commit
+from app.enums import JobStatus
+from app.schemas.rankings import BackboneRankingPage, RankingCreate, RankingPage, RankingRead
+from app.services import ranking_plots, ranking_reads, rankings
+from app.services.jobs import get_job
+
+router = APIRouter(tags=["rankings"])
+
+
+@router.post("/v1/rankings", operation_id="rankings-create", status_code=202,
+             summary="Start a ranking job (answers at once; the work runs on the executor)",
+             responses=error_responses(401, 409, 422))
+def create_ranking(body: RankingCreate, response: Response, session: SessionDep, principal: PrincipalDep,
+                   settings: SettingsDep, executor: ExecutorDep,
+                   idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RankingRead:
+    job, created = rankings.create_ranking(session, principal, settings, body, idempotency_key)
+    if created:
+        job_id = job.id
+        after_commit(session, lambda: executor.submit(job_id))
+    response.headers["Location"] = f"/v1/rankings/{job.id}"
+    return ranking_reads.read_ranking(session, job.id, principal.project_id)
+
+
+@router.get("/v1/rankings", operation_id="rankings-list", summary="List ranking jobs (cursor pagination)",
+            responses=error_responses(401, 422))
+def list_rankings(
+    session: SessionDep, principal: PrincipalDep,
+    dataset_id: uuid.UUID | None = None,
+    backbone: Annotated[str | None, Query(description="Only jobs that ranked this backbone id")] = None,
+    status: JobStatus | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort: Annotated[str, Query(pattern="^-?created_at$")] = "-created_at",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> RankingPage:
+    return ranking_reads.list_rankings(session, principal.project_id, dataset_id=dataset_id, backbone_id=backbone,
+                                       status=status, created_after=created_after,
+                                       created_before=created_before, sort=sort, limit=limit, cursor=cursor)
+
+
+@router.get("/v1/rankings/{job_id}", operation_id="rankings-get",
+            summary="Status, progress and the ranked table", responses=error_responses(401, 404, 422))
+def get_ranking(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> RankingRead:
+    return ranking_reads.read_ranking(session, job_id, principal.project_id)
+
+
+@router.post("/v1/rankings/{job_id}/cancel", operation_id="rankings-cancel", status_code=202,
+             summary="Stop at the next unit of work (partial results are kept)",
+             responses=error_responses(401, 404, 409, 422))
+def cancel_ranking(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
+                   executor: ExecutorDep) -> RankingRead:
+    rankings.cancel_ranking(session, principal, job_id)
+    after_commit(session, lambda: executor.cancel(job_id))
+    return ranking_reads.read_ranking(session, job_id, principal.project_id)
+
+
+@router.get("/v1/rankings/{job_id}/plots/{name}", operation_id="rankings-plot",
+            summary="A plot: ranking, layers or probes (PNG or SVG)",
+            responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, **error_responses(401, 404, 422)})
+def get_plot(job_id: uuid.UUID, name: str, session: SessionDep, principal: PrincipalDep,
+             format: Annotated[str | None, Query(description="png (default) or svg")] = None) -> Response:
+    data, media_type = ranking_plots.render_plot(session, principal.project_id, job_id, name, format)
+    return Response(content=data, media_type=media_type)
+
+
+@router.get("/v1/rankings/{job_id}/events", operation_id="rankings-events",
+            summary="Server-sent events: progress while the job runs, then its final status",
+            responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 404, 422)})
+def ranking_events(job_id: uuid.UUID, request: Request, session: SessionDep, principal: PrincipalDep,
+                   runtime: RuntimeDep,
+                   interval: Annotated[float, Query(gt=0.05, le=30)] = 0.5) -> StreamingResponse:
+    get_job(session, job_id, principal.project_id)  # 404 before the stream starts
+
+    def snapshot() -> dict:
+        with runtime.sessions() as s:
+            job = get_job(s, job_id)
+            return {"status": job.status, "stage": job.stage, "progress": job.progress, "error": job.error}
+
+    async def stream() -> AsyncIterator[str]:
+        last = None
+        event_id = 0
+        while True:
+            state = await asyncio.to_thread(snapshot)
+            if state != last:
+                event_id += 1
+                kind = "status" if JobStatus(state["status"]).is_terminal() else "progress"
+                yield f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(state, default=str)}\n\n"
+                last = state
+            if JobStatus(state["status"]).is_terminal() or await request.is_disconnected():
+                return
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/v1/datasets/{dataset_id}/rankings", operation_id="rankings-by-dataset",
+            summary="Ranking jobs of one dataset", responses=error_responses(401, 404, 422))
+def rankings_of_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> RankingPage:
+    return ranking_reads.dataset_rankings(session, principal.project_id, dataset_id, limit=limit, cursor=cursor)
+
+
+@router.get("/v1/backbones/{backbone_id:path}/rankings", operation_id="rankings-by-backbone",
+            summary="How one source did across this project's targets", responses=error_responses(401, 422))
+def rankings_of_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> BackboneRankingPage:
+    return ranking_reads.backbone_history(session, principal.project_id, backbone_id, limit=limit)

@@ -1,0 +1,194 @@
+"""Ranking jobs: the request, and the ranked table other services read back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.enums import JobStatus, ProbeArm
+from app.schemas.common import ReadModel
+
+
+class BackboneFilter(BaseModel):
+    """Select catalogue entries instead of naming them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    family: str | None = Field(default=None, examples=["zoo"])
+    modality: Literal["image", "text"] | None = None
+    q: str | None = Field(default=None, description="Text search over id and description.")
+
+
+class ProbeOptions(BaseModel):
+    """Short fine-tunes of the top candidates against a same-architecture scratch baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(default=3, ge=1, le=50, description="Probe the k best-ranked backbones.")
+    include_suspicious: bool = Field(
+        default=True, description="Also probe sources flagged as suspicious (far domain or low score)."
+    )
+    seeds: int | None = Field(default=None, ge=2, le=50, description="Paired seeds (default TSCOUT_PROBE_SEEDS).")
+    budget_steps: int = Field(default=150, ge=1, le=100_000, description="Optimisation steps per run.")
+    budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")
+    arms: list[ProbeArm] = Field(default_factory=lambda: [ProbeArm.finetune, ProbeArm.scratch, ProbeArm.linear])
+    margin: float | None = Field(default=None, ge=0, le=1, description="Practical margin δ (default setting).")
+    successive_halving: bool = False
+    lr_grid: list[float] | None = Field(default=None, min_length=1, max_length=6)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+
+    @field_validator("arms")
+    @classmethod
+    def _needs_pair(cls, arms: list[ProbeArm]) -> list[ProbeArm]:
+        if ProbeArm.finetune not in arms or ProbeArm.scratch not in arms:
+            raise ValueError("arms must include 'finetune' and 'scratch' (the verdict pairs them)")
+        return list(dict.fromkeys(arms))
+
+
+class RankingCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "dataset_id": "6f1c1f3e-8a57-4d5e-9c8e-0b8e5a6f4d21",
+                    "backbones": ["zoo:cnn_small.digits", "zoo:resnet_small.shapes"],
+                    "layers": "auto",
+                    "probe": {"top_k": 2, "seeds": 5, "budget_steps": 150},
+                }
+            ]
+        },
+    )
+
+    dataset_id: uuid.UUID
+    backbones: list[str] | BackboneFilter | None = Field(
+        default=None, description="Backbone ids, a catalogue filter, or omitted for every compatible backbone."
+    )
+    layers: Literal["auto", "last", "all"] | list[str] = Field(
+        default="auto", description="'auto' = a few evenly spaced cut points per backbone."
+    )
+    layer_mode: Literal["best", "mean", "last"] = Field(
+        default="best", description="How a backbone's layers become its one row: best layer, layer mean, last."
+    )
+    metrics: list[str] | None = Field(default=None, description="Default: chosen by task type from the registry.")
+    similarity: bool = Field(default=True, description="Domain similarity to each source's stored statistics.")
+    probe: ProbeOptions | None = None
+    aggregation: Literal["rank_mean"] | dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default="rank_mean", description="'rank_mean' or weights per metric (weighted mean of normalised scores)."
+    )
+    reference_backbone: str | None = None
+    bootstrap: int = Field(default=30, ge=0, le=1000, description="Bootstrap replicates for rank CIs (0 = off).")
+    subset_size: int = Field(default=3, ge=0, le=5, description="Largest multi-source subset (0 = off).")
+    max_samples: int | None = Field(default=None, ge=10, description="Cap on target samples scored (stratified).")
+    seed: int = Field(default=0, ge=0)
+
+    @field_validator("backbones")
+    @classmethod
+    def _ids_unique(cls, value):
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("backbones must not be empty (omit it for every compatible backbone)")
+            if len(set(value)) != len(value):
+                raise ValueError("backbones lists an id twice")
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_unique(self) -> RankingCreate:
+        if self.metrics is not None and (not self.metrics or len(set(self.metrics)) != len(self.metrics)):
+            raise ValueError("metrics must be a non-empty list without repeats (omit it for the default set)")
+        return self
+
+
+class Progress(BaseModel):
+    stage: str | None = None
+    done: int = 0
+    total: int = 0
+    eta_seconds: float | None = None
+    stages: dict[str, Any] = Field(default_factory=dict)
+
+
+class VerdictRead(ReadModel):
+    verdict: str
+    delta_mean: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    n_seeds: int = 0
+    text: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RankingRow(BaseModel):
+    rank: int
+    backbone_id: str
+    best_layer: str
+    aggregate: float
+    rank_ci: tuple[float, float] | None = None
+    p_top1: float | None = Field(default=None, description="Share of bootstrap replicates ranking it first.")
+    scores: dict[str, Any] = Field(default_factory=dict, description="{metric: {raw, normalised}}")
+    layers: dict[str, Any] = Field(default_factory=dict, description="Per-layer aggregate and metric values.")
+    similarity: dict[str, Any] = Field(default_factory=dict)
+    difficulty: dict[str, Any] = Field(default_factory=dict)
+    baselines: dict[str, Any] = Field(default_factory=dict)
+    flags: list[str] = Field(default_factory=list)
+    verdict: VerdictRead | None = None
+
+
+class SubsetRead(BaseModel):
+    metric: str
+    steps: list[dict[str, Any]]
+
+
+class RankingRead(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    dataset_id: uuid.UUID | None
+    request: dict[str, Any]
+    progress: Progress
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    table: list[RankingRow] = Field(default_factory=list)
+    subset: SubsetRead | None = None
+    target_difficulty: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    plots: list[str] = Field(default_factory=list)
+
+
+class RankingSummary(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    dataset_id: uuid.UUID | None
+    created_at: datetime
+    finished_at: datetime | None = None
+    stage: str | None = None
+    top_backbone: str | None = None
+    backbones: list[str] = Field(default_factory=list)
+
+
+class RankingPage(BaseModel):
+    items: list[RankingSummary]
+    total: int
+    next_cursor: str | None = None
+
+
+class BackboneRankingRead(BaseModel):
+    """How one source did on one target."""
+
+    job_id: uuid.UUID
+    dataset_id: uuid.UUID | None
+    rank: int
+    of: int
+    best_layer: str
+    aggregate: float
+    verdict: str | None = None
+    created_at: datetime
+
+
+class BackboneRankingPage(BaseModel):
+    items: list[BackboneRankingRead]
+    total: int

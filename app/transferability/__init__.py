@@ -1,0 +1,80 @@
+"""Transfer Scout's metric library: transferability, domain-similarity and task-difficulty metrics.
+
+Direction contract
+------------------
+* **Transferability scores and baselines** (``logme``, ``leep``, ``nce``, ``nleep``, ``hscore``,
+  ``hscore_shrinkage``, ``gbc``, ``sfda``, ``transrate``, ``parc``, ``knn_accuracy``,
+  ``linear_probe_accuracy``): **higher is better** — a higher value predicts better transfer of the
+  source model to the target task.
+* **Domain-similarity distances** (``otdd``, ``frechet_distance``, ``mmd``, ``proxy_a_distance``): **lower
+  means closer**; their names say distance.
+* ``task_difficulty`` returns a :class:`TaskDifficulty` whose fields each document their direction.
+
+Every entry of :data:`METRICS` records its direction, kind, inputs and supported task types
+(``"classification"``, ``"regression"``, ``"multilabel"``); :func:`check_capability` and
+:func:`capability_matrix` serve that catalogue and :func:`score` dispatches a metric generically.
+
+What lives here: pure numpy / scipy / scikit-learn / torch / POT functions. What must not: web, database
+or executor imports (FastAPI, SQLAlchemy, Ray).
+
+Conventions shared by every function: inputs are numpy arrays or torch tensors (CUDA tensors are
+processed on their GPU where the metric does heavy linear algebra); they are validated once, at the
+public function, with ``ValueError`` messages naming the offending value; computation is float64; inputs
+are never modified; results are deterministic for a given ``random_state``; labels may be any hashable
+values and are re-encoded to ``0..C-1`` in sorted order.
+"""
+
+from .baselines import knn_accuracy, linear_probe_accuracy
+from .difficulty import TaskDifficulty, task_difficulty
+from .gbc import gbc
+from .hscore import hscore, hscore_shrinkage
+from .leep import SubsampleWarning, leep, nce, nleep
+from .logme import ConvergenceWarning, logme
+from .otdd import otdd
+from .parc import parc
+from .registry import (
+    METRICS,
+    TASK_TYPES,
+    MetricSpec,
+    UnknownMetricError,
+    UnsupportedTaskError,
+    capability_matrix,
+    check_capability,
+    get_metric,
+    score,
+)
+from .sfda import sfda
+from .similarity import frechet_distance, mmd, proxy_a_distance
+from .transrate import transrate
+
+__all__ = [
+    "logme",
+    "leep",
+    "nce",
+    "nleep",
+    "hscore",
+    "hscore_shrinkage",
+    "gbc",
+    "sfda",
+    "transrate",
+    "parc",
+    "knn_accuracy",
+    "linear_probe_accuracy",
+    "otdd",
+    "frechet_distance",
+    "mmd",
+    "proxy_a_distance",
+    "task_difficulty",
+    "TaskDifficulty",
+    "METRICS",
+    "TASK_TYPES",
+    "MetricSpec",
+    "UnknownMetricError",
+    "UnsupportedTaskError",
+    "ConvergenceWarning",
+    "SubsampleWarning",
+    "capability_matrix",
+    "check_capability",
+    "get_metric",
+    "score",
+]

@@ -1,0 +1,290 @@
+"""The metric catalogue: ``METRICS`` (name → :class:`MetricSpec`), the task-type capability matrix, and
+``score``, the one generic entry point a job runner uses.
+
+Registration is explicit (a literal table below); importing this module has no other side effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from .baselines import knn_accuracy, linear_probe_accuracy
+from .difficulty import task_difficulty
+from .gbc import gbc
+from .hscore import hscore, hscore_shrinkage
+from .leep import leep, nce, nleep
+from .logme import logme
+from .otdd import otdd
+from .parc import parc
+from .sfda import sfda
+from .similarity import frechet_distance, mmd, proxy_a_distance
+from .transrate import transrate
+
+__all__ = [
+    "TASK_TYPES",
+    "MetricSpec",
+    "METRICS",
+    "UnknownMetricError",
+    "UnsupportedTaskError",
+    "get_metric",
+    "check_capability",
+    "capability_matrix",
+    "score",
+]
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+MULTILABEL = "multilabel"
+TASK_TYPES: tuple[str, ...] = (CLASSIFICATION, REGRESSION, MULTILABEL)
+KINDS = ("transferability", "similarity", "difficulty", "baseline")
+DIRECTIONS = ("higher_is_better", "lower_is_better", "per_field")
+
+# Input names a job runner can supply. "labels_or_targets" means: class labels for a classification
+# task, the (n, k) target matrix for regression / multi-label tasks.
+INPUT_NAMES = (
+    "features",
+    "labels",
+    "labels_or_targets",
+    "source_probs",
+    "a",
+    "b",
+    "source_features",
+    "source_labels",
+    "target_features",
+    "target_labels",
+)
+
+
+class UnknownMetricError(ValueError):
+    """The metric name is not in ``METRICS``."""
+
+
+class UnsupportedTaskError(ValueError):
+    """The metric does not support the requested task type (see :func:`capability_matrix`)."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """Catalogue entry of one metric.
+
+    Attributes
+    ----------
+    name : str
+    fn : callable
+        The public function.
+    inputs : tuple of str
+        Positional inputs, in call order (names from ``INPUT_NAMES``).
+    task_types : tuple of str
+        Supported task types (subset of ``TASK_TYPES``).
+    direction : {"higher_is_better", "lower_is_better", "per_field"}
+        ``"per_field"`` only for ``task_difficulty``, whose fields document their own direction.
+    kind : {"transferability", "similarity", "difficulty", "baseline"}
+    reference : str
+        Paper and the reference code the implementation is equal to.
+    variant : str
+        Which reference variant is implemented (stored with each score).
+    version : str
+        Bumped whenever the computed number changes for the same input.
+    target_kwargs : mapping
+        Extra keyword arguments used for regression / multi-label tasks.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    task_types: tuple[str, ...]
+    direction: str
+    kind: str
+    reference: str
+    variant: str
+    version: str = "1"
+    target_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def supports(self, task_type: str) -> bool:
+        return task_type in self.task_types
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (without the callable)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "direction": self.direction,
+            "inputs": list(self.inputs),
+            "task_types": list(self.task_types),
+            "reference": self.reference,
+            "variant": self.variant,
+            "version": self.version,
+        }
+
+
+_C = (CLASSIFICATION,)
+_ALL = TASK_TYPES
+_FL = ("features", "labels")
+
+_SPECS = [
+    MetricSpec("logme", logme, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
+               "You et al. ICML 2021 / JMLR 2022; thuml/LogME LogME._fit_icml, tllib ranking/logme.py",
+               "logme.full_d_evidence", target_kwargs={"regression": True}),
+    MetricSpec("leep", leep, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
+               "Nguyen et al. ICML 2020; thuml/LogME LEEP.py, tllib ranking/leep.py", "leep.thuml"),
+    MetricSpec("nce", nce, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
+               "Tran et al. ICCV 2019; thuml/LogME NCE.py, tllib ranking/nce.py", "nce.thuml_eps_in_log"),
+    MetricSpec("nleep", nleep, _FL, _C, "higher_is_better", "transferability",
+               "Li et al. CVPR 2021; google-research stable_transfer nleep.py (log form)",
+               "nleep.log_pca0.8_k5c_seeded"),
+    MetricSpec("hscore", hscore, _FL, _C, "higher_is_better", "transferability",
+               "Bao et al. ICIP 2019; README getHscore, tllib ranking/hscore.py::h_score", "hscore.bao_pinv"),
+    MetricSpec("hscore_shrinkage", hscore_shrinkage, _FL, _C, "higher_is_better", "transferability",
+               "Ibrahim et al. arXiv:2110.06893; tllib ranking/hscore.py::regularized_h_score",
+               "hscore.ledoit_wolf"),
+    MetricSpec("gbc", gbc, _FL, _C, "higher_is_better", "transferability",
+               "Pándy et al. CVPR 2022; google-research stable_transfer gbc.py", "gbc.diagonal_pca64"),
+    MetricSpec("sfda", sfda, _FL, _C, "higher_is_better", "transferability",
+               "Shao et al. ECCV 2022; TencentARC/SFDA metrics.py::SFDA_Score", "sfda.confmix"),
+    MetricSpec("transrate", transrate, _FL, _C, "higher_is_better", "transferability",
+               "Huang et al. ICML 2022; tllib ranking/transrate.py", "transrate.tllib_centred_eps1e-4"),
+    MetricSpec("parc", parc, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
+               "Bolya et al. NeurIPS 2021; dbolya/parc methods.py::PARC", "parc.pca32_max5000"),
+    MetricSpec("knn_accuracy", knn_accuracy, _FL, _C, "higher_is_better", "baseline",
+               "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_euclidean_k5"),
+    MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
+               "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold"),
+    MetricSpec("otdd", otdd, ("source_features", "source_labels", "target_features", "target_labels"), _C,
+               "lower_is_better", "similarity",
+               "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (POT debiased Sinkhorn)",
+               "otdd.exact_inner_relative_entreg"),
+    MetricSpec("frechet_distance", frechet_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
+               "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov"),
+    MetricSpec("mmd", mmd, ("a", "b"), _ALL, "lower_is_better", "similarity",
+               "Gretton et al. JMLR 2012; unbiased MMD², RBF, median heuristic", "mmd2.unbiased_rbf_median"),
+    MetricSpec("proxy_a_distance", proxy_a_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
+               "Ben-David et al. NeurIPS 2006; logistic domain classifier, 5-fold", "pad.logistic_5fold"),
+    MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
+               "Facco et al. 2017 (TwoNN); normalised label entropy; LOO k-NN; Fisher variance ratio",
+               "difficulty.v1"),
+]
+
+METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+"""Every metric of the library, by name (read-only)."""
+
+
+def get_metric(name: str) -> MetricSpec:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise UnknownMetricError(f"unknown metric {name!r}; known metrics: {sorted(METRICS)}") from None
+
+
+def check_capability(metric: str, task_type: str) -> MetricSpec:
+    """Return the spec of ``metric`` if it supports ``task_type``; raise a ``ValueError`` subclass otherwise.
+
+    Raises
+    ------
+    UnknownMetricError
+        Unknown metric name.
+    UnsupportedTaskError
+        Unknown task type, or a task type the metric does not support.
+    """
+    spec = get_metric(metric)
+    if task_type not in TASK_TYPES:
+        raise UnsupportedTaskError(f"unknown task type {task_type!r}; known task types: {list(TASK_TYPES)}")
+    if not spec.supports(task_type):
+        raise UnsupportedTaskError(
+            f"metric {metric!r} does not support task type {task_type!r} (supported: {list(spec.task_types)})"
+        )
+    return spec
+
+
+def capability_matrix() -> dict[str, Any]:
+    """JSON-able catalogue: task types, and per metric its description and a task-type → bool map."""
+    return {
+        "task_types": list(TASK_TYPES),
+        "metrics": {
+            name: {**spec.to_dict(), "supports": {t: spec.supports(t) for t in TASK_TYPES}}
+            for name, spec in METRICS.items()
+        },
+    }
+
+
+def _check_multilabel(targets: Any) -> None:
+    arr = targets.detach().cpu().numpy() if hasattr(targets, "detach") else np.asarray(targets)
+    if arr.ndim != 2:
+        raise ValueError(f"multilabel targets must be a 2-D (n_samples, n_labels) 0/1 matrix, got shape {arr.shape}")
+    bad = ~np.isin(arr, (0, 1))
+    if bad.any():
+        raise ValueError(f"multilabel targets must be 0/1; found {arr[bad].reshape(-1)[0]!r}")
+
+
+def score(
+    name: str,
+    *,
+    task_type: str = CLASSIFICATION,
+    features: Any = None,
+    labels: Any = None,
+    targets: Any = None,
+    source_probs: Any = None,
+    a: Any = None,
+    b: Any = None,
+    source_features: Any = None,
+    source_labels: Any = None,
+    target_features: Any = None,
+    target_labels: Any = None,
+    **params: Any,
+) -> float:
+    """Compute metric ``name`` from the inputs its spec declares and return a float.
+
+    Classification tasks pass ``labels``; regression and multi-label tasks pass ``targets`` (n, k)
+    (multi-label: a 0/1 matrix), which metrics with a ``labels_or_targets`` input receive in place of
+    labels (LogME then runs its regression form). Extra keyword ``params`` go to the metric function.
+
+    Raises
+    ------
+    UnknownMetricError, UnsupportedTaskError
+        See :func:`check_capability`.
+    ValueError
+        A required input is missing, or the metric does not return a scalar (``task_difficulty``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from app.transferability import score
+    >>> f = np.array([[0.0, 1.0], [1.0, 0.0], [4.0, 1.0], [5.0, 2.0]])
+    >>> round(score("hscore", features=f, labels=[0, 0, 1, 1]), 4)
+    0.9444
+    """
+    spec = check_capability(name, task_type)
+    if spec.direction == "per_field":
+        raise ValueError(f"{name!r} returns a structured result, not a score; call {spec.fn.__name__}() directly")
+    supplied = {
+        "features": features,
+        "labels": labels,
+        "source_probs": source_probs,
+        "a": a,
+        "b": b,
+        "source_features": source_features,
+        "source_labels": source_labels,
+        "target_features": target_features,
+        "target_labels": target_labels,
+    }
+    if task_type == CLASSIFICATION:
+        supplied["labels_or_targets"] = labels
+    else:
+        if targets is not None and task_type == MULTILABEL:
+            _check_multilabel(targets)
+        supplied["labels_or_targets"] = targets
+    args = []
+    for inp in spec.inputs:
+        value = supplied[inp]
+        if value is None:
+            wanted = ("labels" if task_type == CLASSIFICATION else "targets") if inp == "labels_or_targets" else inp
+            raise ValueError(f"metric {name!r} needs input {wanted!r} for task type {task_type!r}")
+        args.append(value)
+    kwargs = dict(params)
+    if task_type != CLASSIFICATION:
+        kwargs = {**spec.target_kwargs, **kwargs}
+    return float(spec.fn(*args, **kwargs))
