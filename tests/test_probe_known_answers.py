@@ -8,13 +8,15 @@ pretrained on shuffled labels (→ negative transfer); adversarial weights whose
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from probe_kit import MlpAdapter, dead_relu_state, pretrain, xor_task
 
 from app.probes import ProbeBudget, ProbeData, RunCache, judge, run_probe
 from app.probes.halving import ProbeCandidate, rung_schedule, successive_halving
+from tests.probe_kit import MlpAdapter, dead_relu_state, pretrain, xor_task
 
 BUDGET = ProbeBudget(steps=100, eval_every=20, batch_size=32, lr_grid=(1e-2,), linear_lr_grid=(3e-2,))
 
@@ -89,3 +91,5 @@ def test_successive_halving_keeps_the_best_and_shares_scratch(sources):
     verdicts = {v.backbone_id: v.verdict for v in judge(out.results)}
     assert verdicts["zoo:mlp_tiny.adversarial"] in ("negative_transfer", "inconclusive")
     assert out.to_dict()["rungs"][0]["kept"] == out.rungs[1].candidates
+    json.dumps(out.to_dict(), allow_nan=False)
+    json.dumps([v.to_dict() for v in judge(out.results)], allow_nan=False)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
-from probe_kit import ConvAdapter, MlpAdapter, xor_task
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 
 from app.probes import ProbeBudget, ProbeCancelled, ProbeData, ReferenceArm, RunCache, run_arm, run_probe
 from app.probes.evaluation import classification_scores, primary_metric, regression_scores
 from app.probes.runner import ArmRun, arch_key, frozen_features
+from tests.probe_kit import ConvAdapter, MlpAdapter, xor_task
 
 BUDGET = ProbeBudget(steps=40, eval_every=10, batch_size=16, lr_grid=(3e-3, 1e-2), linear_lr_grid=(1e-2,))
 
@@ -67,6 +69,7 @@ def test_arms_are_paired_per_seed(task):
         assert r.details["lr"] in BUDGET.grid(r.arm)
         assert r.details["best_step"] in steps and not r.details["timed_out"]
     assert res.by_arm().keys() == {"finetune", "linear", "scratch"}
+    json.dumps(res.to_dict(), allow_nan=False)  # what the job layer stores in JSON columns
 
 
 def test_finetune_and_scratch_train_equal_steps_when_not_stopped_early(task):
@@ -200,3 +203,15 @@ def test_inputs_are_validated(task):
     with pytest.raises(ValueError, match="'finetune' is not a valid|not a valid ProbeArm"):
         run_probe(MlpAdapter("src"), "fc2", x, y, arms=("fine-tune",), budget=BUDGET, device="cpu")
     assert ArmRun.from_dict(ArmRun("zoo:a.b", "fc2", "scratch", 0, 0.5, 10, 1.0).to_dict()).metric == 0.5
+
+
+def test_a_diverging_run_is_flagged_and_stores_no_nan():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    t = x[:, :1] * 2.0
+    src = MlpAdapter("nan")
+    src.state = {k: v * float("nan") for k, v in MlpAdapter("tmp").build().state_dict().items()}
+    run = run_arm(src, "fc1", ProbeData(x, t, task_type="regression"), "finetune", 0, budget=BUDGET, device="cpu")
+    assert run.metric is None and all(s["diverged"] for s in run.details["lr_search"])
+    assert run.curve[0]["val_metric"] is None
+    json.dumps(run.to_dict(), allow_nan=False)

@@ -9,7 +9,7 @@ import torch
 
 
 class ProbeCancelled(Exception):
-    """Raised between steps when the caller's ``should_stop()`` says the job was cancelled."""
+    """Raised at the next evaluation (every ``eval_every`` steps) once ``should_stop()`` returns true."""
 
 
 @dataclass(frozen=True)

