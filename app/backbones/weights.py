@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from app.errors import BackboneUnavailable, InvalidInput
+from app.errors import BackboneUnavailable, InvalidInput, UnsupportedMediaType
 
 WeightsFormat = Literal["safetensors", "torchscript", "state_dict"]
 _CHUNK = 1024 * 1024
@@ -50,7 +51,7 @@ def sniff_format(path: Path) -> WeightsFormat:
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
             return "state_dict"
-    raise InvalidInput(
+    raise UnsupportedMediaType(
         f"weights file {path.name!r} is neither safetensors, a TorchScript archive nor a torch state-dict "
         "archive; bare pickle files are refused (convert with safetensors.torch.save_file)"
     )
@@ -95,7 +96,9 @@ def load_torchscript(path: Path, *, expected_sha256: str | None = None) -> torch
     if sniff_format(path) != "torchscript":
         raise InvalidInput(f"weights {path.name!r} are not a TorchScript archive")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but is the upload format we accept
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise InvalidInput(f"TorchScript archive {path.name!r} cannot be loaded: {exc}") from exc
 

@@ -16,6 +16,7 @@ import time
 import uuid
 
 from app.execution import tasks
+from app.execution.units import UnitRunner
 from app.runtime import Runtime
 from app.services import jobs as job_state
 
@@ -25,6 +26,7 @@ log = logging.getLogger("tscout.executor")
 class LocalExecutor:
     def __init__(self, runtime: Runtime, *, poll_seconds: float = 1.0) -> None:
         self.runtime = runtime
+        self.units: UnitRunner | None = None  # None: units run inline in the worker thread
         self.poll_seconds = poll_seconds
         self.worker_id = f"local:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._queue: queue.Queue[uuid.UUID | None] = queue.Queue()
@@ -71,7 +73,7 @@ class LocalExecutor:
                 ids = job_state.pending_job_ids(session, limit=1)
             if not ids:
                 return
-            tasks.run_job(self.runtime, ids[0], self.worker_id)
+            tasks.run_job(self.runtime, ids[0], self.worker_id, self.units)
 
     def _next_job(self) -> uuid.UUID | None:
         try:
@@ -88,7 +90,7 @@ class LocalExecutor:
             try:
                 job_id = self._next_job()
                 if job_id is not None and not self._stop.is_set():
-                    tasks.run_job(self.runtime, job_id, self.worker_id)
+                    tasks.run_job(self.runtime, job_id, self.worker_id, self.units)
                 now = time.monotonic()
                 if now - last_reconcile > self.runtime.settings.job_stale_seconds / 2:
                     self.reconcile()

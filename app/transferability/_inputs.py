@@ -266,3 +266,29 @@ def codes_tensor(labels: EncodedLabels, device: torch.device) -> torch.Tensor:
 def centered(x: torch.Tensor) -> torch.Tensor:
     """A new, column-centred copy of ``x`` (never in place)."""
     return x - x.mean(dim=0, keepdim=True)
+
+
+def eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric eigendecomposition (ascending); LAPACK through numpy on the CPU so that CPU kernels use a
+    single BLAS thread pool (alternating numpy's and torch's pools oversubscribes small machines)."""
+    if a.device.type == "cpu":
+        w, v = np.linalg.eigh(a.numpy())
+        return torch.from_numpy(w), torch.from_numpy(v)
+    return torch.linalg.eigh(a)
+
+
+def logdet_identity_plus(g: torch.Tensor, scale: float) -> float:
+    """log det(I + scale · g) for a PSD matrix g (Cholesky, eigenvalues as a fallback)."""
+    if g.device.type == "cpu":
+        a = scale * g.numpy()
+        a[np.diag_indices_from(a)] += 1.0
+        try:
+            return float(2.0 * np.log(np.diagonal(np.linalg.cholesky(a))).sum())
+        except np.linalg.LinAlgError:
+            return float(np.log(np.clip(np.linalg.eigvalsh(a), 1.0, None)).sum())
+    a = scale * g
+    a.diagonal().add_(1.0)
+    chol, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        return float(2.0 * torch.log(torch.diagonal(chol)).sum())
+    return float(torch.log(torch.clamp(torch.linalg.eigvalsh(a), min=1.0)).sum())

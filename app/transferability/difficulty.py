@@ -107,7 +107,7 @@ def task_difficulty(features, labels, *, k: int = 5) -> TaskDifficulty:
     >>> f = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [9.0, 9.0], [9.0, 10.0], [10.0, 9.0]])
     >>> d = task_difficulty(f, ["a", "a", "a", "b", "b", "b"], k=1)
     >>> d.n_classes, d.samples_per_class, d.imbalance, d.knn_error, round(d.fisher_separability, 4)
-    (2, (3, 3), 0.0, 0.0, 0.9939)
+    (2, (3, 3), 0.0, 0.0, 0.9891)
     """
     x = as_numpy_matrix(features, "features", min_rows=3)
     enc = encode_labels(labels, x.shape[0], min_classes=1)

@@ -95,7 +95,7 @@ def leep(source_probs, labels) -> float:
     >>> from app.transferability import leep
     >>> p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])
     >>> round(leep(p, [0, 0, 1, 1]), 4)
-    -0.4365
+    -0.384
     """
     theta = _as_probabilities(source_probs)
     enc = encode_labels(labels, theta.shape[0], min_classes=1)
@@ -212,7 +212,7 @@ def nleep(
     >>> y = np.repeat([0, 1], 30)
     >>> f = rng.normal(size=(60, 3)) + 3 * y[:, None]
     >>> round(nleep(f, y, components_per_class=1), 4)
-    -0.0165
+    -0.005
     """
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture

@@ -132,7 +132,7 @@ def otdd(
     >>> otdd(x, y, x, y)
     0.0
     >>> round(otdd(x, y, x + [1.0, 0.0], y), 4)
-    0.7436
+    2.0014
     """
     if inner not in _INNER:
         raise ValueError(f"inner must be one of {_INNER}, got {inner!r}")

@@ -79,9 +79,11 @@ def parc(
     --------
     >>> import numpy as np
     >>> from app.transferability import parc
-    >>> f = np.array([[0.0, 1.0, 0.2], [1.0, 0.0, 0.1], [4.0, 1.0, 3.0], [5.0, 2.0, 2.5]])
-    >>> round(parc(f, [0, 0, 1, 1], n_dims=None), 4)
-    28.2843
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat([0, 1, 2], 10)
+    >>> f = rng.normal(size=(30, 4)) + 3 * np.eye(4)[y]
+    >>> round(parc(f, y, n_dims=None), 4)
+    67.0804
     """
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
@@ -124,8 +126,10 @@ def parc(
     x = StandardScaler().fit_transform(x)
     m = x.shape[0]
     upper = np.triu(np.ones((m, m), dtype=bool), k=1)
-    rdm_f = (1.0 - _row_correlation(x))[upper]
-    rdm_y = (1.0 - _row_correlation(y))[upper]
+    # Rounding to 12 decimals restores the exact ties that round-off breaks (one-hot rows give only two
+    # distinct label dissimilarities); Spearman's average ranks depend on those ties.
+    rdm_f = np.round(1.0 - _row_correlation(x), 12)[upper]
+    rdm_y = np.round(1.0 - _row_correlation(y), 12)[upper]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
         rho = scipy.stats.spearmanr(rdm_f, rdm_y)[0]

@@ -255,7 +255,7 @@ def score(
     >>> from app.transferability import score
     >>> f = np.array([[0.0, 1.0], [1.0, 0.0], [4.0, 1.0], [5.0, 2.0]])
     >>> round(score("hscore", features=f, labels=[0, 0, 1, 1]), 4)
-    0.9714
+    0.9444
     """
     spec = check_capability(name, task_type)
     if spec.direction == "per_field":

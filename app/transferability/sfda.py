@@ -95,7 +95,7 @@ def sfda(features, labels) -> float:
     >>> from app.transferability import sfda
     >>> f = np.array([[0.0, 1.0], [1.0, 0.0], [4.0, 1.0], [5.0, 2.0]])
     >>> round(sfda(f, [0, 0, 1, 1]), 4)
-    0.9967
+    0.9998
     """
     x = as_matrix(features, "features")
     enc = encode_labels(labels, x.shape[0])

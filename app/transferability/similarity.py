@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import torch
 
-from ._inputs import as_matrix, as_numpy_matrix, check_positive_int, check_random_state, gram
+from ._inputs import as_matrix, as_numpy_matrix, check_positive_int, check_random_state, eigh, gram
 
 __all__ = ["frechet_distance", "mmd", "proxy_a_distance", "gaussian_factor", "nuclear_cross"]
 
@@ -40,7 +40,7 @@ def gaussian_factor(x: torch.Tensor, ddof: int) -> tuple[torch.Tensor, torch.Ten
     tr = (xc * xc).sum()
     if n <= d:
         return mu, tr, xc.T
-    s, v = torch.linalg.eigh(gram(xc))
+    s, v = eigh(gram(xc))
     root = (v * torch.sqrt(torch.clamp(s, min=0.0))) @ v.T
     return mu, tr, root
 
@@ -151,7 +151,7 @@ def mmd(a, b, *, bandwidth="median", random_state: int = 0) -> float:
     >>> from app.transferability import mmd
     >>> a = np.array([[0.0], [1.0], [2.0]])
     >>> round(mmd(a, a + 5.0, bandwidth=1.0), 4)
-    0.4586
+    0.8963
     """
     ta, tb = _pair(a, b)
     random_state = check_random_state(random_state)

@@ -5,27 +5,25 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._inputs import as_matrix, centered, check_positive_float, encode_labels, gram, outer_gram
+from ._inputs import (
+    as_matrix,
+    centered,
+    check_positive_float,
+    encode_labels,
+    gram,
+    logdet_identity_plus,
+    outer_gram,
+)
 
 __all__ = ["transrate"]
 
 
-def _logdet_identity_plus(g: torch.Tensor, scale: float) -> torch.Tensor:
-    """log det(I + scale · g) for a PSD Gram matrix g (Cholesky; eigenvalues as a fallback)."""
-    a = scale * g
-    a.diagonal().add_(1.0)
-    chol, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        return 2.0 * torch.log(torch.diagonal(chol)).sum()
-    return torch.log(torch.clamp(torch.linalg.eigvalsh(a), min=1.0)).sum()
-
-
-def _coding_rate(z: torch.Tensor, eps: float, g: torch.Tensor | None = None) -> torch.Tensor:
+def _coding_rate(z: torch.Tensor, eps: float, g: torch.Tensor | None = None) -> float:
     """½ log det(I_d + zᵀz / (n ε)), evaluated on the smaller of zᵀz and zzᵀ (Sylvester's identity)."""
     n, d = z.shape
     if g is None:
         g = gram(z) if n >= d else outer_gram(z)
-    return 0.5 * _logdet_identity_plus(g, 1.0 / (n * eps))
+    return 0.5 * logdet_identity_plus(g, 1.0 / (n * eps))
 
 
 def transrate(features, labels, *, eps: float = 1e-4) -> float:
@@ -63,7 +61,7 @@ def transrate(features, labels, *, eps: float = 1e-4) -> float:
     >>> from app.transferability import transrate
     >>> f = np.array([[0.0, 1.0], [1.0, 0.0], [4.0, 1.0], [5.0, 2.0]])
     >>> round(transrate(f, [0, 0, 1, 1]), 4)
-    2.7629
+    0.0911
     """
     f = as_matrix(features, "features")
     enc = encode_labels(labels, f.shape[0])
@@ -74,7 +72,7 @@ def transrate(features, labels, *, eps: float = 1e-4) -> float:
     bounds = np.concatenate([[0], np.cumsum(enc.counts)])
     idx = torch.from_numpy(order).to(z.device)
     z_sorted = z.index_select(0, idx)
-    conditional = torch.zeros((), dtype=torch.float64, device=z.device)
+    conditional = 0.0
     for c in range(enc.n_classes):
         conditional = conditional + _coding_rate(z_sorted[bounds[c] : bounds[c + 1]], eps)
     return float(total - conditional / enc.n_classes)

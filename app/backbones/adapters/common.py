@@ -18,6 +18,17 @@ from app.backbones.base import BackboneSpec
 from app.backbones.preprocess import ImageTransform, Pool, identity, pool
 
 
+def seeded(fn: Callable[..., Any], seed: int, *args: Any) -> Any:
+    """``fn(*args)`` with torch's CPU generator seeded, leaving the global RNG state as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return fn(*args)
+
+
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 class ModuleAdapter(ABC):
     """Base adapter: image input by default (text adapters override ``transform``/``collate``/``_input``)."""
 
@@ -74,9 +85,7 @@ class ModuleAdapter(ABC):
 
     def trunk(self, layer: str, *, pretrained: bool = True, seed: int = 0) -> nn.Module:
         (name,) = self.check_layers([layer])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = self._build(pretrained)
+        model = seeded(self._build, seed, pretrained)
         return self._trunk_body(model, name).train()
 
     # -- helpers for subclasses -------------------------------------------------------------------

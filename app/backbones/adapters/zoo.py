@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.backbones.adapters.common import ModuleAdapter
+from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneSpec, LayerSpec
 from app.backbones.zoo import ZooModel, build_zoo_model
 from app.errors import BackboneUnavailable, InvalidInput
@@ -58,7 +58,10 @@ class ZooAdapter(ModuleAdapter):
                     f"{self.arch}'s taps {[(t.name, t.dim) for t in own.values()]}"
                 )
         self._state: dict[str, torch.Tensor] | None = None
-        if weights_path is not None:
+        if weights_path is None:  # "random": seed 0, and trunks start from this same state
+            model = seeded(lambda: build_zoo_model(self.arch, **self.kwargs), 0)
+            self._state = state_copy(model)
+        else:
             if not weights_path.is_file():
                 raise BackboneUnavailable(
                     f"weights of {spec.id} not found: place the safetensors file at {weights_path}"

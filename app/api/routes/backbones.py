@@ -1,0 +1,66 @@
+"""The backbone catalogue: built-in cards plus the project's registered backbones."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from pydantic import ValidationError
+
+from app.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
+from app.api.errors import error_responses
+from app.errors import InvalidInput
+from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
+from app.services import backbones as service
+
+router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
+
+
+@router.get("", operation_id="backbones-list", summary="List built-in and registered backbones",
+            responses=error_responses(401, 422))
+def list_backbones(
+    session: SessionDep, principal: PrincipalDep, settings: SettingsDep,
+    family: Annotated[str | None, Query(description="zoo, timm, torchvision, hf or torchscript")] = None,
+    modality: Annotated[str | None, Query(pattern="^(image|text)$")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text search over id, description, source.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(pattern="^[0-9]{1,9}$", description="From a previous page.")] = None,
+) -> BackbonePage:
+    offset = int(cursor or 0)
+    items, total = service.list_project_backbones(session, principal.project_id, settings, family_name=family,
+                                                  modality=modality, q=q, offset=offset, limit=limit)
+    more = offset + len(items) < total
+    return BackbonePage(items=[BackboneRead(**i) for i in items], total=total,
+                        next_cursor=str(offset + len(items)) if more else None)
+
+
+@router.post("", operation_id="backbones-register", summary="Register a hub backbone by id (found offline)",
+             status_code=status.HTTP_201_CREATED, responses=error_responses(401, 409, 422))
+def register_backbone(body: BackboneCreate, session: SessionDep, principal: PrincipalDep,
+                      settings: SettingsDep) -> BackboneRead:
+    return BackboneRead(**service.register_hub(
+        session, principal.project_id, settings, body.id, weights=body.weights, description=body.description,
+        licence=body.licence, source=body.source.model_dump() if body.source else None))
+
+
+@router.post("/upload", operation_id="backbones-upload",
+             summary="Register uploaded weights (safetensors for zoo architectures, or TorchScript)",
+             status_code=status.HTTP_201_CREATED, responses=error_responses(401, 409, 413, 415, 422))
+def upload_backbone(
+    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, store: StoreDep,
+    weights: Annotated[UploadFile, File(description="safetensors, a zoo state dict, or a TorchScript archive")],
+    card: Annotated[str, Form(description="BackboneCard as JSON: preprocessing, and for zoo: id + arch")],
+) -> BackboneRead:
+    try:
+        parsed = BackboneCard.model_validate(json.loads(card))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise InvalidInput(f"card: {exc}") from exc
+    return BackboneRead(**service.register_upload(session, principal.project_id, settings, store, weights.file,
+                                                  parsed.model_dump()))
+
+
+@router.get("/{backbone_id:path}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
+            responses=error_responses(401, 404))
+def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep) -> BackboneRead:
+    return BackboneRead(**service.get_backbone(session, principal.project_id, settings, backbone_id))

@@ -1,0 +1,146 @@
+"""Batched embedding of a torch dataset at several layers in one pass.
+
+A DataLoader feeds collated batches (worker processes and pinned memory when ``num_workers > 0``); the
+adapter embeds them under ``torch.inference_mode`` (inside ``embed``), on CUDA with channels_last (the
+adapter's ``to``) and autocast (bf16 where supported, else fp16); results are float32 numpy arrays filled
+in dataset order, so identical inputs give identical outputs. A CUDA out-of-memory error halves the batch
+and retries; ``progress(done, total)`` is called after every batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.backbones.base import BackboneAdapter
+
+SOURCE_PROBS = "__source_probs__"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    batch_size: int = 128
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EmbedOptions:
+        return cls(settings.embed_batch_size, settings.embed_num_workers, settings.device)
+
+
+def resolve_device(setting: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(setting)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {setting!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {setting!r} was asked for, but CUDA is not available on this machine")
+    return device
+
+
+class _Collate:
+    """Drops the labels and lets the adapter batch the samples (a class, so workers can receive it)."""
+
+    def __init__(self, adapter: BackboneAdapter) -> None:
+        self.collate = adapter.collate
+
+    def __call__(self, items: Sequence[tuple[Any, Any]]) -> Any:
+        return self.collate([sample for sample, _ in items])
+
+
+def _rows(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    return int(next(iter(batch.values())).shape[0])
+
+
+def _slice(batch: Any, a: int, b: int) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch[a:b]
+    return {k: v[a:b] for k, v in batch.items()}
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def _forward(adapter: BackboneAdapter, batch: Any, layers: list[str], want_probs: bool) -> dict[str, torch.Tensor]:
+    out = adapter.embed(batch, layers) if layers else {}
+    if want_probs:
+        with torch.inference_mode():
+            out[SOURCE_PROBS] = adapter.source_logits(batch).float().softmax(dim=-1)
+    return out
+
+
+def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str], *,
+                  options: EmbedOptions = EmbedOptions(), progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """``{layer: float32 (len(dataset), dim)}`` for a dataset yielding ``(sample, label)``.
+
+    ``layers`` may include :data:`SOURCE_PROBS` (softmax of the source head) next to real layers.
+    """
+    layers = list(dict.fromkeys(layers))
+    want_probs = SOURCE_PROBS in layers
+    taps = [name for name in layers if name != SOURCE_PROBS]
+    if not layers:
+        raise ValueError("embed_samples needs at least one layer")
+    unknown = [name for name in taps if name not in adapter.layers()]
+    if unknown:
+        raise ValueError(f"backbone {adapter.spec.id} has no layer(s) {unknown}; layers: {adapter.layers()}")
+    if want_probs and not adapter.has_source_head:
+        raise ValueError(f"backbone {adapter.spec.id} has no source head, so it has no source probabilities")
+    device = resolve_device(options.device)
+    adapter.to(device)
+    total = len(dataset)
+    out: dict[str, np.ndarray] = {}
+    if total == 0:
+        return {name: np.zeros((0, adapter.spec.layer(name).dim), np.float32) for name in taps} | (
+            {SOURCE_PROBS: np.zeros((0, 0), np.float32)} if want_probs else {})
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
+        collate_fn=_Collate(adapter), pin_memory=options.num_workers > 0 and device.type == "cuda",
+        persistent_workers=False,
+    )
+    chunk = options.batch_size
+    done = 0
+    for batch in loader:
+        n = _rows(batch)
+        start = 0
+        while start < n:
+            stop = min(n, start + chunk)
+            try:
+                with _autocast(device, options.amp):
+                    result = _forward(adapter, _slice(batch, start, stop), taps, want_probs)
+            except torch.cuda.OutOfMemoryError:
+                if chunk == 1:
+                    raise
+                chunk = max(1, chunk // 2)  # halve and retry this part of the batch
+                torch.cuda.empty_cache()
+                continue
+            for name, value in result.items():
+                if name not in out:
+                    out[name] = np.empty((total, value.shape[1]), dtype=np.float32)
+                out[name][done + start: done + stop] = value.detach().float().cpu().numpy()
+            start = stop
+        done += n
+        if progress is not None:
+            progress(done, total)
+    return {name: out[name] for name in layers}

@@ -1,0 +1,209 @@
+"""The backbone catalogue as a project sees it: built-in cards plus the project's registered backbones,
+registration (hub ids described offline; uploaded safetensors / TorchScript weights), and the one way jobs
+turn a backbone id into a loaded adapter (:func:`load_adapter`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.backbones.base import BackboneAdapter, BackboneId, BackboneSpec, Preprocessing, SourceTask
+from app.backbones.cards import replace_spec, spec_from_card, spec_from_dict, spec_to_dict
+from app.backbones.catalogue import (
+    Catalogue,
+    LoadContext,
+    complete_spec,
+    create_adapter,
+    family,
+    list_backbones,
+)
+from app.backbones.weights import sha256_file, sniff_format
+from app.db.tables import Backbone
+from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.settings import Settings
+from app.storage import ArtifactStore, content_key
+
+_CHUNK = 1024 * 1024
+_EXT = {"safetensors": ".safetensors", "torchscript": ".pt", "state_dict": ".pth"}
+
+
+@lru_cache(maxsize=8)
+def _catalogue(models_dir: str) -> Catalogue:
+    return Catalogue(Path(models_dir))
+
+
+def catalogue(settings: Settings) -> Catalogue:
+    """The built-in cards of ``settings.models_dir``, read once per process."""
+    return _catalogue(str(Path(settings.models_dir).resolve()))
+
+
+def _project_specs(session: Session, project_id: uuid.UUID) -> list[tuple[Backbone, BackboneSpec]]:
+    rows = session.scalars(select(Backbone).where(Backbone.project_id == project_id)).all()
+    return [(row, spec_from_dict(row.spec)) for row in rows]
+
+
+def to_read(spec: BackboneSpec, *, builtin: bool) -> dict[str, Any]:
+    """Response shape of a spec; drops server paths (card folder, local weights locations)."""
+    data = spec_to_dict(spec)
+    extra = data.pop("extra")
+    data.pop("family", None)
+    return {**data, "family": spec.family, "builtin": builtin, "arch": extra.get("arch"),
+            "recipe": extra.get("recipe")}
+
+
+def list_project_backbones(session: Session, project_id: uuid.UUID, settings: Settings, *,
+                           family_name: str | None = None, modality: str | None = None, q: str | None = None,
+                           offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    own = [spec for _, spec in _project_specs(session, project_id)]
+    builtins = catalogue(settings).builtins
+    specs = list_backbones([*builtins.values(), *own], family=family_name, modality=modality, q=q)
+    page = specs[offset: offset + limit]
+    return [to_read(s, builtin=s.id in builtins) for s in page], len(specs)
+
+
+def get_spec(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> tuple[BackboneSpec, Backbone | None]:
+    """The project's registered spec for ``backbone_id``, else the built-in one; 404 otherwise."""
+    row = session.scalar(select(Backbone).where(Backbone.project_id == project_id, Backbone.backbone_id == backbone_id))
+    if row is not None:
+        return spec_from_dict(row.spec), row
+    return catalogue(settings).get(backbone_id), None
+
+
+def get_backbone(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> dict[str, Any]:
+    spec, row = get_spec(session, project_id, settings, backbone_id)
+    return to_read(spec, builtin=row is None)
+
+
+def _check_free(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> None:
+    if backbone_id in catalogue(settings).builtins:
+        raise Conflict(f"backbone {backbone_id} is built in; use it directly")
+    exists = session.scalar(select(Backbone.id).where(Backbone.project_id == project_id,
+                                                       Backbone.backbone_id == backbone_id))
+    if exists is not None:
+        raise Conflict(f"backbone {backbone_id} is already registered in this project")
+
+
+def _card_overrides(spec: BackboneSpec, description: str | None, licence: str | None,
+                    source: dict[str, Any] | None) -> BackboneSpec:
+    changes: dict[str, Any] = {}
+    if description:
+        changes["description"] = description
+    if licence:
+        changes["licence"] = licence
+    if source:
+        changes["source"] = SourceTask(**source)
+    return replace_spec(spec, **changes) if changes else spec
+
+
+def _add_row(session: Session, project_id: uuid.UUID, spec: BackboneSpec, artifact: str | None) -> Backbone:
+    stored = dataclasses.replace(spec, extra={k: v for k, v in spec.extra.items() if k != "card_dir"})
+    row = Backbone(project_id=project_id, backbone_id=spec.id, family=spec.family, modality=spec.modality,
+                   weights_digest=spec.weights_digest, artifact_key=artifact, spec=spec_to_dict(stored))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def register_hub(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str, *,
+                 weights: str | None = None, description: str | None = None, licence: str | None = None,
+                 source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Register a hub id described offline; 422 (``backbone_unavailable``) says where to put missing weights."""
+    try:
+        bid = BackboneId.parse(backbone_id)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    fam = family(bid.family)
+    if fam.describe is None:
+        raise InvalidInput(f"{bid.family} backbones are registered by uploading their weights, not by id")
+    _check_free(session, project_id, settings, str(bid))
+    ctx = LoadContext.from_settings(settings)
+    module_describe: Any = fam.describe
+    spec = module_describe(bid, ctx, weights) if weights else module_describe(bid, ctx)
+    spec = _card_overrides(spec, description, licence, source)
+    _add_row(session, project_id, spec, None)
+    return to_read(spec, builtin=False)
+
+
+def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
+    path = folder / "upload"
+    total = 0
+    with open(path, "wb") as out:
+        while chunk := stream.read(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(f"weights upload exceeds TSCOUT_MAX_WEIGHTS_BYTES ({limit} bytes)")
+            out.write(chunk)
+    if total == 0:
+        raise InvalidInput("the uploaded weights file is empty")
+    return path
+
+
+def register_upload(session: Session, project_id: uuid.UUID, settings: Settings, store: ArtifactStore,
+                    stream: BinaryIO, card: dict[str, Any]) -> dict[str, Any]:
+    """Register uploaded weights: TorchScript (id derived from its sha256) or zoo safetensors/state dict.
+
+    The bytes are identified by content, never by name; a pickle or anything else is refused unread.
+    """
+    pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["preprocessing"].items()})
+    with tempfile.TemporaryDirectory(prefix="tscout-upload-") as tmp:
+        path = _receive(stream, settings.max_weights_bytes, Path(tmp))
+        fmt = sniff_format(path)
+        digest = sha256_file(path)
+        if fmt == "torchscript":
+            from app.backbones.adapters.torchscript import describe_upload
+
+            source = SourceTask(**card["source"]) if card.get("source") else None
+            spec = describe_upload(path, pre, description=card.get("description"), licence=card.get("licence"),
+                                   source=source)
+            if card.get("id") not in (None, spec.id):
+                raise InvalidInput(f"a TorchScript backbone's id is derived from its bytes: {spec.id}, not {card['id']!r}")
+        else:
+            if not card.get("id") or not card.get("arch"):
+                raise InvalidInput("uploaded safetensors / state-dict weights are zoo backbones: the card needs "
+                                   "'id' ('zoo:<arch>.<tag>') and 'arch' ({name, kwargs})")
+            spec = spec_from_card({**{k: v for k, v in card.items() if v is not None}, "weights_sha256": digest,
+                                   "preprocessing": {k: v for k, v in asdict(pre).items() if v is not None}})
+            if spec.family != "zoo":
+                raise InvalidInput(f"uploaded state dicts are registered as zoo backbones, got id {spec.id!r}")
+            spec = complete_spec(spec)
+        _check_free(session, project_id, settings, spec.id)
+        create_adapter(spec, LoadContext.from_settings(settings, weights_path=path))  # loads strictly: proves it works
+        artifact = store.put_file(content_key("backbones", digest, _EXT[fmt]), path)
+    _add_row(session, project_id, spec, artifact)
+    return to_read(spec, builtin=False)
+
+
+def local_weights(settings: Settings, store: ArtifactStore, artifact: str) -> Path:
+    """A local file for an uploaded-weights artifact (the store's own file, or a copy in the hub cache)."""
+    if store.is_local:
+        return store.local_path(artifact)
+    dest = Path(settings.hub_cache_dir) / "uploads" / Path(artifact).name
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_suffix(dest.suffix + f".{uuid.uuid4().hex}.part")
+        with store.open(artifact) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+        part.replace(dest)
+    return dest
+
+
+def load_adapter(session: Session, project_id: uuid.UUID, settings: Settings, store: ArtifactStore,
+                 backbone_id: str, *, device: str | None = None) -> BackboneAdapter:
+    """The adapter for a built-in or project backbone (what ranking jobs call)."""
+    spec, row = get_spec(session, project_id, settings, backbone_id)
+    weights = local_weights(settings, store, row.artifact_key) if row is not None and row.artifact_key else None
+    return create_adapter(spec, LoadContext.from_settings(settings, weights_path=weights), device=device)
+
+
+__all__ = ["NotFound", "catalogue", "get_backbone", "get_spec", "list_project_backbones", "load_adapter",
+           "register_hub", "register_upload"]

@@ -1,0 +1,196 @@
+"""Target datasets: create (stream → validate → dedupe → store), list, get, delete.
+
+Invariants: a refused or interrupted upload leaves no artifact and no row. The artifacts of a new dataset
+are written under ``datasets/<id>/`` only after the whole upload validated and only if its content digest
+is new in the project; if anything fails after that — including the commit the request makes after this
+service returns — the prefix is deleted (see :func:`_delete_unless_committed`). Deleting a dataset
+removes its artifacts only once the row's deletion is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.datasets.archive import Limits
+from app.datasets.collected import IngestOptions
+from app.datasets.errors import DatasetRejected, LimitExceeded, UnknownFormat
+from app.datasets.ingest import prepare
+from app.db.tables import Dataset, Job
+from app.enums import JobStatus, Modality, TaskType
+from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.settings import Settings
+from app.storage import ArtifactStore
+
+COPY_CHUNK = 1024 * 1024
+MAX_PAGE = 200
+_ACTIVE = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+
+
+def _copy_capped(source: BinaryIO, dest: Path, cap: int) -> int:
+    """Stream the upload to a local file, refusing it as soon as it passes ``cap`` bytes."""
+    total = 0
+    with open(dest, "wb") as out:
+        while chunk := source.read(COPY_CHUNK):
+            total += len(chunk)
+            if total > cap:
+                raise PayloadTooLarge(f"upload is larger than {cap} bytes; the cap is TSCOUT_MAX_UPLOAD_BYTES")
+            out.write(chunk)
+    return total
+
+
+def _delete_unless_committed(session: Session, store: ArtifactStore, prefix: str) -> None:
+    """Delete ``prefix`` if this session's transaction rolls back instead of committing."""
+    state = {"settled": False}
+
+    def committed(_: Session) -> None:
+        state["settled"] = True
+
+    def rolled_back(_: Session) -> None:
+        if not state["settled"]:
+            state["settled"] = True
+            store.delete_prefix(prefix)
+
+    sa_event.listen(session, "after_commit", committed, once=True)
+    sa_event.listen(session, "after_rollback", rolled_back, once=True)
+
+
+def _delete_after_commit(session: Session, store: ArtifactStore, prefix: str) -> None:
+    sa_event.listen(session, "after_commit", lambda _: store.delete_prefix(prefix), once=True)
+
+
+def create_dataset(session: Session, store: ArtifactStore, settings: Settings, project_id: uuid.UUID, *,
+                   source: BinaryIO, name: str | None, options: IngestOptions) -> tuple[Dataset, bool]:
+    """Ingest an upload. Returns ``(dataset, created)``; ``created`` is False when the project already
+    holds a dataset with the same content digest (that dataset is returned, nothing is stored)."""
+    name = (name or options.filename or "").strip()
+    if not name or len(name) > 300:
+        raise InvalidInput(f"name must be 1–300 characters, got {name!r}")
+    with tempfile.TemporaryDirectory(prefix="tscout-upload-") as tmp:
+        workdir = Path(tmp)
+        _copy_capped(source, workdir / "upload", settings.max_upload_bytes)
+        try:
+            with open(workdir / "upload", "rb") as fh:
+                prepared = prepare(fh, options, Limits.from_settings(settings), split_seed=settings.split_seed,
+                                   val_fraction=settings.val_fraction, workdir=workdir)
+        except UnknownFormat as exc:
+            raise UnsupportedMediaType(str(exc)) from None
+        except LimitExceeded as exc:
+            raise PayloadTooLarge(str(exc)) from None
+        except DatasetRejected as exc:
+            raise InvalidInput(str(exc)) from None
+        try:
+            existing = session.scalar(
+                select(Dataset).where(Dataset.project_id == project_id, Dataset.digest == prepared.digest)
+            )
+            if existing is not None:
+                return existing, False
+            dataset_id = uuid.uuid4()
+            prefix = f"datasets/{dataset_id}"
+            try:
+                size = prepared.write(store, prefix)
+                row = Dataset(
+                    id=dataset_id, project_id=project_id, name=name, modality=prepared.manifest.modality,
+                    task_type=prepared.manifest.task_type, format=prepared.format, digest=prepared.digest,
+                    artifact_key=prefix, num_samples=prepared.manifest.num_samples,
+                    num_classes=prepared.num_classes, size_bytes=size, stats=prepared.stats,
+                    split=prepared.split_info,
+                )
+                session.add(row)
+                session.flush()
+            except IntegrityError:
+                store.delete_prefix(prefix)
+                raise Conflict(
+                    "a dataset with the same content was uploaded to this project at the same moment; retry "
+                    "to get it"
+                ) from None
+            except BaseException:
+                store.delete_prefix(prefix)
+                raise
+            _delete_unless_committed(session, store, prefix)
+            return row, True
+        finally:
+            prepared.close()
+
+
+def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) -> Dataset:
+    """The dataset if it belongs to ``project_id``; another project's dataset is 'not found'."""
+    row = session.get(Dataset, dataset_id)
+    if row is None or row.project_id != project_id:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return row
+
+
+def _encode_cursor(created_at: datetime, dataset_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{dataset_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        stamp, _, raw_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(raw_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(f"cursor {cursor!r} is not a cursor returned by this API") from None
+
+
+def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None = None,
+                  modality: Modality | None = None, task_type: TaskType | None = None, limit: int = 50,
+                  cursor: str | None = None) -> tuple[list[Dataset], int, str | None]:
+    """One page, newest first: ``(items, total matching, next cursor)``. ``name`` matches a substring,
+    case-insensitively."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    conditions = [Dataset.project_id == project_id]
+    if name:
+        escaped = name.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(func.lower(Dataset.name).like(f"%{escaped}%", escape="\\"))
+    if modality is not None:
+        conditions.append(Dataset.modality == Modality(modality).value)
+    if task_type is not None:
+        conditions.append(Dataset.task_type == TaskType(task_type).value)
+    total = session.scalar(select(func.count()).select_from(Dataset).where(*conditions)) or 0
+    query = select(Dataset).where(*conditions)
+    if cursor:
+        stamp, last_id = _decode_cursor(cursor)
+        query = query.where(or_(Dataset.created_at < stamp, and_(Dataset.created_at == stamp, Dataset.id < last_id)))
+    rows = list(session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return rows, total, next_cursor
+
+
+def delete_dataset(session: Session, store: ArtifactStore, dataset_id: uuid.UUID, project_id: uuid.UUID) -> None:
+    """Delete the row, and its artifacts once that is committed. Refused (409) while a pending or running
+    job uses the dataset; finished jobs keep their results and lose the link."""
+    row = get_dataset(session, dataset_id, project_id)
+    active = session.execute(
+        select(Job.id, Job.status).where(Job.dataset_id == row.id, Job.status.in_(_ACTIVE)).limit(1)
+    ).first()
+    if active is not None:
+        raise Conflict(
+            f"dataset {dataset_id} is in use by job {active.id} ({active.status}); cancel the job or wait "
+            "for it to finish"
+        )
+    session.execute(
+        update(Job)
+        .where(Job.dataset_id == row.id, Job.status.not_in(_ACTIVE))
+        .values(dataset_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    prefix = row.artifact_key
+    session.delete(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"dataset {dataset_id} was just taken up by a new job; retry later") from None
+    _delete_after_commit(session, store, prefix)

@@ -1,0 +1,124 @@
+"""The job state machine, claims, the reconciler and the local executor on real databases."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from app.db.base import utcnow
+from app.db.tables import Job, Project
+from app.enums import JobStatus
+from app.execution import tasks
+from app.execution.local import LocalExecutor
+from app.runtime import Runtime
+from app.services import jobs as job_state
+
+
+@pytest.fixture
+def runtime(settings_factory):
+    rt = Runtime.from_settings(settings_factory(job_stale_seconds=1.0, job_max_attempts=2))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def handlers(monkeypatch):
+    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-ok", "tests.execution.handlers:ok")
+    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-boom", "tests.execution.handlers:boom")
+    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-slow", "tests.execution.handlers:slow")
+
+
+def _job(runtime, kind="test-ok", status=JobStatus.PENDING, **values) -> uuid.UUID:
+    with runtime.sessions.begin() as s:
+        project = s.query(Project).filter_by(name="p").one_or_none() or Project(name="p")
+        s.add(project)
+        s.flush()
+        job = Job(project_id=project.id, kind=kind, status=status.value, **values)
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def _status(runtime, job_id) -> JobStatus:
+    with runtime.sessions() as s:
+        return JobStatus(job_state.get_job(s, job_id).status)
+
+
+def test_terminal_states_are_final(runtime):
+    job_id = _job(runtime)
+    with runtime.sessions.begin() as s:
+        assert job_state.transition(s, job_id, JobStatus.RUNNING)
+        assert job_state.transition(s, job_id, JobStatus.SUCCEEDED)
+        for new in JobStatus:
+            assert not job_state.transition(s, job_id, new)
+    assert _status(runtime, job_id) is JobStatus.SUCCEEDED
+    assert all(not s.can_become(n) for s in JobStatus if s.is_terminal() for n in JobStatus)
+
+
+def test_only_one_claim_wins(runtime):
+    job_id = _job(runtime)
+    with runtime.sessions.begin() as s:
+        assert job_state.claim(s, job_id, "w1")
+    with runtime.sessions.begin() as s:
+        assert not job_state.claim(s, job_id, "w2")
+        assert job_state.get_job(s, job_id).worker_id == "w1"
+
+
+def test_run_job_records_success_and_failure(runtime, handlers):
+    ok, boom = _job(runtime), _job(runtime, kind="test-boom")
+    assert tasks.run_job(runtime, ok, "w") is JobStatus.SUCCEEDED
+    assert tasks.run_job(runtime, boom, "w") is JobStatus.FAILED
+    with runtime.sessions() as s:
+        assert "boom: the handler failed" in job_state.get_job(s, boom).error
+        assert job_state.get_job(s, ok).progress["stages"]["work"]["done"] == 1
+    assert tasks.run_job(runtime, ok, "w") is None  # terminal: never run again
+
+
+def test_reconciler_requeues_dead_workers_and_gives_up(runtime):
+    stale = utcnow() - timedelta(seconds=30)
+    fresh_id = _job(runtime, status=JobStatus.RUNNING, heartbeat_at=utcnow(), attempts=1, worker_id="alive")
+    dead_id = _job(runtime, status=JobStatus.RUNNING, heartbeat_at=stale, attempts=1, worker_id="dead")
+    spent_id = _job(runtime, status=JobStatus.RUNNING, heartbeat_at=stale, attempts=2, worker_id="dead")
+    with runtime.sessions.begin() as s:
+        requeued, failed = job_state.reconcile_stale(s, stale_after=1.0, max_attempts=2)
+    assert requeued == [dead_id] and failed == [spent_id]
+    assert _status(runtime, fresh_id) is JobStatus.RUNNING
+    assert _status(runtime, dead_id) is JobStatus.PENDING
+    assert _status(runtime, spent_id) is JobStatus.FAILED
+
+
+def test_local_executor_survives_a_failing_job_and_cancels(runtime, handlers):
+    executor = LocalExecutor(runtime, poll_seconds=0.05)
+    executor.start()
+    try:
+        boom, ok, slow = _job(runtime, kind="test-boom"), _job(runtime), _job(runtime, kind="test-slow")
+        for job_id in (boom, ok, slow):
+            executor.submit(job_id)
+        deadline = time.monotonic() + 30
+        while _status(runtime, slow) is not JobStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with runtime.sessions.begin() as s:
+            project_id = job_state.get_job(s, slow).project_id
+            job_state.request_cancel(s, slow, project_id)
+        while _status(runtime, slow) is JobStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _status(runtime, boom) is JobStatus.FAILED
+        assert _status(runtime, ok) is JobStatus.SUCCEEDED
+        assert _status(runtime, slow) is JobStatus.CANCELLED
+    finally:
+        executor.shutdown()
+
+
+def test_cancel_pending_is_immediate_and_terminal_cancel_conflicts(runtime):
+    from app.errors import Conflict
+
+    job_id = _job(runtime)
+    with runtime.sessions.begin() as s:
+        project_id = job_state.get_job(s, job_id).project_id
+        job_state.request_cancel(s, job_id, project_id)
+    assert _status(runtime, job_id) is JobStatus.CANCELLED
+    with runtime.sessions.begin() as s, pytest.raises(Conflict):
+        job_state.request_cancel(s, job_id, project_id)
