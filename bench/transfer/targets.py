@@ -43,9 +43,6 @@ class TargetTask:
 TARGETS: tuple[TargetTask, ...] = (
     TargetTask("digits_10shot", "digits", 10, 10, 0, 1001,
                "held-out handwritten digits, 10 per class, white on black (the digits sources' domain)"),
-    TargetTask("digits_colour", "digits", 10, 20, 0, 1002,
-               "held-out handwritten digits in random colours on random paper, shifted by up to 2 px",
-               {"colour": True, "shift": 2}),
     TargetTask("shapes_new", "shapes", len(NEW_SHAPES), 20, 100, 1003,
                "five NEW shapes (ellipse, hexagon, star, semicircle, L), rotated, on a noisy background",
                {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}),
