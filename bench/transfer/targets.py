@@ -43,18 +43,18 @@ class TargetTask:
 TARGETS: tuple[TargetTask, ...] = (
     TargetTask("digits_10shot", "digits", 10, 10, 0, 1001,
                "held-out handwritten digits, 10 per class, white on black (the digits sources' domain)"),
-    TargetTask("shapes_new", "shapes", len(NEW_SHAPES), 20, 100, 1003,
+    TargetTask("shapes_new", "shapes", len(NEW_SHAPES), 20, 50, 1003,
                "five NEW shapes (ellipse, hexagon, star, semicircle, L), rotated, on a noisy background",
                {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}),
-    TargetTask("shapes_small", "shapes", len(SHAPES), 10, 100, 1004,
+    TargetTask("shapes_small", "shapes", len(SHAPES), 10, 50, 1004,
                "the six source shapes, but small (radius 4–7 px) on a noisy background",
                {"kinds": SHAPES, "radius": (4.0, 7.0), "background": "noise"}),
-    TargetTask("gratings_4", "gratings", 4, 15, 100, 1005,
+    TargetTask("gratings_4", "gratings", 4, 15, 50, 1005,
                "grating orientation in 4 bins offset by 22.5°, higher frequencies (3–7 cycles)",
                {"orientations": 4, "offset": 22.5, "cycles": (3.0, 7.0)}),
-    TargetTask("textures", "textures", 5, 20, 100, 1006,
+    TargetTask("textures", "textures", 5, 20, 50, 1006,
                "five regular textures (checkerboard, dots, lines, blocks, rings): a domain no source saw"),
-    TargetTask("counting", "counting", 4, 25, 100, 1007,
+    TargetTask("counting", "counting", 4, 25, 50, 1007,
                "count 1–4 discs on a smooth-noise background: a domain no source saw"),
 )
 
