@@ -10,3 +10,7 @@ def register(cli: typer.Typer) -> None:
     from app.cli_rank import rank
 
     cli.command("rank")(rank)
+
+    from app.cli_zoo import zoo_cli
+
+    cli.add_typer(zoo_cli, name="zoo")
