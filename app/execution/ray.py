@@ -100,6 +100,11 @@ class RayExecutor(LocalExecutor):
         self._started_cluster = False
 
     def start(self) -> None:
+        self.connect()
+        super().start()
+
+    def connect(self) -> None:
+        """Join (or start) the Ray cluster and prepare the unit runner, without taking jobs yet."""
         try:
             import ray
         except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -116,7 +121,6 @@ class RayExecutor(LocalExecutor):
             log.info("connected to Ray in %.1f s: %s", time.perf_counter() - started, ray.cluster_resources())
         self.remote_fn = ray.remote(execute_unit)
         self.units = RayUnitRunner(self)
-        super().start()
 
     def shutdown(self, wait: bool = True) -> None:
         super().shutdown(wait=wait)
