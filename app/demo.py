@@ -1,0 +1,112 @@
+"""``tscout demo`` (``make demo``): rank the whole built-in zoo on a bundled few-shot target, with probes,
+against the embedded defaults, and print the table.
+
+The bundled target, ``models/targets/digits_20shot.zip``, holds 20 handwritten digits per class in class
+folders — drawn from scikit-learn's digits **target pool**, which no zoo source trained on. It is rebuilt
+bit for bit by :func:`write_demo_target` (``tscout demo --rebuild-target``).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+import zipfile
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+DEMO_TARGET = Path("models/targets/digits_20shot.zip")
+SHOTS = 20
+SEED = 4242
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def demo_target_bytes() -> bytes:
+    """The bundled target's archive: deterministic (fixed seed, fixed member timestamps)."""
+    from PIL import Image
+
+    from app.zoo.domains import digits
+
+    images, labels = digits(None, np.random.default_rng(SEED), pool="target")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for c in range(10):
+            for k, i in enumerate(np.flatnonzero(labels == c)[:SHOTS]):
+                png = io.BytesIO()
+                Image.fromarray(images[i]).save(png, format="PNG", optimize=False)
+                info = zipfile.ZipInfo(f"digits_20shot/{c}/{k:03d}.png", date_time=_ZIP_EPOCH)
+                zf.writestr(info, png.getvalue())
+    return buf.getvalue()
+
+
+def write_demo_target(path: Path = DEMO_TARGET) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(demo_target_bytes())
+    return path
+
+
+def _free_port() -> int:
+    with closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo(
+    seeds: Annotated[int, typer.Option(help="Paired probe seeds")] = 5,
+    steps: Annotated[int, typer.Option(help="Probe optimisation steps per run")] = 120,
+    top_k: Annotated[int, typer.Option(help="Probe the k best candidates (plus suspicious ones)")] = 2,
+    rebuild_target: Annotated[bool, typer.Option("--rebuild-target", help="Rewrite the bundled target")] = False,
+) -> None:
+    """Rank every built-in zoo backbone on the bundled digits target, with probes, and print the table."""
+    import uvicorn
+
+    from app.cli_rank import err, follow, print_table, upload_dataset
+    from app.main import create_app
+    from app.settings import get_settings
+
+    if rebuild_target or not DEMO_TARGET.exists():
+        write_demo_target()
+        err.print(f"wrote {DEMO_TARGET}")
+    settings = get_settings()
+    if settings.is_sqlite:  # like `make serve`: the embedded database is upgraded in place
+        from app.db import migrate
+
+        migrate.upgrade(settings.database_url)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise typer.Exit(code=1)
+        time.sleep(0.05)
+    import httpx
+
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(60, read=600)) as client:
+            dataset_id = upload_dataset(client, DEMO_TARGET, None)
+            body = {"dataset_id": dataset_id, "backbones": {"family": "zoo"}, "layers": "auto",
+                    "probe": {"top_k": top_k, "include_suspicious": True, "seeds": seeds, "budget_steps": steps,
+                              "arms": ["finetune", "scratch", "linear"]}}
+            job = client.post("/v1/rankings", json=body)
+            job.raise_for_status()
+            err.print(f"ranking {job.json()['id']}: every zoo backbone on {DEMO_TARGET.name}")
+            result = follow(client, job.json()["id"], quiet=False)
+            while result["status"] in ("PENDING", "RUNNING"):
+                time.sleep(0.5)
+                result = client.get(f"/v1/rankings/{result['id']}").json()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
+    print_table(result)
+    verdicts = [r["verdict"]["verdict"] for r in result["table"] if r.get("verdict")]
+    err.print(f"demo finished in {time.perf_counter() - started:.0f} s; verdicts: "
+              + ", ".join(f"{v} × {verdicts.count(v)}" for v in sorted(set(verdicts))))
+    if result["status"] != "SUCCEEDED":
+        raise typer.Exit(code=2)
