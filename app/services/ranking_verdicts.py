@@ -38,6 +38,9 @@ def share_scratch_runs(runtime: Runtime, plan: Plan, candidates: list[str], best
 
 
 def verdict_stage(runtime: Runtime, plan: Plan, candidates: list[str]) -> None:
+    """Verdicts of one job's probed candidates. The reported p-value is the paired t-test's, Holm-adjusted:
+    with the default 5 seeds a one-sided Wilcoxon cannot go below 1/32, so after Holm over two or more
+    candidates it could never be significant; both tests, raw and adjusted, stay in the details."""
     from app.probes.verdict import judge
 
     assert plan.probe is not None
@@ -52,7 +55,7 @@ def verdict_stage(runtime: Runtime, plan: Plan, candidates: list[str]) -> None:
                 metric_name = metric_name or (run.details or {}).get("metric_name")
     results = judge({c: dict(v) for c, v in by_candidate.items()}, margin=plan.probe.margin, seed=plan.seed,
                     metric_name=metric_name, budget_steps={c: plan.probe.budget_steps for c in candidates},
-                    min_seeds=min(5, plan.probe.seeds))
+                    min_seeds=min(5, plan.probe.seeds), test="t")
     with unit_of_work(runtime.sessions) as session:
         for r in results:
             upsert(session, VerdictRow, {"job_id": plan.job_id, "backbone_id": r.backbone_id},
