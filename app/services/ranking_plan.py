@@ -83,7 +83,7 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
         p = req["probe"]
         probe = ProbePlan(top_k=p["top_k"], include_suspicious=p["include_suspicious"], seeds=resolved["seeds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
-                          arms=tuple(p["arms"]), margin=resolved["margin"],
+                          arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
                           successive_halving=p["successive_halving"],
                           lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"])
     layers = req["layers"]

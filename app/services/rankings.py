@@ -162,7 +162,12 @@ def create_ranking(session: Session, principal: Principal, settings: Settings, r
                                f"(job {existing.id})")
             return existing, False
     resolved = validate_request(session, principal, settings, request)
-    stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics,
+    arms = None
+    if request.probe is not None:
+        arms = [a.value for a in request.probe.arms]
+        if resolved.reference_backbone is not None and ProbeArm.reference.value not in arms:
+            arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
+    stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
                                   "reference_backbone": resolved.reference_backbone,
                                   "seeds": (request.probe.seeds or settings.probe_seeds) if request.probe else None,
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
