@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 def demo(
     seeds: Annotated[int, typer.Option(help="Paired probe seeds")] = 5,
-    steps: Annotated[int, typer.Option(help="Probe optimisation steps per run")] = 120,
+    steps: Annotated[int, typer.Option(help="Probe optimisation steps per run")] = 60,
     top_k: Annotated[int, typer.Option(help="Probe the k best candidates (plus suspicious ones)")] = 2,
     rebuild_target: Annotated[bool, typer.Option("--rebuild-target", help="Rewrite the bundled target")] = False,
 ) -> None:
@@ -92,8 +92,8 @@ def demo(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(60, read=600)) as client:
             dataset_id = upload_dataset(client, DEMO_TARGET, None)
             body = {"dataset_id": dataset_id, "backbones": {"family": "zoo"}, "layers": "auto",
-                    "probe": {"top_k": top_k, "include_suspicious": True, "seeds": seeds, "budget_steps": steps,
-                              "arms": ["finetune", "scratch", "linear"]}}
+                    "probe": {"top_k": top_k, "include_suspicious": True, "max_suspicious": 2, "seeds": seeds,
+                              "budget_steps": steps, "lr_grid": [0.003], "arms": ["finetune", "scratch", "linear"]}}
             job = client.post("/v1/rankings", json=body)
             job.raise_for_status()
             err.print(f"ranking {job.json()['id']}: every zoo backbone on {DEMO_TARGET.name}")

@@ -31,6 +31,8 @@ class ProbeOptions(BaseModel):
     include_suspicious: bool = Field(
         default=True, description="Also probe sources flagged as suspicious (far domain or low score)."
     )
+    max_suspicious: int = Field(default=2, ge=0, le=50,
+                                description="At most this many suspicious sources, lowest-ranked first.")
     seeds: int | None = Field(default=None, ge=2, le=50, description="Paired seeds (default TSCOUT_PROBE_SEEDS).")
     budget_steps: int = Field(default=150, ge=1, le=100_000, description="Optimisation steps per run.")
     budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")

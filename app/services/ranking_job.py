@@ -245,14 +245,14 @@ def subset_stage(ctx: JobContext, plan: Plan, table: list[dict[str, Any]]) -> No
 
 
 def probe_candidates(plan: Plan, table: list[dict[str, Any]]) -> list[str]:
-    """The top-k by rank, plus any source flagged as suspicious (far domain or low score)."""
+    """The top-k by rank, plus up to ``max_suspicious`` sources flagged as suspicious (far domain or low
+    score), the lowest-ranked first: those are where negative transfer hides."""
     if plan.probe is None:
         return []
     chosen = [r["backbone_id"] for r in table[: plan.probe.top_k]]
     if plan.probe.include_suspicious:
-        for r in table:
-            if r["flags"] and r["backbone_id"] not in chosen:
-                chosen.append(r["backbone_id"])
+        flagged = [r["backbone_id"] for r in reversed(table) if r["flags"] and r["backbone_id"] not in chosen]
+        chosen += flagged[: plan.probe.max_suspicious]
     return chosen
 
 

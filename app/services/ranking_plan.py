@@ -25,6 +25,7 @@ DIFFICULTY_PREFIX = "difficulty."
 class ProbePlan:
     top_k: int
     include_suspicious: bool
+    max_suspicious: int
     seeds: int
     budget_steps: int
     budget_seconds: float
@@ -81,7 +82,8 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
     probe = None
     if req.get("probe"):
         p = req["probe"]
-        probe = ProbePlan(top_k=p["top_k"], include_suspicious=p["include_suspicious"], seeds=resolved["seeds"],
+        probe = ProbePlan(top_k=p["top_k"], include_suspicious=p["include_suspicious"],
+                          max_suspicious=p.get("max_suspicious", 2), seeds=resolved["seeds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
                           successive_halving=p["successive_halving"],
