@@ -29,8 +29,8 @@ from app.db import migrate  # noqa: E402
 from app.execution import tasks  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
 from app.services.jobs import get_job  # noqa: E402
+from app.services.rankings import rank_upload  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from tests.ranking.kit import submit_job  # noqa: E402
 
 
 def shapes_zip(n: int, seed: int = 2000) -> bytes:
@@ -54,7 +54,7 @@ def stages(runtime: Runtime, job_id) -> dict[str, float]:
 
 
 def run(runtime: Runtime, project: str, data: bytes, body: dict) -> tuple[float, dict[str, float]]:
-    job_id, _ = submit_job(runtime, project, data, "shapes.zip", body)
+    job_id, _ = rank_upload(runtime, project, data, "shapes.zip", body)
     started = time.perf_counter()
     status = tasks.run_job(runtime, job_id, "bench")
     wall = time.perf_counter() - started

@@ -27,12 +27,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.db import migrate  # noqa: E402
-from app.db.session import unit_of_work  # noqa: E402
 from app.execution import tasks  # noqa: E402
 from app.execution.units import InlineUnitRunner  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
-from app.schemas.rankings import RankingCreate  # noqa: E402
-from app.services.auth import local_principal  # noqa: E402
+from app.services.rankings import rank_upload  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.transfer.targets import target  # noqa: E402
 
@@ -53,22 +51,12 @@ def noop_unit(runtime: Runtime, i: int) -> int:
 
 
 def prepare(folder: Path, data: bytes, body: dict, executor: str, ray_cpus: int) -> tuple[Runtime, object]:
-    from app.datasets.collected import IngestOptions
-    from app.services.datasets import create_dataset
-    from app.services.rankings import create_ranking
-
     settings = Settings(database_url=f"sqlite:///{folder / 'db.sqlite'}", storage_url=str(folder / "artifacts"),
                         models_dir=REPO / "models", executor=executor, ray_local_num_cpus=ray_cpus,
                         ray_num_cpus=1)
     migrate.upgrade(settings.database_url)
     runtime = Runtime.from_settings(settings)
-    with unit_of_work(runtime.sessions) as session:
-        principal = local_principal(session, "bench")
-        dataset, _ = create_dataset(session, runtime.store, settings, principal.project_id,
-                                    source=io.BytesIO(data), name="target.zip",
-                                    options=IngestOptions(filename="target.zip"))
-        job, _ = create_ranking(session, principal, settings, RankingCreate(dataset_id=dataset.id, **body))
-        job_id = job.id
+    job_id, _ = rank_upload(runtime, "bench", data, "target.zip", body)
     return runtime, job_id
 
 

@@ -185,3 +185,23 @@ def cancel_ranking(session: Session, principal: Principal, job_id: uuid.UUID) ->
     if job.kind != "ranking":
         raise NotFound(f"ranking {job_id} not found")
     return request_cancel(session, job_id, principal.project_id)
+
+
+def rank_upload(runtime, project: str, data: bytes, filename: str, body: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
+    """Ingest ``data`` as a dataset of ``project`` and store a PENDING ranking of it, in one transaction —
+    for programmatic callers (benchmarks, tests) that do not go through HTTP. Returns (job id, project id);
+    run the job with an executor or :func:`app.execution.tasks.run_job`."""
+    import io
+
+    from app.datasets.collected import IngestOptions
+    from app.db.session import unit_of_work
+    from app.services.auth import local_principal
+    from app.services.datasets import create_dataset
+
+    with unit_of_work(runtime.sessions) as session:
+        principal = local_principal(session, project)
+        dataset, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
+                                    source=io.BytesIO(data), name=filename, options=IngestOptions(filename=filename))
+        job, _ = create_ranking(session, principal, runtime.settings,
+                                RankingCreate(dataset_id=dataset.id, **body))
+        return job.id, principal.project_id

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from app.services.rankings import rank_upload as submit_job  # noqa: F401 - re-exported for tests
 from tests.backbone_fixtures import REPO, zoo_card
 
 TOY_ZOO = ("zoo:cnn_small.toy_a", "zoo:cnn_small.toy_b", "zoo:resnet_small.toy_c")
@@ -82,24 +83,6 @@ def wait_for(client, job_id: str, timeout: float = 600) -> dict:
             return job
         assert time.monotonic() < deadline, f"job still {job['status']} at {job['progress']}"
         time.sleep(0.25)
-
-
-def submit_job(runtime, project: str, data: bytes, filename: str, body: dict):
-    """Ingest a dataset and store a PENDING ranking job through the service layer; returns the job id."""
-    from app.datasets.collected import IngestOptions
-    from app.db.session import unit_of_work
-    from app.schemas.rankings import RankingCreate
-    from app.services.auth import local_principal
-    from app.services.datasets import create_dataset
-    from app.services.rankings import create_ranking
-
-    with unit_of_work(runtime.sessions) as session:
-        principal = local_principal(session, project)
-        dataset, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
-                                    source=io.BytesIO(data), name=filename,
-                                    options=IngestOptions(filename=filename))
-        job, _ = create_ranking(session, principal, runtime.settings, RankingCreate(dataset_id=dataset.id, **body))
-        return job.id, principal.project_id
 
 
 def read_table(runtime, job_id, project_id) -> dict:
