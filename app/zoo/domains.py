@@ -96,7 +96,7 @@ def _shape_mask(kind: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarr
     if kind == "hexagon":
         return np.maximum(abs(dy) * 0.866 + abs(dx) * 0.5, abs(dx)) <= 0.9 * r
     if kind == "star":
-        return d <= r * (0.55 + 0.45 * np.cos(5 * theta)) ** 1.0
+        return d <= r * (0.55 + 0.45 * np.cos(5 * theta))
     if kind == "semicircle":
         return (d <= r) & (dy >= -0.1 * r)
     if kind == "ell":

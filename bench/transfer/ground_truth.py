@@ -41,7 +41,6 @@ def budget(steps: int):
 
 def _target_runs(args: tuple[str, list[str], str, int, int]) -> list[dict]:
     """Every source on one target (one process: the scratch runs are shared per architecture)."""
-    import torch
 
     from app.backbones.catalogue import Catalogue, LoadContext, create_adapter
     from app.probes import RunCache, run_probe
@@ -61,7 +60,7 @@ def _target_runs(args: tuple[str, list[str], str, int, int]) -> list[dict]:
             adapter = create_adapter(catalogue.get(source_id), LoadContext(models_dir=Path(models_dir)), device="cpu")
             layer = adapter.layers()[-1]
             started = time.perf_counter()
-            result = run_probe(adapter, layer, xtr_t, torch.from_numpy(ytr).numpy(), seeds=list(range(seeds)),
+            result = run_probe(adapter, layer, xtr_t, ytr, seeds=list(range(seeds)),
                                budget=budget(steps), device="cpu", eval_data=xte_t, eval_labels=yte,
                                num_classes=task.classes, shared=cache)
             for run in result.runs:
@@ -79,17 +78,19 @@ def paired_label(finetune: np.ndarray, scratch: np.ndarray) -> dict:
     (one-sided paired t-test, α = 0.05), ``positive`` when significantly above, ``strong_positive`` when
     also at least 5 points above, else ``none``."""
     d = finetune - scratch
-    out = {"delta": float(d.mean()), "delta_sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0}
-    if len(d) < 2 or np.allclose(d, d[0]):
-        p_less = p_greater = 0.0 if len(d) > 1 and d[0] != 0 and np.allclose(d, d[0]) else 1.0
-        p_less, p_greater = (p_less if d.mean() < 0 else 1.0), (p_greater if d.mean() > 0 else 1.0)
+    if len(d) < 2:
+        raise ValueError(f"a paired test needs at least 2 seeds, got {len(d)}")
+    out = {"delta": float(d.mean()), "delta_sd": float(d.std(ddof=1))}
+    if np.ptp(d) == 0:
+        # identical Δ on every seed: the t statistic is undefined; a non-zero constant is as sure as it gets
+        p_less, p_greater = float(d[0] >= 0), float(d[0] <= 0)
         out.update(p_less_t=p_less, p_greater_t=p_greater, p_less_wilcoxon=p_less, p_greater_wilcoxon=p_greater)
     else:
         out["p_less_t"] = float(stats.ttest_rel(finetune, scratch, alternative="less").pvalue)
         out["p_greater_t"] = float(stats.ttest_rel(finetune, scratch, alternative="greater").pvalue)
         nz = d[d != 0]
-        out["p_less_wilcoxon"] = float(stats.wilcoxon(nz, alternative="less").pvalue) if len(nz) else 1.0
-        out["p_greater_wilcoxon"] = float(stats.wilcoxon(nz, alternative="greater").pvalue) if len(nz) else 1.0
+        out["p_less_wilcoxon"] = float(stats.wilcoxon(nz, alternative="less").pvalue)
+        out["p_greater_wilcoxon"] = float(stats.wilcoxon(nz, alternative="greater").pvalue)
     if out["p_less_t"] < ALPHA:
         out["label"] = "negative"
     elif out["p_greater_t"] < ALPHA:
