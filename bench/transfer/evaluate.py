@@ -95,7 +95,18 @@ def metric_rankers() -> dict[str, Callable[[TargetContext, str], float]]:
 
 #: more rankers for the table, ``name -> fn(ctx) -> {source: score}``; the lead adds the ranking service's
 #: stored ranking here (e.g. one that submits the target to a running server and reads the ranked list)
-EXTRA_ROWS: dict[str, Callable[[TargetContext], Mapping[str, float]]] = {}
+EXTRA_ROWS: dict[str, Callable[[TargetContext], Mapping[str, float]]] = {
+    "ranking service (default job: layers=auto, best layer)": lambda ctx: _service_row(ctx),
+}
+
+
+def _service_row(ctx: TargetContext) -> dict[str, float]:
+    from bench.transfer.service_rows import ranking_service_scores
+
+    return ranking_service_scores(ctx.target, sorted(ctx.features), MODELS_DIR)
+
+
+MODELS_DIR = Path("models")
 
 
 def default_aggregate(ctx: TargetContext, per_metric: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -220,11 +231,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models-dir", default="models")
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
     a = p.parse_args(argv)
+    global MODELS_DIR
+    MODELS_DIR = Path(a.models_dir)
     truth, labels = load_truth(Path(a.ground_truth))
     targets, table = evaluate(truth, Path(a.models_dir))
     with open(a.ground_truth) as fh:
         gt_rows = list(csv.DictReader(fh))
     text = markdown(targets, table, labels, gt_rows)
+    from bench.transfer.service_rows import service_verdicts
+
+    quality = verdict_rows(service_verdicts(HERE / "runs.csv"), labels)
+    text += ("\n## Probe verdicts against the ground-truth negative-transfer labels\n\n"
+             "The service's verdict rule (bootstrap CI of the paired Δ vs δ = 0.01, Holm across a target's "
+             "sources, t-test) applied to the ground truth's own per-seed runs (`runs.csv`): agreement of the "
+             "two rules on the same runs, not an independent replication.\n\n"
+             "| pairs | precision (negative_transfer) | recall |\n|---:|---:|---:|\n"
+             f"| {quality['pairs']} | {quality['precision']:.2f} | {quality['recall']:.2f} |\n")
     Path(a.out).write_text(text)
     print(text)
 
