@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import select
 
 from app.db.session import unit_of_work
-from app.db.tables import Job, MetricScore, ProbeRun, Ranking
+from app.db.tables import Job, MetricScore, Ranking
 from app.db.upsert import upsert
 from app.execution.tasks import JobContext
 from app.ranking import aggregate, bootstrap_rank_intervals, choose_layers, greedy_subset, rank_with_ties
@@ -86,7 +86,7 @@ def rank_stage(ctx: JobContext, plan: Plan) -> list[dict[str, Any]]:
     stored = inputs.stored_dataset(ctx.runtime, plan)
     raw = _scores_by_backbone(ctx, plan)
     directions = plan.directions
-    metrics = [m for m in plan.metrics]
+    metrics = list(plan.metrics)
     chosen: dict[str, tuple[str, dict[str, float], dict[str, float]]] = {}
     extras: dict[str, dict[str, Any]] = {}
     for backbone in plan.backbones:
@@ -254,9 +254,3 @@ def probe_candidates(plan: Plan, table: list[dict[str, Any]]) -> list[str]:
         flagged = [r["backbone_id"] for r in reversed(table) if r["flags"] and r["backbone_id"] not in chosen]
         chosen += flagged[: plan.probe.max_suspicious]
     return chosen
-
-
-def existing_probe_runs(ctx: JobContext, plan: Plan) -> set[tuple[str, str, int]]:
-    with ctx.runtime.sessions() as session:
-        return {(r.backbone_id, r.arm, r.seed) for r in session.scalars(
-            select(ProbeRun).where(ProbeRun.job_id == plan.job_id))}
