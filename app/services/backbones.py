@@ -31,7 +31,7 @@ from app.backbones.weights import sha256_file, sniff_format
 from app.db.tables import Backbone
 from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.settings import Settings
-from app.storage import ArtifactStore, content_key
+from app.storage import ArtifactStore, content_key, copy_capped
 
 _CHUNK = 1024 * 1024
 _EXT = {"safetensors": ".safetensors", "torchscript": ".pt", "state_dict": ".pth"}
@@ -150,13 +150,8 @@ def _server_weights_path(settings: Settings, weights: str) -> Path:
 
 def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
     path = folder / "upload"
-    total = 0
-    with open(path, "wb") as out:
-        while chunk := stream.read(_CHUNK):
-            total += len(chunk)
-            if total > limit:
-                raise PayloadTooLarge(f"weights upload exceeds TSCOUT_MAX_WEIGHTS_BYTES ({limit} bytes)")
-            out.write(chunk)
+    total = copy_capped(stream, path, limit, too_large=PayloadTooLarge,
+                        what="weights upload (the cap is TSCOUT_MAX_WEIGHTS_BYTES)")
     if total == 0:
         raise InvalidInput("the uploaded weights file is empty")
     return path

@@ -9,15 +9,13 @@ removes its artifacts only once the row's deletion is committed.
 
 from __future__ import annotations
 
-import base64
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,27 +23,20 @@ from app.datasets.archive import Limits
 from app.datasets.collected import IngestOptions
 from app.datasets.errors import DatasetRejected, LimitExceeded, UnknownFormat
 from app.datasets.ingest import prepare
+from app.db.pagination import keyset, split_page
 from app.db.tables import Dataset, Job
 from app.enums import JobStatus, Modality, TaskType
 from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from app.settings import Settings
-from app.storage import ArtifactStore
+from app.storage import ArtifactStore, copy_capped
 
-COPY_CHUNK = 1024 * 1024
 MAX_PAGE = 200
 _ACTIVE = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
 
 
 def _copy_capped(source: BinaryIO, dest: Path, cap: int) -> int:
-    """Stream the upload to a local file, refusing it as soon as it passes ``cap`` bytes."""
-    total = 0
-    with open(dest, "wb") as out:
-        while chunk := source.read(COPY_CHUNK):
-            total += len(chunk)
-            if total > cap:
-                raise PayloadTooLarge(f"upload is larger than {cap} bytes; the cap is TSCOUT_MAX_UPLOAD_BYTES")
-            out.write(chunk)
-    return total
+    return copy_capped(source, dest, cap, too_large=PayloadTooLarge,
+                       what="upload (the cap is TSCOUT_MAX_UPLOAD_BYTES)")
 
 
 def _delete_unless_committed(session: Session, store: ArtifactStore, prefix: str) -> None:
@@ -130,18 +121,6 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) 
     return row
 
 
-def _encode_cursor(created_at: datetime, dataset_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{dataset_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        stamp, _, raw_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(raw_id)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"cursor {cursor!r} is not a cursor returned by this API") from None
-
-
 def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None = None,
                   modality: Modality | None = None, task_type: TaskType | None = None, limit: int = 50,
                   cursor: str | None = None) -> tuple[list[Dataset], int, str | None]:
@@ -158,14 +137,8 @@ def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None =
     if task_type is not None:
         conditions.append(Dataset.task_type == TaskType(task_type).value)
     total = session.scalar(select(func.count()).select_from(Dataset).where(*conditions)) or 0
-    query = select(Dataset).where(*conditions)
-    if cursor:
-        stamp, last_id = _decode_cursor(cursor)
-        query = query.where(or_(Dataset.created_at < stamp, and_(Dataset.created_at == stamp, Dataset.id < last_id)))
-    rows = list(session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    query = keyset(select(Dataset).where(*conditions), Dataset, cursor, limit=limit)
+    rows, next_cursor = split_page(list(session.scalars(query)), limit)
     return rows, total, next_cursor
 
 

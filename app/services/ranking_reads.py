@@ -3,13 +3,13 @@ source did across targets. Shapes rows into ``app.schemas.rankings`` models; nev
 
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from app.db.pagination import keyset, split_page
 from app.db.tables import Dataset, Job, Ranking, VerdictRow
 from app.enums import JobStatus
 from app.errors import InvalidInput, NotFound
@@ -75,18 +75,6 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
     )
 
 
-def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        stamp, _, raw_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(raw_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cursor {cursor!r} is not a cursor returned by this API") from exc
-
-
 def list_rankings(
     session: Session,
     project_id: uuid.UUID,
@@ -114,18 +102,8 @@ def list_rankings(
     if backbone_id is not None:
         conditions.append(Job.id.in_(select(Ranking.job_id).where(Ranking.backbone_id == backbone_id)))
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
-    descending = sort.startswith("-")
-    query = select(Job).where(*conditions)
-    if cursor:
-        stamp, last_id = _decode_cursor(cursor)
-        if descending:
-            query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
-        else:
-            query = query.where(or_(Job.created_at > stamp, and_(Job.created_at == stamp, Job.id > last_id)))
-    order = (Job.created_at.desc(), Job.id.desc()) if descending else (Job.created_at, Job.id)
-    jobs = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
+    query = keyset(select(Job).where(*conditions), Job, cursor, descending=sort.startswith("-"), limit=limit)
+    jobs, next_cursor = split_page(list(session.scalars(query)), limit)
     tops = {}
     members: dict[uuid.UUID, list[str]] = {}
     if jobs:
@@ -136,7 +114,6 @@ def list_rankings(
     items = [RankingSummary(id=j.id, status=JobStatus(j.status), dataset_id=j.dataset_id, created_at=j.created_at,
                             finished_at=j.finished_at, stage=j.stage, top_backbone=tops.get(j.id),
                             backbones=members.get(j.id, [])) for j in jobs]
-    next_cursor = _encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None
     return RankingPage(items=items, total=total, next_cursor=next_cursor)
 
 

@@ -166,3 +166,17 @@ class ArtifactStore:
 
 def open_store(url: str) -> ArtifactStore:
     return ArtifactStore(url)
+
+
+def copy_capped(source: BinaryIO, dest: Path, cap: int, *, too_large: type[Exception], what: str,
+                chunk: int = 1024 * 1024) -> int:
+    """Stream ``source`` into the local file ``dest``, raising ``too_large`` as soon as it passes ``cap``
+    bytes — an upload is never buffered whole in memory, and an oversize one is refused while streaming."""
+    total = 0
+    with open(dest, "wb") as out:
+        while block := source.read(chunk):
+            total += len(block)
+            if total > cap:
+                raise too_large(f"{what} is larger than {cap} bytes")
+            out.write(block)
+    return total
