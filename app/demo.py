@@ -8,11 +8,9 @@ bit for bit by :func:`write_demo_target` (``tscout demo --rebuild-target``).
 
 from __future__ import annotations
 
-import io
 import socket
 import threading
 import time
-import zipfile
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated
@@ -23,25 +21,16 @@ import typer
 DEMO_TARGET = Path("models/targets/digits_20shot.zip")
 SHOTS = 20
 SEED = 4242
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def demo_target_bytes() -> bytes:
     """The bundled target's archive: deterministic (fixed seed, fixed member timestamps)."""
-    from PIL import Image
-
     from app.zoo.domains import digits
+    from app.zoo.export import class_folder_zip
 
     images, labels = digits(None, np.random.default_rng(SEED), pool="target")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for c in range(10):
-            for k, i in enumerate(np.flatnonzero(labels == c)[:SHOTS]):
-                png = io.BytesIO()
-                Image.fromarray(images[i]).save(png, format="PNG", optimize=False)
-                info = zipfile.ZipInfo(f"digits_20shot/{c}/{k:03d}.png", date_time=_ZIP_EPOCH)
-                zf.writestr(info, png.getvalue())
-    return buf.getvalue()
+    keep = np.concatenate([np.flatnonzero(labels == c)[:SHOTS] for c in range(10)])
+    return class_folder_zip(images[keep], labels[keep], "digits_20shot", [str(c) for c in range(10)])
 
 
 def write_demo_target(path: Path = DEMO_TARGET) -> Path:

@@ -11,16 +11,13 @@ stage's own time. All on the local executor, in this process, on a temporary SQL
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
-import zipfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,15 +32,10 @@ from app.settings import Settings  # noqa: E402
 
 def shapes_zip(n: int, seed: int = 2000) -> bytes:
     from app.zoo.domains import NEW_SHAPES, generate
+    from app.zoo.export import class_folder_zip
 
     images, labels = generate("shapes", n, seed, kinds=NEW_SHAPES, background="noise", rotate=True)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-            out = io.BytesIO()
-            Image.fromarray(img).save(out, format="PNG")
-            zf.writestr(f"shapes/{NEW_SHAPES[int(y)]}/{i:05d}.png", out.getvalue())
-    return buf.getvalue()
+    return class_folder_zip(images, labels, "shapes", NEW_SHAPES)
 
 
 def stages(runtime: Runtime, job_id) -> dict[str, float]:

@@ -12,16 +12,13 @@ GPUs pay back.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -36,14 +33,10 @@ from bench.transfer.targets import target  # noqa: E402
 
 
 def target_zip(name: str) -> bytes:
+    from app.zoo.export import class_folder_zip
+
     images, labels, _, _ = target(name).load()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-            out = io.BytesIO()
-            Image.fromarray(img).save(out, format="PNG")
-            zf.writestr(f"{name}/class_{int(y)}/{i:04d}.png", out.getvalue())
-    return buf.getvalue()
+    return class_folder_zip(images, labels, name)
 
 
 def noop_unit(runtime: Runtime, i: int) -> int:

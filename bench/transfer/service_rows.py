@@ -13,25 +13,11 @@
 from __future__ import annotations
 
 import csv
-import io
 import tempfile
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _target_zip(images, labels) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
-            png = io.BytesIO()
-            Image.fromarray(img).save(png, format="PNG")
-            zf.writestr(f"target/class_{int(y):02d}/{i:04d}.png", png.getvalue())
-    return buf.getvalue()
 
 
 def ranking_service_scores(target_name: str, sources: list[str], models_dir: Path) -> dict[str, float]:
@@ -42,6 +28,7 @@ def ranking_service_scores(target_name: str, sources: list[str], models_dir: Pat
     from app.services.ranking_reads import read_ranking
     from app.services.rankings import rank_upload
     from app.settings import Settings
+    from app.zoo.export import class_folder_zip
     from bench.transfer.targets import target
 
     xtr, ytr, _, _ = target(target_name).load()
@@ -51,7 +38,7 @@ def ranking_service_scores(target_name: str, sources: list[str], models_dir: Pat
         migrate.upgrade(settings.database_url)
         runtime = Runtime.from_settings(settings)
         try:
-            job_id, project_id = rank_upload(runtime, "evaluate", _target_zip(xtr, ytr), f"{target_name}.zip",
+            job_id, project_id = rank_upload(runtime, "evaluate", class_folder_zip(xtr, ytr, "target"), f"{target_name}.zip",
                                              {"backbones": sources, "bootstrap": 0, "subset_size": 0})
             status = tasks.run_job(runtime, job_id, "evaluate")
             with runtime.sessions() as session:
