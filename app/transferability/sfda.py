@@ -4,31 +4,52 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
-from ._inputs import as_matrix, class_sums, codes_tensor, encode_labels, gram
+from ._inputs import (
+    as_array,
+    class_sums,
+    codes_like,
+    counts_like,
+    encode_labels,
+    gram,
+    solve_psd,
+    to_numpy,
+    xp_of,
+)
 
 __all__ = ["sfda"]
 
 
-def _largest_eigenvalue_3_power_steps(a: torch.Tensor) -> float:
+def _largest_eigenvalue_3_power_steps(a: np.ndarray) -> float:
     """λ_max estimate exactly as ``SFDA/utils.py::iterative_A(A, max_iterations=3)``."""
-    x = a.sum(dim=1)
+    x = a.sum(axis=1)
     y = x
     for _ in range(3):
         tmp = a @ x
-        nrm = torch.linalg.vector_norm(tmp)
+        nrm = np.linalg.norm(tmp)
         if float(nrm) == 0.0:
             return 0.0
         y = tmp / nrm
         tmp = a @ y
-        x = tmp / torch.linalg.vector_norm(tmp)
+        x = tmp / np.linalg.norm(tmp)
     return float(x @ a @ y)
 
 
-def _lda_posteriors(
-    x: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor, shrinkage: float | None
-) -> tuple[torch.Tensor, float]:
+def _softmax_rows(s):
+    xp = xp_of(s)
+    e = xp.exp(s - xp.amax(s, axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _true_class(prob, codes):
+    """prob[i, codes[i]] as an (n, 1) column."""
+    if xp_of(prob) is np:
+        return np.take_along_axis(prob, codes[:, None], axis=1)
+    return prob.gather(1, codes[:, None])
+
+
+def _lda_posteriors(x, codes, counts, shrinkage: float | None):
     """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba``; returns (probs, shrinkage).
 
     The reference solves the generalised eigenproblem (S_b, shrunk S_w) and predicts with
@@ -39,24 +60,24 @@ def _lda_posteriors(
     c = counts.shape[0]
     priors = counts / n
     means = class_sums(x, codes, c) / counts[:, None]
-    mu = x.mean(dim=0)
+    mu = x.mean(axis=0)
     xc = x - mu
     s_total = gram(xc) / n
-    dm = (means - mu) * torch.sqrt(priors)[:, None]
+    del xc
+    xp = xp_of(x)
+    dm = (means - mu) * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
     if shrinkage is None:
-        lam_max = _largest_eigenvalue_3_power_steps(s_within)
+        lam_max = _largest_eigenvalue_3_power_steps(to_numpy(s_within))
         shrinkage = max(math.exp(-5.0 * lam_max), 1e-10)
     shrunk = (1.0 - shrinkage) * s_within
-    shrunk.diagonal().add_(shrinkage * torch.trace(s_within) / d)
-    chol, info = torch.linalg.cholesky_ex(shrunk)
-    if int(info) == 0:
-        coef = torch.cholesky_solve(means.T.contiguous(), chol).T  # means @ S_w⁻¹
-    else:  # singular within-class scatter (e.g. every class a repeated point)
-        coef = means @ torch.linalg.pinv(shrunk, hermitian=True)
-    intercept = -0.5 * (means * coef).sum(dim=1) + torch.log(priors)
+    diag = shrunk.diagonal() if xp is not np else shrunk.reshape(-1)[:: d + 1]  # writable views
+    diag += shrinkage * float(s_within.trace()) / d
+    # means @ S_w⁻¹ (S_w symmetric); the pseudo-inverse when it is singular (e.g. every class one point).
+    coef = solve_psd(shrunk, means.T.copy() if xp is np else means.T.contiguous()).T
+    intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors)
     scores = x @ coef.T + intercept
-    return torch.softmax(scores, dim=1), float(shrinkage)
+    return _softmax_rows(scores), float(shrinkage)
 
 
 def sfda(features, labels) -> float:
@@ -97,16 +118,16 @@ def sfda(features, labels) -> float:
     >>> round(sfda(f, [0, 0, 1, 1]), 4)
     0.9998
     """
-    x = as_matrix(features, "features")
+    x = as_array(features, "features")
     enc = encode_labels(labels, x.shape[0])
-    codes = codes_tensor(enc, x.device)
-    counts = torch.from_numpy(enc.counts).to(x.device, torch.float64)
+    codes = codes_like(enc, x)
+    counts = counts_like(enc, x)
     c = enc.n_classes
     prob, shrinkage = _lda_posteriors(x, codes, counts, None)
-    prob = torch.softmax(prob, dim=1)  # the reference's "soften" step: softmax of probabilities
+    prob = _softmax_rows(prob)  # the reference's "soften" step: softmax of probabilities
     means = class_sums(x, codes, c) / counts[:, None]
-    others = (means.sum(dim=0, keepdim=True) - means) / (c - 1)
-    p_true = prob.gather(1, codes[:, None])
+    others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
+    p_true = _true_class(prob, codes)
     mixed = p_true * x + (1.0 - p_true) * others[codes]  # a new array; the input stays untouched
     prob2, _ = _lda_posteriors(mixed, codes, counts, shrinkage)
-    return float(prob2.gather(1, codes[:, None]).mean())
+    return float(_true_class(prob2, codes).mean())

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ._inputs import (
-    as_matrix,
+    as_array,
     centered,
     check_positive_float,
     encode_labels,
@@ -18,7 +18,7 @@ from ._inputs import (
 __all__ = ["transrate"]
 
 
-def _coding_rate(z: torch.Tensor, eps: float, g: torch.Tensor | None = None) -> float:
+def _coding_rate(z, eps: float, g=None) -> float:
     """½ log det(I_d + zᵀz / (n ε)), evaluated on the smaller of zᵀz and zzᵀ (Sylvester's identity)."""
     n, d = z.shape
     if g is None:
@@ -63,15 +63,17 @@ def transrate(features, labels, *, eps: float = 1e-4) -> float:
     >>> round(transrate(f, [0, 0, 1, 1]), 4)
     0.0911
     """
-    f = as_matrix(features, "features")
+    f = as_array(features, "features")
     enc = encode_labels(labels, f.shape[0])
     eps = check_positive_float(eps, "eps")
     z = centered(f)
     total = _coding_rate(z, eps)
     order = np.argsort(enc.codes, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(enc.counts)])
-    idx = torch.from_numpy(order).to(z.device)
-    z_sorted = z.index_select(0, idx)
+    if isinstance(z, torch.Tensor):
+        z_sorted = z.index_select(0, torch.from_numpy(order).to(z.device))
+    else:
+        z_sorted = z[order]
     conditional = 0.0
     for c in range(enc.n_classes):
         conditional = conditional + _coding_rate(z_sorted[bounds[c] : bounds[c + 1]], eps)
