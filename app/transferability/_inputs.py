@@ -82,23 +82,34 @@ def as_array(
     *,
     min_rows: int = 2,
     min_cols: int = 1,
+    owned: bool = False,
 ) -> np.ndarray | torch.Tensor:
     """Validate a 2-D real matrix and return it as float64: a numpy array for CPU inputs (numpy arrays,
     sequences and CPU tensors), a tensor on its device for CUDA tensors.
 
-    The result may share memory with ``x`` (when ``x`` is already float64); callers must treat it as
-    read-only. CPU kernels then stay in numpy/scipy, so that one BLAS thread pool does the work (torch's
-    OpenMP pool and OpenBLAS's pthreads alternating on the same cores oversubscribe them).
+    With ``owned=False`` the result may share memory with ``x`` (when ``x`` is already float64) and callers
+    must treat it as read-only. With ``owned=True`` it is a fresh array the caller may modify in place
+    (copied only when the float64 conversion did not already copy). CPU kernels stay in numpy/scipy, so
+    that one BLAS thread pool does the work (torch's OpenMP pool and OpenBLAS's pthreads alternating on
+    the same cores oversubscribe them).
     """
+    a, fresh = _as_array(x, name, min_rows, min_cols)
+    if owned and not fresh:
+        a = a.clone() if isinstance(a, torch.Tensor) else a.copy()
+    return a
+
+
+def _as_array(x: object, name: str, min_rows: int, min_cols: int) -> tuple[np.ndarray | torch.Tensor, bool]:
+    """(float64 array, whether it is a fresh copy that shares no memory with ``x``)."""
     if isinstance(x, torch.Tensor):
         t = x.detach()
         if t.is_complex():
             raise ValueError(f"{name} must be real, got complex dtype {t.dtype}")
         if t.device.type != "cpu":
             _check_shape(tuple(t.shape), name, min_rows, min_cols)
-            t = t.to(torch.float64)
-            _check_finite_tensor(t, name)
-            return t
+            t64 = t.to(torch.float64)
+            _check_finite_tensor(t64, name)
+            return t64, t64.data_ptr() != t.data_ptr()
         x = t.numpy() if t.dtype != torch.bfloat16 else t.to(torch.float64).numpy()
     arr = _to_numpy_any(x, name)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
@@ -106,13 +117,14 @@ def as_array(
     if np.iscomplexobj(arr):
         raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
     _check_shape(arr.shape, name, min_rows, min_cols)
-    arr = np.asarray(arr, dtype=np.float64)
-    finite = np.isfinite(arr)
+    out = np.asarray(arr, dtype=np.float64)
+    finite = np.isfinite(out)
     if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
+        bad = int(out.size - np.count_nonzero(finite))
         idx = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf), first at index {idx}")
-    return arr
+    fresh = out is not arr and out.flags.writeable and not np.may_share_memory(out, arr)
+    return out, fresh
 
 
 def _check_shape(shape: tuple, name: str, min_rows: int, min_cols: int) -> None:
@@ -133,7 +145,7 @@ def as_matrix(
     min_cols: int = 1,
 ) -> torch.Tensor:
     """Like :func:`as_array` but always a float64 tensor on the input's device (for torch kernels)."""
-    a = as_array(x, name, min_rows=min_rows, min_cols=min_cols)
+    a, _ = _as_array(x, name, min_rows, min_cols)
     if isinstance(a, torch.Tensor):
         return a
     if not a.flags.writeable:
@@ -283,7 +295,8 @@ def to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _single_thread_lapack():
+def single_thread_blas():
+    """Context manager limiting numpy's and scipy's OpenBLAS to one thread (nestable)."""
     return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
@@ -343,6 +356,14 @@ def centered(x):
     return x - x.mean(axis=0, keepdims=True)
 
 
+def center_(x):
+    """Centre the columns of ``x`` in place (``x`` must be owned, see ``as_array(owned=True)``); returns
+    the column means that were subtracted."""
+    mu = x.mean(axis=0, keepdims=True)
+    x -= mu
+    return mu[0]
+
+
 def eigh(a):
     """Symmetric eigendecomposition (ascending); single-threaded LAPACK on the CPU."""
     if isinstance(a, torch.Tensor):
@@ -350,7 +371,7 @@ def eigh(a):
             w, v = eigh(a.numpy())
             return torch.from_numpy(w), torch.from_numpy(v)
         return torch.linalg.eigh(a)
-    with _single_thread_lapack():
+    with single_thread_blas():
         return np.linalg.eigh(a)
 
 
@@ -363,7 +384,7 @@ def solve_psd(a, b):
         if int(info) == 0:
             return torch.cholesky_solve(b, chol)
         return torch.linalg.pinv(a, hermitian=True) @ b
-    with _single_thread_lapack():
+    with single_thread_blas():
         try:
             factor = scipy.linalg.cho_factor(a, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
@@ -378,7 +399,7 @@ def logdet_identity_plus(g, scale: float) -> float:
     if isinstance(g, np.ndarray):
         a = scale * g
         a[np.diag_indices_from(a)] += 1.0
-        with _single_thread_lapack():
+        with single_thread_blas():
             try:
                 return float(2.0 * np.log(np.diagonal(np.linalg.cholesky(a))).sum())
             except np.linalg.LinAlgError:

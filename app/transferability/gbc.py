@@ -6,6 +6,7 @@ import numpy as np
 
 from ._inputs import (
     as_array,
+    center_,
     centered,
     class_sums,
     codes_like,
@@ -29,7 +30,10 @@ def pca_project(x, n_components: int):
     Same subspace and values as ``sklearn.decomposition.PCA(svd_solver="covariance_eigh")`` up to the
     sign of each component (tested); runs on the input's device.
     """
-    xc = centered(x)
+    return _pca_scores_of_centred(centered(x), n_components)
+
+
+def _pca_scores_of_centred(xc, n_components: int):
     s, v = eigh(gram(xc))
     top = xp_of(v).flip(v[:, -n_components:], (1,))
     return xc @ top
@@ -86,12 +90,13 @@ def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 6
         raise ValueError(f"gaussian must be one of {_GAUSSIANS}, got {gaussian!r}")
     if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or pca_dim < 1):
         raise ValueError(f"pca_dim must be a positive int or None, got {pca_dim!r}")
-    x = as_array(features, "features")
+    x = as_array(features, "features", owned=pca_dim is not None)
     enc = encode_labels(labels, x.shape[0])
     codes = codes_like(enc, x)
     counts = counts_like(enc, x)
     if pca_dim is not None:
-        x = pca_project(x, min(pca_dim, *x.shape))
+        center_(x)  # our own copy: no second n×d array
+        x = _pca_scores_of_centred(x, min(pca_dim, *x.shape))
     c = enc.n_classes
     means = class_sums(x, codes, c) / counts[:, None]
     resid = x - means[codes]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._inputs import as_array, centered, class_sums, codes_like, counts_like, eigh, encode_labels, gram, xp_of
+from ._inputs import as_array, center_, class_sums, codes_like, counts_like, eigh, encode_labels, gram, xp_of
 
 __all__ = ["hscore", "hscore_shrinkage", "ledoit_wolf_shrinkage"]
 
@@ -56,11 +56,12 @@ def hscore(features, labels, *, rcond: float = 1e-15) -> float:
     >>> round(hscore(f, [0, 0, 1, 1]), 4)
     0.9444
     """
-    f = as_array(features, "features")
+    f = as_array(features, "features", owned=True)
     enc = encode_labels(labels, f.shape[0])
     codes = codes_like(enc, f)
     counts = counts_like(enc, f)
-    fc = centered(f)
+    center_(f)
+    fc = f
     s, v = eigh(gram(fc))
     m = _between_factor(fc, codes, counts)
     return float(_trace_pinv_product(s, v, m, rcond))
@@ -125,12 +126,13 @@ def hscore_shrinkage(features, labels, *, rcond: float = 1e-15) -> float:
     >>> round(hscore_shrinkage(f, [0, 0, 1, 1]), 4)
     1.1286
     """
-    f = as_array(features, "features")
+    f = as_array(features, "features", owned=True)
     enc = encode_labels(labels, f.shape[0])
     codes = codes_like(enc, f)
     counts = counts_like(enc, f)
     n, d = f.shape
-    fc = centered(f)
+    center_(f)
+    fc = f
     g = gram(fc)
     alpha = ledoit_wolf_shrinkage(fc, g)
     s, v = eigh(g)

@@ -8,6 +8,7 @@ import numpy as np
 
 from ._inputs import (
     as_array,
+    center_,
     class_sums,
     codes_like,
     counts_like,
@@ -49,23 +50,22 @@ def _true_class(prob, codes):
     return prob.gather(1, codes[:, None])
 
 
-def _lda_posteriors(x, codes, counts, shrinkage: float | None):
-    """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba``; returns (probs, shrinkage).
+def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
+    """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba`` for the features
+    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means); returns (probs, shrinkage).
 
     The reference solves the generalised eigenproblem (S_b, shrunk S_w) and predicts with
     ``means @ V @ Vᵀ``; with all eigenvectors kept and ``Vᵀ S_w V = I`` that product is exactly
-    ``means @ S_w⁻¹``, so one Cholesky solve gives the same posteriors.
+    ``means @ S_w⁻¹``, so one Cholesky solve gives the same posteriors. The scores ``x @ coefᵀ`` are
+    evaluated as ``xc @ coefᵀ + mu @ coefᵀ`` so that no uncentred copy is needed.
     """
-    n, d = x.shape
+    n, d = xc.shape
     c = counts.shape[0]
+    xp = xp_of(xc)
     priors = counts / n
-    means = class_sums(x, codes, c) / counts[:, None]
-    mu = x.mean(axis=0)
-    xc = x - mu
+    centred_means = class_sums(xc, codes, c) / counts[:, None]
     s_total = gram(xc) / n
-    del xc
-    xp = xp_of(x)
-    dm = (means - mu) * xp.sqrt(priors)[:, None]
+    dm = centred_means * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
     if shrinkage is None:
         lam_max = _largest_eigenvalue_3_power_steps(to_numpy(s_within))
@@ -73,10 +73,12 @@ def _lda_posteriors(x, codes, counts, shrinkage: float | None):
     shrunk = (1.0 - shrinkage) * s_within
     diag = shrunk.diagonal() if xp is not np else shrunk.reshape(-1)[:: d + 1]  # writable views
     diag += shrinkage * float(s_within.trace()) / d
+    means = centred_means + mu
     # means @ S_w⁻¹ (S_w symmetric); the pseudo-inverse when it is singular (e.g. every class one point).
     coef = solve_psd(shrunk, means.T.copy() if xp is np else means.T.contiguous()).T
-    intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors)
-    scores = x @ coef.T + intercept
+    intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors) + coef @ mu
+    scores = xc @ coef.T
+    scores += intercept
     return _softmax_rows(scores), float(shrinkage)
 
 
@@ -118,16 +120,23 @@ def sfda(features, labels) -> float:
     >>> round(sfda(f, [0, 0, 1, 1]), 4)
     0.9998
     """
-    x = as_array(features, "features")
+    x = as_array(features, "features", owned=True)  # our copy: ConfMix is applied to it in place
     enc = encode_labels(labels, x.shape[0])
     codes = codes_like(enc, x)
     counts = counts_like(enc, x)
     c = enc.n_classes
-    prob, shrinkage = _lda_posteriors(x, codes, counts, None)
+    mu = center_(x)
+    prob, shrinkage = _lda_posteriors(x, mu, codes, counts, None)
     prob = _softmax_rows(prob)  # the reference's "soften" step: softmax of probabilities
-    means = class_sums(x, codes, c) / counts[:, None]
+    means = class_sums(x, codes, c) / counts[:, None]  # centred class means
     others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
     p_true = _true_class(prob, codes)
-    mixed = p_true * x + (1.0 - p_true) * others[codes]  # a new array; the input stays untouched
-    prob2, _ = _lda_posteriors(mixed, codes, counts, shrinkage)
+    # ConfMix p·x + (1−p)·o in place, in the centred frame (p + (1−p) = 1 carries μ through): x ← p(x−o)+o.
+    mixed_others = others[codes]
+    x -= mixed_others
+    x *= p_true
+    x += mixed_others
+    del mixed_others
+    mu = mu + center_(x)
+    prob2, _ = _lda_posteriors(x, mu, codes, counts, shrinkage)
     return float(_true_class(prob2, codes).mean())
