@@ -118,8 +118,10 @@ def _as_array(x: object, name: str, min_rows: int, min_cols: int) -> tuple[np.nd
         raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
     _check_shape(arr.shape, name, min_rows, min_cols)
     out = np.asarray(arr, dtype=np.float64)
-    finite = np.isfinite(out)
-    if not finite.all():
+    # A finite sum proves every entry finite (NaN and ±inf propagate) without an n×d mask; only a
+    # non-finite sum (a bad entry, or an overflowing one) pays for the element-wise check.
+    finite = np.isfinite(out) if not np.isfinite(out.sum()) else None
+    if finite is not None and not finite.all():
         bad = int(out.size - np.count_nonzero(finite))
         idx = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf), first at index {idx}")
@@ -386,7 +388,7 @@ def solve_psd(a, b):
         return torch.linalg.pinv(a, hermitian=True) @ b
     with single_thread_blas():
         try:
-            factor = scipy.linalg.cho_factor(a, lower=True, check_finite=False)
+            factor = scipy.linalg.cho_factor(a, lower=True, check_finite=False, overwrite_a=False)
         except np.linalg.LinAlgError:
             return np.linalg.pinv(a, hermitian=True) @ b
         return scipy.linalg.cho_solve(factor, b, check_finite=False)

@@ -14,6 +14,7 @@ from ._inputs import (
     counts_like,
     encode_labels,
     gram,
+    single_thread_blas,
     solve_psd,
     to_numpy,
     xp_of,
@@ -37,10 +38,13 @@ def _largest_eigenvalue_3_power_steps(a: np.ndarray) -> float:
     return float(x @ a @ y)
 
 
-def _softmax_rows(s):
+def _softmax_rows_(s):
+    """Row-wise softmax of ``s``, computed in place (``s`` is a scratch array of the caller)."""
     xp = xp_of(s)
-    e = xp.exp(s - xp.amax(s, axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    s -= xp.amax(s, axis=1, keepdims=True)
+    xp.exp(s, out=s)
+    s /= s.sum(axis=1, keepdims=True)
+    return s
 
 
 def _true_class(prob, codes):
@@ -52,7 +56,8 @@ def _true_class(prob, codes):
 
 def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
     """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba`` for the features
-    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means); returns (probs, shrinkage).
+    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means); returns (probs, shrinkage, the class
+    means of ``xc``).
 
     The reference solves the generalised eigenproblem (S_b, shrunk S_w) and predicts with
     ``means @ V @ Vᵀ``; with all eigenvectors kept and ``Vᵀ S_w V = I`` that product is exactly
@@ -68,7 +73,8 @@ def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
     dm = centred_means * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
     if shrinkage is None:
-        lam_max = _largest_eigenvalue_3_power_steps(to_numpy(s_within))
+        with single_thread_blas():  # six d×d mat-vecs: thread start-up would dominate them
+            lam_max = _largest_eigenvalue_3_power_steps(to_numpy(s_within))
         shrinkage = max(math.exp(-5.0 * lam_max), 1e-10)
     shrunk = (1.0 - shrinkage) * s_within
     diag = shrunk.diagonal() if xp is not np else shrunk.reshape(-1)[:: d + 1]  # writable views
@@ -79,7 +85,7 @@ def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
     intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors) + coef @ mu
     scores = xc @ coef.T
     scores += intercept
-    return _softmax_rows(scores), float(shrinkage)
+    return _softmax_rows_(scores), float(shrinkage), centred_means
 
 
 def sfda(features, labels) -> float:
@@ -126,17 +132,22 @@ def sfda(features, labels) -> float:
     counts = counts_like(enc, x)
     c = enc.n_classes
     mu = center_(x)
-    prob, shrinkage = _lda_posteriors(x, mu, codes, counts, None)
-    prob = _softmax_rows(prob)  # the reference's "soften" step: softmax of probabilities
-    means = class_sums(x, codes, c) / counts[:, None]  # centred class means
+    prob, shrinkage, means = _lda_posteriors(x, mu, codes, counts, None)
+    prob = _softmax_rows_(prob)  # the reference's "soften" step: softmax of probabilities
     others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
     p_true = _true_class(prob, codes)
-    # ConfMix p·x + (1−p)·o in place, in the centred frame (p + (1−p) = 1 carries μ through): x ← p(x−o)+o.
-    mixed_others = others[codes]
-    x -= mixed_others
-    x *= p_true
-    x += mixed_others
-    del mixed_others
-    mu = mu + center_(x)
-    prob2, _ = _lda_posteriors(x, mu, codes, counts, shrinkage)
+    # ConfMix p·x + (1−p)·o, in place and in the centred frame (p + (1−p) = 1 carries μ through). The mean
+    # of the mixed features is known in closed form, so mixing and re-centring are one pass over row blocks:
+    # x ← p·(x − o) + o − m.
+    q = 1.0 - p_true[:, 0]
+    shift = (p_true[:, 0] @ x + class_sums(q[:, None], codes, c)[:, 0] @ others) / x.shape[0]
+    step = max(1, 2**18 // x.shape[1])
+    for start in range(0, x.shape[0], step):
+        block, o = x[start : start + step], others[codes[start : start + step]]
+        block -= o
+        block *= p_true[start : start + step]
+        o -= shift
+        block += o
+    mu = mu + shift
+    prob2, _, _ = _lda_posteriors(x, mu, codes, counts, shrinkage)
     return float(_true_class(prob2, codes).mean())
