@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import (
-    as_array,
-    center_,
-    centered,
-    class_sums,
-    codes_like,
-    counts_like,
-    eigh,
-    encode_labels,
-    gram,
-    to_numpy,
-    xp_of,
-)
+from ._inputs import as_array, encode_labels
+from ._linalg import center_, centered, class_sums, codes_like, counts_like, eigh, gram, to_numpy, xp_of
 
 __all__ = ["gbc", "pca_project"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._inputs import as_array, center_, class_sums, codes_like, counts_like, eigh, encode_labels, gram, xp_of
+from ._inputs import as_array, encode_labels
+from ._linalg import center_, class_sums, codes_like, counts_like, eigh, gram, xp_of
 
 __all__ = ["hscore", "hscore_shrinkage", "ledoit_wolf_shrinkage"]
 

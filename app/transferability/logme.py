@@ -8,17 +8,8 @@ import warnings
 import numpy as np
 import torch
 
-from ._inputs import (
-    as_array,
-    as_targets,
-    class_sums,
-    codes_like,
-    eigh,
-    encode_labels,
-    gram,
-    outer_gram,
-    to_numpy,
-)
+from ._inputs import as_array, as_targets, encode_labels
+from ._linalg import class_sums, codes_like, eigh, gram, outer_gram, to_numpy
 
 __all__ = ["logme", "ConvergenceWarning"]
 

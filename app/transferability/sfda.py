@@ -6,13 +6,12 @@ import math
 
 import numpy as np
 
-from ._inputs import (
-    as_array,
+from ._inputs import as_array, encode_labels
+from ._linalg import (
     center_,
     class_sums,
     codes_like,
     counts_like,
-    encode_labels,
     gram,
     single_thread_blas,
     solve_psd,
@@ -54,10 +53,10 @@ def _true_class(prob, codes):
     return prob.gather(1, codes[:, None])
 
 
-def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
+def _lda_posteriors(xc, mu, centred_means, counts, shrinkage: float | None):
     """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba`` for the features
-    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means); returns (probs, shrinkage, the class
-    means of ``xc``).
+    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means, ``centred_means`` the class means of
+    ``xc``); returns (probs, shrinkage).
 
     The reference solves the generalised eigenproblem (S_b, shrunk S_w) and predicts with
     ``means @ V @ Vᵀ``; with all eigenvectors kept and ``Vᵀ S_w V = I`` that product is exactly
@@ -65,10 +64,8 @@ def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
     evaluated as ``xc @ coefᵀ + mu @ coefᵀ`` so that no uncentred copy is needed.
     """
     n, d = xc.shape
-    c = counts.shape[0]
     xp = xp_of(xc)
     priors = counts / n
-    centred_means = class_sums(xc, codes, c) / counts[:, None]
     s_total = gram(xc) / n
     dm = centred_means * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
@@ -85,7 +82,7 @@ def _lda_posteriors(xc, mu, codes, counts, shrinkage: float | None):
     intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors) + coef @ mu
     scores = xc @ coef.T
     scores += intercept
-    return _softmax_rows_(scores), float(shrinkage), centred_means
+    return _softmax_rows_(scores), float(shrinkage)
 
 
 def sfda(features, labels) -> float:
@@ -132,15 +129,19 @@ def sfda(features, labels) -> float:
     counts = counts_like(enc, x)
     c = enc.n_classes
     mu = center_(x)
-    prob, shrinkage, means = _lda_posteriors(x, mu, codes, counts, None)
+    means = class_sums(x, codes, c) / counts[:, None]  # class means in the centred frame
+    prob, shrinkage = _lda_posteriors(x, mu, means, counts, None)
     prob = _softmax_rows_(prob)  # the reference's "soften" step: softmax of probabilities
     others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
     p_true = _true_class(prob, codes)
-    # ConfMix p·x + (1−p)·o, in place and in the centred frame (p + (1−p) = 1 carries μ through). The mean
-    # of the mixed features is known in closed form, so mixing and re-centring are one pass over row blocks:
+    # ConfMix p·x + (1−p)·o, in place and in the centred frame (p + (1−p) = 1 carries μ through). The class
+    # sums of the mixed features, Σ_c p·x + (n_c − Σ_c p)·o_c, come from one p-weighted pass, so their mean
+    # m and class means are known before mixing, and mixing and re-centring are one pass over row blocks:
     # x ← p·(x − o) + o − m.
-    q = 1.0 - p_true[:, 0]
-    shift = (p_true[:, 0] @ x + class_sums(q[:, None], codes, c)[:, 0] @ others) / x.shape[0]
+    p = p_true[:, 0]
+    mixed_sums = class_sums(x, codes, c, weights=p)
+    mixed_sums += (counts - class_sums(p[:, None], codes, c)[:, 0])[:, None] * others
+    shift = mixed_sums.sum(axis=0) / x.shape[0]
     step = max(1, 2**18 // x.shape[1])
     for start in range(0, x.shape[0], step):
         block, o = x[start : start + step], others[codes[start : start + step]]
@@ -149,5 +150,5 @@ def sfda(features, labels) -> float:
         o -= shift
         block += o
     mu = mu + shift
-    prob2, _, _ = _lda_posteriors(x, mu, codes, counts, shrinkage)
+    prob2, _ = _lda_posteriors(x, mu, mixed_sums / counts[:, None] - shift, counts, shrinkage)
     return float(_true_class(prob2, codes).mean())

@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._inputs import (
-    as_array,
-    center_,
-    check_positive_float,
-    encode_labels,
-    gram,
-    logdet_identity_plus,
-    outer_gram,
-    single_thread_blas,
-)
+from ._inputs import as_array, check_positive_float, encode_labels
+from ._linalg import center_, gram, logdet_identity_plus, outer_gram, single_thread_blas
 
 __all__ = ["transrate"]
 
