@@ -4,10 +4,13 @@ Public functions validate once, here, and hand trusted arrays to their private k
 module writes into a caller's array: conversions either return a fresh array or a read-only view that the
 kernels only read.
 
-Arrays: numpy arrays, torch tensors (any device) and nested sequences are accepted. Kernels that do
-heavy linear algebra work on ``torch.float64`` tensors on the caller's device, so CUDA inputs are processed
-on the GPU; CPU inputs stay on the CPU (the Gram matrix itself goes through numpy, whose BLAS ``syrk``
-path is twice as fast as a general matrix product).
+Arrays: numpy arrays, torch tensors (any device) and nested sequences are accepted. The Gram-based
+kernels (LogME, H-score, GBC, SFDA, TransRate) take :func:`as_array`'s result: a float64 numpy array for
+CPU inputs, so that the whole CPU path runs on numpy/scipy and one BLAS thread pool, and a float64 tensor
+for CUDA inputs, so that their heavy linear algebra runs on the GPU; the helpers in ``_linalg`` accept either.
+Their small tails (the LogME fixed point, GBC's class pairs) run in numpy. Other kernels use
+:func:`as_matrix` (always a tensor). The Gram matrix goes through numpy on the CPU, whose ``x.T @ x``
+is BLAS ``syrk``, twice as fast as a general matrix product.
 
 Labels: any hashable values (integers, strings, ...) are re-encoded to ``0..C-1`` in sorted order of the
 distinct values (``np.unique``); absent classes therefore never produce empty columns. Floating labels are
@@ -73,6 +76,69 @@ def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf), first at index {idx}")
 
 
+def as_array(
+    x: object,
+    name: str,
+    *,
+    min_rows: int = 2,
+    min_cols: int = 1,
+    owned: bool = False,
+) -> np.ndarray | torch.Tensor:
+    """Validate a 2-D real matrix and return it as float64: a numpy array for CPU inputs (numpy arrays,
+    sequences and CPU tensors), a tensor on its device for CUDA tensors.
+
+    With ``owned=False`` the result may share memory with ``x`` (when ``x`` is already float64) and callers
+    must treat it as read-only. With ``owned=True`` it is a fresh array the caller may modify in place
+    (copied only when the float64 conversion did not already copy). CPU kernels stay in numpy/scipy, so
+    that one BLAS thread pool does the work (torch's OpenMP pool and OpenBLAS's pthreads alternating on
+    the same cores oversubscribe them).
+    """
+    a, fresh = _as_array(x, name, min_rows, min_cols)
+    if owned and not fresh:
+        a = a.clone() if isinstance(a, torch.Tensor) else a.copy()
+    return a
+
+
+def _as_array(x: object, name: str, min_rows: int, min_cols: int) -> tuple[np.ndarray | torch.Tensor, bool]:
+    """(float64 array, whether it is a fresh copy that shares no memory with ``x``)."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+        if t.is_complex():
+            raise ValueError(f"{name} must be real, got complex dtype {t.dtype}")
+        if t.device.type != "cpu":
+            _check_shape(tuple(t.shape), name, min_rows, min_cols)
+            t64 = t.to(torch.float64)
+            _check_finite_tensor(t64, name)
+            return t64, t64.data_ptr() != t.data_ptr()
+        x = t.numpy() if t.dtype != torch.bfloat16 else t.to(torch.float64).numpy()
+    arr = _to_numpy_any(x, name)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
+    _check_shape(arr.shape, name, min_rows, min_cols)
+    out = np.asarray(arr, dtype=np.float64)
+    # A finite sum proves every entry finite (NaN and ±inf propagate) without an n×d mask; only a
+    # non-finite sum (a bad entry, or an overflowing one) pays for the element-wise check.
+    finite = np.isfinite(out) if not np.isfinite(out.sum()) else None
+    if finite is not None and not finite.all():
+        bad = int(out.size - np.count_nonzero(finite))
+        idx = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf), first at index {idx}")
+    fresh = out is not arr and out.flags.writeable and not np.may_share_memory(out, arr)
+    return out, fresh
+
+
+def _check_shape(shape: tuple, name: str, min_rows: int, min_cols: int) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(shape)}")
+    n, d = shape
+    if n < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} rows (samples), got shape {tuple(shape)}")
+    if d < min_cols:
+        raise ValueError(f"{name} needs at least {min_cols} column(s), got shape {tuple(shape)}")
+
+
 def as_matrix(
     x: object,
     name: str,
@@ -80,38 +146,14 @@ def as_matrix(
     min_rows: int = 2,
     min_cols: int = 1,
 ) -> torch.Tensor:
-    """Validate a 2-D real matrix and return it as a float64 tensor on its device.
-
-    The result may share memory with ``x`` (when ``x`` is already float64); callers must treat it as
-    read-only.
-    """
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-        if t.is_complex():
-            raise ValueError(f"{name} must be real, got complex dtype {t.dtype}")
-        if t.dtype == torch.bool:
-            t = t.to(torch.float64)
-    else:
-        arr = _to_numpy_any(x, name)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-        if np.iscomplexobj(arr):
-            raise ValueError(f"{name} must be real, got complex dtype {arr.dtype}")
-        arr = np.asarray(arr, dtype=np.float64)
-        if not arr.flags.writeable:
-            # torch.from_numpy warns on read-only memory; a copy keeps the caller's buffer untouched.
-            arr = arr.copy()
-        t = torch.from_numpy(arr)
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(t.shape)}")
-    n, d = t.shape
-    if n < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows (samples), got shape {tuple(t.shape)}")
-    if d < min_cols:
-        raise ValueError(f"{name} needs at least {min_cols} column(s), got shape {tuple(t.shape)}")
-    t = t.to(torch.float64)
-    _check_finite_tensor(t, name)
-    return t
+    """Like :func:`as_array` but always a float64 tensor on the input's device (for torch kernels)."""
+    a, _ = _as_array(x, name, min_rows, min_cols)
+    if isinstance(a, torch.Tensor):
+        return a
+    if not a.flags.writeable:
+        # torch.from_numpy warns on read-only memory; a copy keeps the caller's buffer untouched.
+        a = a.copy()
+    return torch.from_numpy(a)
 
 
 def as_numpy_matrix(x: object, name: str, *, min_rows: int = 2, min_cols: int = 1) -> np.ndarray:
@@ -232,63 +274,5 @@ def stratified_subsample(codes: np.ndarray, max_samples: int, random_state: int)
     return np.sort(np.concatenate(chosen))
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Linear-algebra helpers used by the kernels (inputs already validated, float64 tensors).
-
-
-def gram(x: torch.Tensor) -> torch.Tensor:
-    """``xᵀx`` in float64; numpy ``syrk`` on the CPU, torch on other devices."""
-    if x.device.type == "cpu":
-        xn = np.ascontiguousarray(x.numpy())
-        return torch.from_numpy(xn.T @ xn)
-    return x.T @ x
-
-
-def outer_gram(x: torch.Tensor) -> torch.Tensor:
-    """``xxᵀ`` in float64 (used when n < d)."""
-    if x.device.type == "cpu":
-        xn = np.ascontiguousarray(x.numpy())
-        return torch.from_numpy(xn @ xn.T)
-    return x @ x.T
-
-
-def class_sums(x: torch.Tensor, codes: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Per-class column sums of ``x``: (C, d)."""
-    out = torch.zeros((n_classes, x.shape[1]), dtype=x.dtype, device=x.device)
-    out.index_add_(0, codes, x)
-    return out
-
-
 def codes_tensor(labels: EncodedLabels, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(labels.codes).to(device)
-
-
-def centered(x: torch.Tensor) -> torch.Tensor:
-    """A new, column-centred copy of ``x`` (never in place)."""
-    return x - x.mean(dim=0, keepdim=True)
-
-
-def eigh(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric eigendecomposition (ascending); LAPACK through numpy on the CPU so that CPU kernels use a
-    single BLAS thread pool (alternating numpy's and torch's pools oversubscribes small machines)."""
-    if a.device.type == "cpu":
-        w, v = np.linalg.eigh(a.numpy())
-        return torch.from_numpy(w), torch.from_numpy(v)
-    return torch.linalg.eigh(a)
-
-
-def logdet_identity_plus(g: torch.Tensor, scale: float) -> float:
-    """log det(I + scale · g) for a PSD matrix g (Cholesky, eigenvalues as a fallback)."""
-    if g.device.type == "cpu":
-        a = scale * g.numpy()
-        a[np.diag_indices_from(a)] += 1.0
-        try:
-            return float(2.0 * np.log(np.diagonal(np.linalg.cholesky(a))).sum())
-        except np.linalg.LinAlgError:
-            return float(np.log(np.clip(np.linalg.eigvalsh(a), 1.0, None)).sum())
-    a = scale * g
-    a.diagonal().add_(1.0)
-    chol, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        return float(2.0 * torch.log(torch.diagonal(chol)).sum())
-    return float(torch.log(torch.clamp(torch.linalg.eigvalsh(a), min=1.0)).sum())

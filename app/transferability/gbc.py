@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from ._inputs import as_matrix, centered, class_sums, codes_tensor, eigh, encode_labels, gram
+from ._inputs import as_array, encode_labels
+from ._linalg import center_, centered, class_sums, codes_like, counts_like, eigh, gram, to_numpy, xp_of
 
 __all__ = ["gbc", "pca_project"]
 
@@ -12,15 +13,18 @@ _GAUSSIANS = ("diagonal", "spherical", "spherical_google")
 _VARIANCE_FLOOR = 1e-4  # tf.maximum(variance, 1e-4) in the reference
 
 
-def pca_project(x: torch.Tensor, n_components: int) -> torch.Tensor:
+def pca_project(x, n_components: int):
     """Scores of the first ``n_components`` principal components (covariance eigendecomposition).
 
     Same subspace and values as ``sklearn.decomposition.PCA(svd_solver="covariance_eigh")`` up to the
     sign of each component (tested); runs on the input's device.
     """
-    xc = centered(x)
+    return _pca_scores_of_centred(centered(x), n_components)
+
+
+def _pca_scores_of_centred(xc, n_components: int):
     s, v = eigh(gram(xc))
-    top = torch.flip(v[:, -n_components:], dims=[1])
+    top = xp_of(v).flip(v[:, -n_components:], (1,))
     return xc @ top
 
 
@@ -75,42 +79,44 @@ def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 6
         raise ValueError(f"gaussian must be one of {_GAUSSIANS}, got {gaussian!r}")
     if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or pca_dim < 1):
         raise ValueError(f"pca_dim must be a positive int or None, got {pca_dim!r}")
-    x = as_matrix(features, "features")
+    x = as_array(features, "features", owned=pca_dim is not None)
     enc = encode_labels(labels, x.shape[0])
-    codes = codes_tensor(enc, x.device)
-    counts = torch.from_numpy(enc.counts).to(x.device, torch.float64)
+    codes = codes_like(enc, x)
+    counts = counts_like(enc, x)
     if pca_dim is not None:
-        x = pca_project(x, min(pca_dim, *x.shape))
+        center_(x)  # our own copy: no second n×d array
+        x = _pca_scores_of_centred(x, min(pca_dim, *x.shape))
     c = enc.n_classes
     means = class_sums(x, codes, c) / counts[:, None]
     resid = x - means[codes]
     var = class_sums(resid * resid, codes, c) / counts[:, None]  # biased (1/n_c), as tf.reduce_variance
+    means, var = to_numpy(means), to_numpy(var)  # (C, d): the pairwise part is small, numpy on the CPU
     if gaussian == "diagonal":
-        var = torch.clamp(var, min=_VARIANCE_FLOOR)
+        var = np.maximum(var, _VARIANCE_FLOOR)
         return float(_gbc_from_stats(means, var, weight=1.0))
-    var = torch.clamp(var.mean(dim=1, keepdim=True), min=_VARIANCE_FLOOR)
+    var = np.maximum(var.mean(axis=1, keepdims=True), _VARIANCE_FLOOR)
     weight = float(x.shape[1]) if gaussian == "spherical" else 1.0
     return float(_gbc_from_stats(means, var, weight=weight))
 
 
-def _gbc_from_stats(means: torch.Tensor, var: torch.Tensor, *, weight: float) -> torch.Tensor:
+def _gbc_from_stats(means: np.ndarray, var: np.ndarray, *, weight: float) -> float:
     """−Σ_{c≠c'} exp(−D_B); ``var`` is (C, d) or (C, 1); ``weight`` multiplies the log term of a (C, 1)
     variance (the number of dimensions it stands for)."""
     c = means.shape[0]
-    total = torch.zeros((), dtype=torch.float64, device=means.device)
-    log_var = torch.log(var)
+    total = 0.0
+    log_var = np.log(var)
     block = max(1, int(2**22 // max(1, c * means.shape[1])))
     for start in range(0, c, block):
         stop = min(c, start + block)
         avg = 0.5 * (var[start:stop, None, :] + var[None, :, :])
         diff2 = (means[start:stop, None, :] - means[None, :, :]) ** 2
-        mahal = 0.125 * (diff2 / avg).sum(dim=2)
+        mahal = 0.125 * (diff2 / avg).sum(axis=2)
         logterm = 0.5 * (
-            torch.log(avg) - 0.5 * log_var[start:stop, None, :] - 0.5 * log_var[None, :, :]
-        ).sum(dim=2)
+            np.log(avg) - 0.5 * log_var[start:stop, None, :] - 0.5 * log_var[None, :, :]
+        ).sum(axis=2)
         db = mahal + weight * logterm
-        coef = torch.exp(-db)
-        rows = torch.arange(start, stop, device=means.device)
+        coef = np.exp(-db)
+        rows = np.arange(start, stop)
         coef[rows - start, rows] = 0.0
-        total = total + coef.sum()
+        total = total + float(coef.sum())
     return -total

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import torch
-
-from ._inputs import as_matrix, centered, class_sums, codes_tensor, eigh, encode_labels, gram
+from ._inputs import as_array, encode_labels
+from ._linalg import center_, class_sums, codes_like, counts_like, eigh, gram, xp_of
 
 __all__ = ["hscore", "hscore_shrinkage", "ledoit_wolf_shrinkage"]
 
 
-def _between_factor(fc: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def _between_factor(fc, codes, counts):
     """M (C, d) with MᵀM = Σ_c n_c (μ_c − μ)(μ_c − μ)ᵀ, for column-centred features ``fc``."""
     sums = class_sums(fc, codes, counts.shape[0])
-    return sums / torch.sqrt(counts)[:, None]
+    return sums / xp_of(counts).sqrt(counts)[:, None]
 
 
-def _trace_pinv_product(s: torch.Tensor, v: torch.Tensor, m: torch.Tensor, rcond: float) -> torch.Tensor:
+def _trace_pinv_product(s, v, m, rcond: float):
     """tr(pinv(V diag(s) Vᵀ) · MᵀM), with numpy.linalg.pinv's cutoff |s| > rcond · max|s|."""
-    keep = s.abs() > rcond * s.abs().max()
+    a = xp_of(s).abs(s)
+    keep = a > rcond * a.max()
     w = m @ v[:, keep]
-    return ((w * w).sum(dim=0) / s[keep]).sum()
+    return ((w * w).sum(axis=0) / s[keep]).sum()
 
 
 def hscore(features, labels, *, rcond: float = 1e-15) -> float:
@@ -57,17 +57,18 @@ def hscore(features, labels, *, rcond: float = 1e-15) -> float:
     >>> round(hscore(f, [0, 0, 1, 1]), 4)
     0.9444
     """
-    f = as_matrix(features, "features")
+    f = as_array(features, "features", owned=True)
     enc = encode_labels(labels, f.shape[0])
-    codes = codes_tensor(enc, f.device)
-    counts = torch.from_numpy(enc.counts).to(f.device, torch.float64)
-    fc = centered(f)
+    codes = codes_like(enc, f)
+    counts = counts_like(enc, f)
+    center_(f)
+    fc = f
     s, v = eigh(gram(fc))
     m = _between_factor(fc, codes, counts)
     return float(_trace_pinv_product(s, v, m, rcond))
 
 
-def ledoit_wolf_shrinkage(fc: torch.Tensor, g: torch.Tensor) -> float:
+def ledoit_wolf_shrinkage(fc, g) -> float:
     """Ledoit–Wolf shrinkage of ``sklearn.covariance.ledoit_wolf_shrinkage`` from a centred matrix.
 
     Uses the Gram matrix ``g = fcᵀfc`` that the caller already has: scikit-learn's
@@ -77,14 +78,15 @@ def ledoit_wolf_shrinkage(fc: torch.Tensor, g: torch.Tensor) -> float:
     n, d = fc.shape
     if d == 1:
         return 0.0
-    row_sq = (fc * fc).sum(dim=1)
-    emp_cov_trace = torch.diagonal(g) / n
+    xp = xp_of(fc)
+    row_sq = xp.einsum("ij,ij->i", fc, fc)  # no n×d temporary
+    emp_cov_trace = xp.diagonal(g) / n
     mu = emp_cov_trace.sum() / d
     beta_ = (row_sq * row_sq).sum()
     delta_ = (g * g).sum() / n**2
     beta = 1.0 / (d * n) * (beta_ / n - delta_)
     delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + d * mu**2) / d
-    beta = torch.minimum(beta, delta)
+    beta = min(float(beta), float(delta))
     return 0.0 if float(beta) == 0.0 else float(beta / delta)
 
 
@@ -125,17 +127,18 @@ def hscore_shrinkage(features, labels, *, rcond: float = 1e-15) -> float:
     >>> round(hscore_shrinkage(f, [0, 0, 1, 1]), 4)
     1.1286
     """
-    f = as_matrix(features, "features")
+    f = as_array(features, "features", owned=True)
     enc = encode_labels(labels, f.shape[0])
-    codes = codes_tensor(enc, f.device)
-    counts = torch.from_numpy(enc.counts).to(f.device, torch.float64)
+    codes = codes_like(enc, f)
+    counts = counts_like(enc, f)
     n, d = f.shape
-    fc = centered(f)
+    center_(f)
+    fc = f
     g = gram(fc)
     alpha = ledoit_wolf_shrinkage(fc, g)
     s, v = eigh(g)
     # Eigenvalues of Σ_α share the eigenvectors of S = g / n.
-    mu = torch.diagonal(g).sum() / (n * d)
+    mu = xp_of(g).diagonal(g).sum() / (n * d)
     s_alpha = (1.0 - alpha) * s / n + alpha * mu
     m = _between_factor(fc, codes, counts)
     # cov(E[f|y]) uses 1/(N−1), as np.cov in the reference.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
-from ._inputs import as_matrix, as_targets, class_sums, codes_tensor, eigh, encode_labels, gram, outer_gram
+from ._inputs import as_array, as_targets, encode_labels
+from ._linalg import class_sums, codes_like, eigh, gram, outer_gram, to_numpy
 
 __all__ = ["logme", "ConvergenceWarning"]
 
@@ -93,22 +95,22 @@ def logme(
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
     if labels is None:
         raise ValueError("logme needs labels (classification) or targets with regression=True")
-    f = as_matrix(features, "features")
+    f = as_array(features, "features")
     n = f.shape[0]
     if regression:
-        t = as_targets(labels, n, "targets").to(f.device)
-        col_sq = (t * t).sum(dim=0)
-        zero = torch.nonzero(col_sq == 0)
-        if zero.numel():
+        t = as_targets(labels, n, "targets")
+        t = t.to(f.device) if isinstance(f, torch.Tensor) else t.numpy()
+        col_sq = to_numpy((t * t).sum(axis=0))
+        zero = np.flatnonzero(col_sq == 0)
+        if zero.size:
             raise ValueError(
-                f"targets column {int(zero[0, 0])} is identically zero; its evidence is unbounded"
+                f"targets column {int(zero[0])} is identically zero; its evidence is unbounded"
             )
         ft = None
     else:
         enc = encode_labels(labels, n, "labels", min_classes=2)
-        codes = codes_tensor(enc, f.device)
         t = None
-        ft = (codes, enc.n_classes)
+        ft = (codes_like(enc, f), enc.n_classes, enc.counts)
     if not (tol > 0):
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if int(max_iter) < 1:
@@ -124,38 +126,41 @@ def logme(
 
 def _spectral_projections(f, t, class_info, *, thuml: bool):
     """Eigenvalues σ (k,) of FᵀF kept as non-zero, squared projections p² (k, K) of every target column
-    on the matching left singular vectors, and ‖t‖² (K,)."""
+    on the matching left singular vectors, and ‖t‖² (K,); numpy arrays (the fixed point that follows works
+    on these small arrays only, on the CPU)."""
     n, d = f.shape
+    eps64 = np.finfo(np.float64).eps
     if n > d:
         s, v = eigh(gram(f))
         if class_info is not None:
-            codes, c = class_info
+            codes, c, counts = class_info
             ftt = class_sums(f, codes, c).T  # Fᵀ T for one-hot T: (d, C)
-            t2 = torch.bincount(codes, minlength=c).to(f.dtype)
+            t2 = counts.astype(np.float64)
         else:
             ftt = f.T @ t
-            t2 = (t * t).sum(dim=0)
-        z = v.T @ ftt
+            t2 = to_numpy((t * t).sum(axis=0))
+        s, z = to_numpy(s), to_numpy(v.T @ ftt)
         if thuml:
-            keep = torch.sqrt(torch.clamp(s, min=0)) > 1e-10
+            keep = np.sqrt(np.maximum(s, 0)) > 1e-10
         else:
-            keep = s > s.max() * max(n, d) * torch.finfo(torch.float64).eps
+            keep = s > s.max() * max(n, d) * eps64
         sigma = s[keep]
         p2 = z[keep] ** 2 / sigma[:, None]
     else:
         s, u = eigh(outer_gram(f))
         if class_info is not None:
-            codes, c = class_info
+            codes, c, counts = class_info
             ut = class_sums(u, codes, c).T  # Uᵀ T: (n, C)
-            t2 = torch.bincount(codes, minlength=c).to(f.dtype)
+            t2 = counts.astype(np.float64)
         else:
             ut = u.T @ t
-            t2 = (t * t).sum(dim=0)
+            t2 = to_numpy((t * t).sum(axis=0))
+        s, ut = to_numpy(s), to_numpy(ut)
         if thuml:
-            keep = torch.ones_like(s, dtype=torch.bool)  # thuml takes a thin SVD: all n singular values
-            s = torch.clamp(s, min=0)
+            keep = np.ones_like(s, dtype=bool)  # thuml takes a thin SVD: all n singular values
+            s = np.maximum(s, 0)
         else:
-            keep = s > s.max() * max(n, d) * torch.finfo(torch.float64).eps
+            keep = s > s.max() * max(n, d) * eps64
         sigma = s[keep]
         p2 = ut[keep] ** 2
     return sigma, p2, t2
@@ -164,50 +169,49 @@ def _spectral_projections(f, t, class_info, *, thuml: bool):
 def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):
     """MacKay fixed point on all columns at once; returns the full-D evidence / N per column."""
     k_cols = p2.shape[1]
-    dev = p2.device
     # Out-of-span residual: the part of t orthogonal to the column space of F.
-    r0 = torch.clamp(t2 - p2.sum(dim=0), min=0.0)
-    s_max = sigma.max() if sigma.numel() else torch.tensor(1.0, dtype=torch.float64, device=dev)
+    r0 = np.maximum(t2 - p2.sum(axis=0), 0.0)
+    s_max = sigma.max() if sigma.size else 1.0
     # Tiny scale-aware floors keep α, β finite when the evidence is maximised at the boundary
     # (a perfect fit drives β → ∞); they are 1e-12 relative and do not move interior optima.
     eps_r = 1e-12 * t2
     eps_m = 1e-12 * t2 / s_max
-    alpha = torch.ones(k_cols, dtype=torch.float64, device=dev)
-    beta = torch.ones(k_cols, dtype=torch.float64, device=dev)
-    active = torch.arange(k_cols, device=dev)
+    alpha = np.ones(k_cols)
+    beta = np.ones(k_cols)
+    active = np.arange(k_cols)
     sig = sigma[:, None]
     for _ in range(max_iter):
-        if active.numel() == 0:
+        if active.size == 0:
             break
         a, b = alpha[active], beta[active]
         lam = a / b
         pa = p2[:, active]
         denom = sig + lam[None, :]
-        gamma = (sig / denom).sum(dim=0)
-        m2 = (sig * pa / denom**2).sum(dim=0)
-        res2 = ((lam[None, :] / denom) ** 2 * pa).sum(dim=0) + r0[active]
+        gamma = (sig / denom).sum(axis=0)
+        m2 = (sig * pa / denom**2).sum(axis=0)
+        res2 = ((lam[None, :] / denom) ** 2 * pa).sum(axis=0) + r0[active]
         a_new = gamma / (m2 + eps_m[active])
         b_new = (n - gamma) / (res2 + eps_r[active])
         alpha[active], beta[active] = a_new, b_new
-        done = (a_new / b_new - lam).abs() <= tol * lam
+        done = np.abs(a_new / b_new - lam) <= tol * lam
         active = active[~done]
-    if active.numel():
+    if active.size:
         warnings.warn(
-            f"LogME: {active.numel()} of {k_cols} column(s) did not converge in max_iter={max_iter} "
+            f"LogME: {active.size} of {k_cols} column(s) did not converge in max_iter={max_iter} "
             f"iterations (tol={tol}); the returned evidence is that of the last iterate",
             ConvergenceWarning,
             stacklevel=3,
         )
     lam = alpha / beta
     denom = sig + lam[None, :]
-    m2 = (sig * p2 / denom**2).sum(dim=0)
-    res2 = ((lam[None, :] / denom) ** 2 * p2).sum(dim=0) + r0
+    m2 = (sig * p2 / denom**2).sum(axis=0)
+    res2 = ((lam[None, :] / denom) ** 2 * p2).sum(axis=0) + r0
     k = sigma.shape[0]
     # log|αI_D + βFᵀF| = Σ_k log(α + βσ_i) + (D − k) log α; the D log α terms cancel to k/2 log α.
-    logdet_k = k * torch.log(beta) + torch.log(denom).sum(dim=0)
+    logdet_k = k * np.log(beta) + np.log(denom).sum(axis=0)
     evidence = (
-        k / 2.0 * torch.log(alpha)
-        + n / 2.0 * torch.log(beta)
+        k / 2.0 * np.log(alpha)
+        + n / 2.0 * np.log(beta)
         - 0.5 * logdet_k
         - beta / 2.0 * res2
         - alpha / 2.0 * m2
@@ -219,33 +223,32 @@ def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):
 def _thuml_fixed_point(sigma, p2, t2, n, d):
     """Reproduction of thuml/LogME ``_fit_fixed_point`` (for comparison only)."""
     k_cols = p2.shape[1]
-    dev = p2.device
-    res_x2 = t2 - p2.sum(dim=0)
+    res_x2 = t2 - p2.sum(axis=0)
     sig = sigma[:, None]
-    alpha = torch.ones(k_cols, dtype=torch.float64, device=dev)
-    beta = torch.ones(k_cols, dtype=torch.float64, device=dev)
-    m2_keep = torch.zeros(k_cols, dtype=torch.float64, device=dev)
-    res2_keep = torch.zeros(k_cols, dtype=torch.float64, device=dev)
-    running = torch.ones(k_cols, dtype=torch.bool, device=dev)
+    alpha = np.ones(k_cols)
+    beta = np.ones(k_cols)
+    m2_keep = np.zeros(k_cols)
+    res2_keep = np.zeros(k_cols)
+    running = np.ones(k_cols, dtype=bool)
     for _ in range(11):
         t = alpha / beta
-        gamma = (sig / (sig + t)).sum(dim=0)
-        m2 = (sig * p2 / (t + sig) ** 2).sum(dim=0)
-        res2 = (p2 / (1 + sig / t) ** 2).sum(dim=0) + res_x2
+        gamma = (sig / (sig + t)).sum(axis=0)
+        m2 = (sig * p2 / (t + sig) ** 2).sum(axis=0)
+        res2 = (p2 / (1 + sig / t) ** 2).sum(axis=0) + res_x2
         a_new = gamma / (m2 + 1e-5)
         b_new = (n - gamma) / (res2 + 1e-5)
-        alpha = torch.where(running, a_new, alpha)
-        beta = torch.where(running, b_new, beta)
-        m2_keep = torch.where(running, m2, m2_keep)
-        res2_keep = torch.where(running, res2, res2_keep)
-        stop = (a_new / b_new - t).abs() / t <= 1e-3
+        alpha = np.where(running, a_new, alpha)
+        beta = np.where(running, b_new, beta)
+        m2_keep = np.where(running, m2, m2_keep)
+        res2_keep = np.where(running, res2, res2_keep)
+        stop = np.abs(a_new / b_new - t) / t <= 1e-3
         running = running & ~stop
-        if not bool(running.any()):
+        if not running.any():
             break
     evidence = (
-        d / 2.0 * torch.log(alpha)
-        + n / 2.0 * torch.log(beta)
-        - 0.5 * torch.log(alpha[None, :] + beta[None, :] * sig).sum(dim=0)
+        d / 2.0 * np.log(alpha)
+        + n / 2.0 * np.log(beta)
+        - 0.5 * np.log(alpha[None, :] + beta[None, :] * sig).sum(axis=0)
         - beta / 2.0 * res2_keep
         - alpha / 2.0 * m2_keep
         - n / 2.0 * math.log(2 * math.pi)

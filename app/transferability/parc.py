@@ -34,6 +34,27 @@ def _row_correlation(x: np.ndarray) -> np.ndarray:
     return xn @ xn.T
 
 
+def _spearman_with_class_dissimilarity(rdm_f: np.ndarray, codes: np.ndarray, upper: np.ndarray) -> float:
+    """Spearman ρ between ``rdm_f`` and the one-hot label dissimilarity, without ranking the latter.
+
+    Rows of a one-hot matrix correlate 1 within a class and −1/(C−1) across classes, so the label
+    dissimilarity takes exactly two values (0 < 1 + 1/(C−1)) and its average ranks are known in closed
+    form: (s+1)/2 for the s same-class pairs, s + (t−s+1)/2 for the others (t pairs in all). This is the
+    same ρ as ``spearmanr(rdm_f, rdm_y)`` and saves a sort of all n(n−1)/2 pairs.
+    """
+    same = (codes[:, None] == codes[None, :])[upper]
+    t = same.shape[0]
+    s = int(np.count_nonzero(same))
+    rank_y = np.where(same, (s + 1) / 2.0, s + (t - s + 1) / 2.0)
+    if s in (0, t):
+        return float("nan")
+    rank_f = scipy.stats.rankdata(rdm_f)
+    rank_f -= rank_f.mean()
+    rank_y -= rank_y.mean()
+    denom = np.sqrt((rank_f @ rank_f) * (rank_y @ rank_y))
+    return float(rank_f @ rank_y / denom) if denom > 0 else float("nan")
+
+
 def parc(
     features,
     labels_or_targets,
@@ -129,10 +150,13 @@ def parc(
     # Rounding to 12 decimals restores the exact ties that round-off breaks (one-hot rows give only two
     # distinct label dissimilarities); Spearman's average ranks depend on those ties.
     rdm_f = np.round(1.0 - _row_correlation(x), 12)[upper]
-    rdm_y = np.round(1.0 - _row_correlation(y), 12)[upper]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
-        rho = scipy.stats.spearmanr(rdm_f, rdm_y)[0]
+    if enc is not None:
+        rho = _spearman_with_class_dissimilarity(rdm_f, codes, upper)
+    else:
+        rdm_y = np.round(1.0 - _row_correlation(y), 12)[upper]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
+            rho = scipy.stats.spearmanr(rdm_f, rdm_y)[0]
     if not np.isfinite(rho):
         raise ValueError("PARC is undefined: the feature or label dissimilarities are all equal")
     return float(rho * 100.0)

@@ -4,59 +4,85 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
-from ._inputs import as_matrix, class_sums, codes_tensor, encode_labels, gram
+from ._inputs import as_array, encode_labels
+from ._linalg import (
+    center_,
+    class_sums,
+    codes_like,
+    counts_like,
+    gram,
+    single_thread_blas,
+    solve_psd,
+    to_numpy,
+    xp_of,
+)
 
 __all__ = ["sfda"]
 
 
-def _largest_eigenvalue_3_power_steps(a: torch.Tensor) -> float:
+def _largest_eigenvalue_3_power_steps(a: np.ndarray) -> float:
     """λ_max estimate exactly as ``SFDA/utils.py::iterative_A(A, max_iterations=3)``."""
-    x = a.sum(dim=1)
+    x = a.sum(axis=1)
     y = x
     for _ in range(3):
         tmp = a @ x
-        nrm = torch.linalg.vector_norm(tmp)
+        nrm = np.linalg.norm(tmp)
         if float(nrm) == 0.0:
             return 0.0
         y = tmp / nrm
         tmp = a @ y
-        x = tmp / torch.linalg.vector_norm(tmp)
+        x = tmp / np.linalg.norm(tmp)
     return float(x @ a @ y)
 
 
-def _lda_posteriors(
-    x: torch.Tensor, codes: torch.Tensor, counts: torch.Tensor, shrinkage: float | None
-) -> tuple[torch.Tensor, float]:
-    """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba``; returns (probs, shrinkage).
+def _softmax_rows_(s):
+    """Row-wise softmax of ``s``, computed in place (``s`` is a scratch array of the caller)."""
+    xp = xp_of(s)
+    s -= xp.amax(s, axis=1, keepdims=True)
+    xp.exp(s, out=s)
+    s /= s.sum(axis=1, keepdims=True)
+    return s
+
+
+def _true_class(prob, codes):
+    """prob[i, codes[i]] as an (n, 1) column."""
+    if xp_of(prob) is np:
+        return np.take_along_axis(prob, codes[:, None], axis=1)
+    return prob.gather(1, codes[:, None])
+
+
+def _lda_posteriors(xc, mu, centred_means, counts, shrinkage: float | None):
+    """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba`` for the features
+    ``xc + mu`` (``xc`` column-centred, ``mu`` its column means, ``centred_means`` the class means of
+    ``xc``); returns (probs, shrinkage).
 
     The reference solves the generalised eigenproblem (S_b, shrunk S_w) and predicts with
     ``means @ V @ Vᵀ``; with all eigenvectors kept and ``Vᵀ S_w V = I`` that product is exactly
-    ``means @ S_w⁻¹``, so one Cholesky solve gives the same posteriors.
+    ``means @ S_w⁻¹``, so one Cholesky solve gives the same posteriors. The scores ``x @ coefᵀ`` are
+    evaluated as ``xc @ coefᵀ + mu @ coefᵀ`` so that no uncentred copy is needed.
     """
-    n, d = x.shape
-    c = counts.shape[0]
+    n, d = xc.shape
+    xp = xp_of(xc)
     priors = counts / n
-    means = class_sums(x, codes, c) / counts[:, None]
-    mu = x.mean(dim=0)
-    xc = x - mu
     s_total = gram(xc) / n
-    dm = (means - mu) * torch.sqrt(priors)[:, None]
+    dm = centred_means * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
     if shrinkage is None:
-        lam_max = _largest_eigenvalue_3_power_steps(s_within)
+        with single_thread_blas():  # six d×d mat-vecs: thread start-up would dominate them
+            lam_max = _largest_eigenvalue_3_power_steps(to_numpy(s_within))
         shrinkage = max(math.exp(-5.0 * lam_max), 1e-10)
     shrunk = (1.0 - shrinkage) * s_within
-    shrunk.diagonal().add_(shrinkage * torch.trace(s_within) / d)
-    chol, info = torch.linalg.cholesky_ex(shrunk)
-    if int(info) == 0:
-        coef = torch.cholesky_solve(means.T.contiguous(), chol).T  # means @ S_w⁻¹
-    else:  # singular within-class scatter (e.g. every class a repeated point)
-        coef = means @ torch.linalg.pinv(shrunk, hermitian=True)
-    intercept = -0.5 * (means * coef).sum(dim=1) + torch.log(priors)
-    scores = x @ coef.T + intercept
-    return torch.softmax(scores, dim=1), float(shrinkage)
+    diag = shrunk.diagonal() if xp is not np else shrunk.reshape(-1)[:: d + 1]  # writable views
+    diag += shrinkage * float(s_within.trace()) / d
+    means = centred_means + mu
+    # means @ S_w⁻¹ (S_w symmetric); the pseudo-inverse when it is singular (e.g. every class one point).
+    coef = solve_psd(shrunk, means.T.copy() if xp is np else means.T.contiguous()).T
+    intercept = -0.5 * (means * coef).sum(axis=1) + xp.log(priors) + coef @ mu
+    scores = xc @ coef.T
+    scores += intercept
+    return _softmax_rows_(scores), float(shrinkage)
 
 
 def sfda(features, labels) -> float:
@@ -97,16 +123,32 @@ def sfda(features, labels) -> float:
     >>> round(sfda(f, [0, 0, 1, 1]), 4)
     0.9998
     """
-    x = as_matrix(features, "features")
+    x = as_array(features, "features", owned=True)  # our copy: ConfMix is applied to it in place
     enc = encode_labels(labels, x.shape[0])
-    codes = codes_tensor(enc, x.device)
-    counts = torch.from_numpy(enc.counts).to(x.device, torch.float64)
+    codes = codes_like(enc, x)
+    counts = counts_like(enc, x)
     c = enc.n_classes
-    prob, shrinkage = _lda_posteriors(x, codes, counts, None)
-    prob = torch.softmax(prob, dim=1)  # the reference's "soften" step: softmax of probabilities
-    means = class_sums(x, codes, c) / counts[:, None]
-    others = (means.sum(dim=0, keepdim=True) - means) / (c - 1)
-    p_true = prob.gather(1, codes[:, None])
-    mixed = p_true * x + (1.0 - p_true) * others[codes]  # a new array; the input stays untouched
-    prob2, _ = _lda_posteriors(mixed, codes, counts, shrinkage)
-    return float(prob2.gather(1, codes[:, None]).mean())
+    mu = center_(x)
+    means = class_sums(x, codes, c) / counts[:, None]  # class means in the centred frame
+    prob, shrinkage = _lda_posteriors(x, mu, means, counts, None)
+    prob = _softmax_rows_(prob)  # the reference's "soften" step: softmax of probabilities
+    others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
+    p_true = _true_class(prob, codes)
+    # ConfMix p·x + (1−p)·o, in place and in the centred frame (p + (1−p) = 1 carries μ through). The class
+    # sums of the mixed features, Σ_c p·x + (n_c − Σ_c p)·o_c, come from one p-weighted pass, so their mean
+    # m and class means are known before mixing, and mixing and re-centring are one pass over row blocks:
+    # x ← p·(x − o) + o − m.
+    p = p_true[:, 0]
+    mixed_sums = class_sums(x, codes, c, weights=p)
+    mixed_sums += (counts - class_sums(p[:, None], codes, c)[:, 0])[:, None] * others
+    shift = mixed_sums.sum(axis=0) / x.shape[0]
+    step = max(1, 2**18 // x.shape[1])
+    for start in range(0, x.shape[0], step):
+        block, o = x[start : start + step], others[codes[start : start + step]]
+        block -= o
+        block *= p_true[start : start + step]
+        o -= shift
+        block += o
+    mu = mu + shift
+    prob2, _ = _lda_posteriors(x, mu, mixed_sums / counts[:, None] - shift, counts, shrinkage)
+    return float(_true_class(prob2, codes).mean())

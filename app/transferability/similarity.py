@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 import torch
 
-from ._inputs import as_matrix, as_numpy_matrix, check_positive_int, check_random_state, eigh, gram
+from ._inputs import as_matrix, as_numpy_matrix, check_positive_int, check_random_state
+from ._linalg import eigh, gram, svdvals
 
 __all__ = ["frechet_distance", "mmd", "proxy_a_distance", "gaussian_factor", "nuclear_cross"]
 
@@ -47,7 +48,7 @@ def gaussian_factor(x: torch.Tensor, ddof: int) -> tuple[torch.Tensor, torch.Ten
 
 def nuclear_cross(ba: torch.Tensor, bb: torch.Tensor) -> torch.Tensor:
     """tr((Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}) = ‖B_aᵀ B_b‖_* for factors with B Bᵀ = Σ."""
-    return torch.linalg.svdvals(ba.T @ bb).sum()
+    return svdvals(ba.T @ bb).sum()
 
 
 def frechet_distance(a, b) -> float:
