@@ -82,21 +82,29 @@ def _scores_by_backbone(ctx: JobContext, plan: Plan) -> dict[str, dict[str, dict
 
 def rank_stage(ctx: JobContext, plan: Plan) -> list[dict[str, Any]]:
     """Best layer per backbone, aggregate across backbones, bootstrap rank intervals, baselines, flags."""
+    from app.transferability import METRICS
+
     ctx.progress("rank", 0, 1)
     stored = inputs.stored_dataset(ctx.runtime, plan)
     raw = _scores_by_backbone(ctx, plan)
     directions = plan.directions
     metrics = list(plan.metrics)
+    head_metrics = {m for m in metrics if METRICS[m].inputs[0] == "source_probs"}
     chosen: dict[str, tuple[str, dict[str, float], dict[str, float]]] = {}
     extras: dict[str, dict[str, Any]] = {}
     for backbone in plan.backbones:
-        per_layer = {layer: {m: v for m, v in vals.items() if m in directions}
+        # head metrics (LEEP, NCE) read the source head, not a layer: they do not choose the cut and
+        # join the chosen layer's values whatever the cut is
+        head = {m: v for vals in raw.get(backbone, {}).values() for m, v in vals.items() if m in head_metrics}
+        per_layer = {layer: {m: v for m, v in vals.items() if m in directions and m not in head_metrics}
                      for layer, vals in raw.get(backbone, {}).items()}
         per_layer = {layer: vals for layer, vals in per_layer.items() if vals}
         if not per_layer:
             raise RuntimeError(f"no metric could be computed for backbone {backbone}")
         order = inputs.job_layers(ctx.runtime, plan, backbone)
-        chosen[backbone] = choose_layers(per_layer, directions, mode=plan.layer_mode, layer_order=order)
+        layer, values, per_layer_score = choose_layers(per_layer, directions, mode=plan.layer_mode,
+                                                       layer_order=order)
+        chosen[backbone] = (layer, {**values, **head}, per_layer_score)
         depths = inputs.layer_depths(ctx.runtime, plan, backbone)
         layer_view = {ly: {"aggregate": chosen[backbone][2].get(ly), "depth": depths.get(ly),
                            "scores": per_layer.get(ly, {})} for ly in order if ly in per_layer}
