@@ -4,6 +4,7 @@ follows it with a live progress bar per stage (server-sent events), and prints t
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,8 @@ from rich.table import Table
 
 from app.settings import get_settings
 
-console = Console()
+# tables are wide: outside a terminal (CI logs, pipes) do not squeeze them into 80 columns
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 STAGES = ("embed", "score", "rank", "subset", "probe", "verdict")
 
