@@ -63,7 +63,7 @@ def ranking_figure(rows: Sequence[Mapping[str, Any]], title: str = "Ranking") ->
     for verdict, colour in VERDICT_COLOURS.items():
         if verdict in verdicts:
             ax.scatter([], [], c=colour, label=verdict or "not probed")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0)
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return fig
