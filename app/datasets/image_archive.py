@@ -26,7 +26,7 @@ from app.datasets.collected import Collected, IngestOptions
 from app.datasets.errors import DatasetRejected, InvalidDataset
 from app.datasets.images import IMAGE_SUFFIXES, BadImage, NormalizedImage, is_image_name, normalize_image
 from app.datasets.labels import ParsedLabels, classification_from_names, parse_labels
-from app.datasets.spool import SampleSpool
+from app.datasets.spool import SampleSpool, collect_into_spool
 from app.datasets.table import read_csv
 from app.enums import TaskType
 
@@ -69,12 +69,7 @@ class _Images:
 
 
 def collect_images(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, workdir: Path) -> Collected:
-    spool = SampleSpool(workdir)
-    try:
-        return _collect(fh, kind, opts, limits, spool)
-    except BaseException:
-        spool.close()
-        raise
+    return collect_into_spool(workdir, lambda spool: _collect(fh, kind, opts, limits, spool))
 
 
 def _collect(fh: BinaryIO, kind: str, opts: IngestOptions, limits: Limits, spool: SampleSpool) -> Collected:

@@ -11,13 +11,16 @@ import hashlib
 import os
 import tempfile
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from app.datasets.stored import write_samples
 from app.storage import ArtifactStore
+
+T = TypeVar("T")
 
 
 class SampleSpool:
@@ -64,3 +67,14 @@ class SampleSpool:
     def close(self) -> None:
         self._fh.close()
         self.path.unlink(missing_ok=True)
+
+
+def collect_into_spool(workdir: Path, collect: Callable[[SampleSpool], T]) -> T:
+    """Run a format's collector on a fresh spool; the spool's file is closed if the collector fails
+    (on success the spool travels on inside the result)."""
+    spool = SampleSpool(workdir)
+    try:
+        return collect(spool)
+    except BaseException:
+        spool.close()
+        raise

@@ -16,7 +16,7 @@ from app.datasets.archive import Limits
 from app.datasets.collected import Collected, IngestOptions
 from app.datasets.errors import InvalidDataset
 from app.datasets.labels import parse_labels
-from app.datasets.spool import SampleSpool
+from app.datasets.spool import SampleSpool, collect_into_spool
 from app.datasets.table import read_csv, read_jsonl, require_columns
 
 DEFAULT_LABEL_COLUMNS = ("label", "labels", "target", "targets")
@@ -38,12 +38,7 @@ def resolve_label_columns(opts: IngestOptions, columns: list[str], source: str) 
 
 
 def collect_text(fh: BinaryIO, fmt: str, opts: IngestOptions, limits: Limits, workdir: Path) -> Collected:
-    spool = SampleSpool(workdir)
-    try:
-        return _collect(fh, fmt, opts, limits, spool)
-    except BaseException:
-        spool.close()
-        raise
+    return collect_into_spool(workdir, lambda spool: _collect(fh, fmt, opts, limits, spool))
 
 
 def _collect(fh: BinaryIO, fmt: str, opts: IngestOptions, limits: Limits, spool: SampleSpool) -> Collected:
