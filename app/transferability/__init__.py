@@ -40,8 +40,11 @@ from .registry import (
     UnsupportedTaskError,
     capability_matrix,
     check_capability,
+    default_metrics,
     get_metric,
     score,
+    similarity_metrics,
+    subset_metric,
 )
 from .sfda import sfda
 from .similarity import frechet_distance, mmd, proxy_a_distance
@@ -77,4 +80,7 @@ __all__ = [
     "check_capability",
     "get_metric",
     "score",
+    "default_metrics",
+    "similarity_metrics",
+    "subset_metric",
 ]
