@@ -149,7 +149,7 @@ def otce_components(
     nz = joint > 0
     ratio = np.where(nz, joint / np.where(p_src > 0, p_src, 1.0), 1.0)
     ce = float(-np.sum(joint[nz] * np.log(ratio[nz])))
-    return OTCEComponents(wasserstein=wasserstein, conditional_entropy=max(ce, 0.0),
+    return OTCEComponents(wasserstein=wasserstein, conditional_entropy=ce if ce > 0 else 0.0,
                           n_source=int(xs.shape[0]), n_target=int(xt.shape[0]))
 
 
