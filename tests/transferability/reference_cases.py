@@ -144,3 +144,8 @@ GOLDEN = {
         "dds.parc_repo[vs_targets]": 14.091545568099365,
     },
 }
+
+
+def make_d_gt_n() -> dict:
+    """The ``d_gt_n`` case of make_cases.py (D = 512 > N = 100), used for the LogME disagreement."""
+    return _classification(seed=4, n=100, d=512, c=4, cs=10, sep=0.1)
