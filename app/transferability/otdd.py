@@ -20,7 +20,7 @@ from ._inputs import (
     encode_labels,
     stratified_subsample,
 )
-from ._sinkhorn import log_sinkhorn
+from ._sinkhorn import log_sinkhorn, log_sinkhorn_symmetric
 from .leep import SubsampleWarning
 from .logme import ConvergenceWarning
 from .similarity import gaussian_factor, nuclear_cross
@@ -65,8 +65,10 @@ def _sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.clamp(d2, min=0.0)
 
 
-def _entropic_cost(cost: torch.Tensor, eps: float, max_iter: int, tol: float, which: str) -> float:
-    res = log_sinkhorn(cost, eps, max_iter=max_iter, tol=tol)
+def _entropic_cost(cost: torch.Tensor, eps: float, max_iter: int, tol: float, which: str,
+                   symmetric: bool = False) -> float:
+    solver = log_sinkhorn_symmetric if symmetric else log_sinkhorn
+    res = solver(cost, eps, max_iter=max_iter, tol=tol)
     if not math.isfinite(res.cost):
         raise ValueError(f"otdd: the {which} Sinkhorn problem gave a non-finite cost (eps={eps:g})")
     if not res.converged:
@@ -222,7 +224,10 @@ def otdd(
         eps = entreg * float(cost_st.mean())
         if eps <= 0:  # identical single-point datasets
             return 0.0
-    ot_st = _entropic_cost(cost_st, eps, max_iter, tol, "source-target")
-    ot_ss = _entropic_cost(half * (_sq_dist(xs, xs) + w[ls][:, ls]), eps, max_iter, tol, "source-source")
-    ot_tt = _entropic_cost(half * (_sq_dist(xt, xt) + w[lt][:, lt]), eps, max_iter, tol, "target-target")
+    # identical datasets give a symmetric cost: solving it like the self terms makes their difference 0
+    symmetric = cost_st.shape[0] == cost_st.shape[1] and bool(
+        torch.allclose(cost_st, cost_st.T, rtol=0.0, atol=1e-12 * max(float(cost_st.max()), 1.0)))
+    ot_st = _entropic_cost(cost_st, eps, max_iter, tol, "source-target", symmetric)
+    ot_ss = _entropic_cost(half * (_sq_dist(xs, xs) + w[ls][:, ls]), eps, max_iter, tol, "source-source", True)
+    ot_tt = _entropic_cost(half * (_sq_dist(xt, xt) + w[lt][:, lt]), eps, max_iter, tol, "target-target", True)
     return float(max(ot_st - 0.5 * ot_ss - 0.5 * ot_tt, 0.0))
