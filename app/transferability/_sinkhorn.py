@@ -53,7 +53,8 @@ class SinkhornResult:
 
 
 def log_sinkhorn(cost: torch.Tensor, eps: float, *, max_iter: int = 10_000, tol: float = 1e-4,
-                 scaling: float = 0.5, omega: float = 1.9, check_every: int = 10) -> SinkhornResult:
+                 scaling: float = 0.5, omega: float = 1.9, check_every: int = 10, stage_iter: int = 50,
+                 stage_tol: float = 1e-2) -> SinkhornResult:
     """Entropic OT between uniform marginals on ``cost`` (n, m) at regularisation ``eps`` (absolute).
 
     After the ε-scaling warm start, the updates at the target ε are over-relaxed,
@@ -83,9 +84,15 @@ def log_sinkhorn(cost: torch.Tensor, eps: float, *, max_iter: int = 10_000, tol:
         err = float(abs(rows - 1.0 / n).sum() + abs(cols - 1.0 / m).sum())
         return err if math.isfinite(err) else math.inf
 
+    # ε-scaling: each stage is iterated to a loose marginal error (at most ``stage_iter`` iterations), so
+    # that the next, smaller ε starts from nearly optimal potentials; one update per stage (geomloss)
+    # leaves the final small-ε phase far from the optimum, where plain Sinkhorn barely moves.
     e = max(float(cost.max()), eps)
     while e > eps:
-        update(e, 1.0)
+        for k in range(stage_iter):
+            update(e, 1.0)
+            if k % 5 == 4 and marginal_error(e) <= stage_tol:
+                break
         e *= scaling
     update(eps, 1.0)
     error = marginal_error(eps)

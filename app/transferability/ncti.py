@@ -139,7 +139,8 @@ def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
         clf = LinearDiscriminantAnalysis(solver="eigen", shrinkage=float(temp))
         shrinkage = float(temp)
     codes = enc.codes
-    low = clf.fit_transform(z, codes)
+    with single_thread_blas():  # the SVDs of the N × 64 matrix: threaded LAPACK collapses on shared cores
+        low = clf.fit_transform(z, codes)
     low = low - low.mean(axis=0, keepdims=True)
     seli = _nuclear_norm(low)
     post = clf.predict_proba(z)

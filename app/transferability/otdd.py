@@ -31,6 +31,22 @@ _INNER = ("exact", "gaussian")
 _CONVENTIONS = ("otdd", "relative")
 
 
+def _exact_outer(cost: torch.Tensor) -> float:
+    """Unregularised OT cost (network simplex) between uniform marginals: the ε → 0 limit."""
+    import ot
+
+    c = cost.detach().cpu().numpy()
+    a = np.full(c.shape[0], 1.0 / c.shape[0])
+    b = np.full(c.shape[1], 1.0 / c.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # POT's "numItermax reached": checked below
+        value, log = ot.emd2(a, b, c, numItermax=max(10_000_000, 50 * c.size), log=True)
+    if log.get("warning"):
+        warnings.warn(f"otdd: exact OT did not reach optimality: {log['warning']}", ConvergenceWarning,
+                      stacklevel=3)
+    return float(value)
+
+
 def _label_distances_exact(groups: list[torch.Tensor]) -> torch.Tensor:
     """W₂² between every pair of class samples by exact (unregularised) OT with squared Euclidean cost."""
     import ot
@@ -95,6 +111,7 @@ def otdd(
     random_state: int = 0,
     max_iter: int = 10_000,
     tol: float = 1e-4,
+    sinkhorn_max_ratio: float = 1e4,
 ) -> float:
     r"""Optimal-transport dataset distance (Alvarez-Melis & Fusi) between a source and a target sample.
 
@@ -120,6 +137,14 @@ def otdd(
     :math:`\|x-x'\|^2 + W_2^2` and ε = ``entreg`` × the mean source–target ground cost. Its values are
     1.6–2× the otdd convention's.
 
+    Small ε. Sinkhorn needs O(range(C)/ε) iterations, so when the source–target cost range exceeds
+    ``sinkhorn_max_ratio`` × ε (e.g. costs in the thousands at ε = 0.1) the divergence is replaced by its
+    ε → 0 limit, the exact OT cost (network simplex; the self terms are then 0). For the entropic plan
+    :math:`0 \le \langle\pi_\varepsilon, C\rangle - OT_0 \le \varepsilon\min(\log n, \log m)`, so the
+    two differ by at most :math:`2\varepsilon\log\max(n, m)` in absolute terms (≤ 1.7 at ε = 0.1 and
+    5000 samples; 0.2 % on the reference case ``medium``), far less than microsoft/otdd's own early-stopped
+    ε-scaling error.
+
     The value is in squared-distance units and clipped at 0 (the debiased estimate of identical datasets
     can be −1e-12). Above ``max_samples`` per side a deterministic stratified subsample is used.
 
@@ -142,6 +167,8 @@ def otdd(
         marginals did not reach ``tol`` within them.
     tol : float, default=1e-4
         L1 error of the two marginals (total mass 1 each) at which Sinkhorn stops.
+    sinkhorn_max_ratio : float, default=1e4
+        Above ``range(cost) / ε`` of this, the exact (ε → 0) OT cost is used (see "Small ε").
 
     Returns
     -------
@@ -180,6 +207,7 @@ def otdd(
         raise ValueError(f"inner must be one of {_INNER}, got {inner!r}")
     entreg = check_positive_float(entreg, "entreg")
     tol = check_positive_float(tol, "tol")
+    sinkhorn_max_ratio = check_positive_float(sinkhorn_max_ratio, "sinkhorn_max_ratio")
     max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
     random_state = check_random_state(random_state)
     max_iter = check_positive_int(max_iter, "max_iter")
@@ -227,6 +255,8 @@ def otdd(
     # identical datasets give a symmetric cost: solving it like the self terms makes their difference 0
     symmetric = cost_st.shape[0] == cost_st.shape[1] and bool(
         torch.allclose(cost_st, cost_st.T, rtol=0.0, atol=1e-12 * max(float(cost_st.max()), 1.0)))
+    if float(cost_st.max() - cost_st.min()) > sinkhorn_max_ratio * eps:
+        return float(max(_exact_outer(cost_st), 0.0))
     ot_st = _entropic_cost(cost_st, eps, max_iter, tol, "source-target", symmetric)
     ot_ss = _entropic_cost(half * (_sq_dist(xs, xs) + w[ls][:, ls]), eps, max_iter, tol, "source-source", True)
     ot_tt = _entropic_cost(half * (_sq_dist(xt, xt) + w[lt][:, lt]), eps, max_iter, tol, "target-target", True)

@@ -37,6 +37,32 @@ def _prior(enc, alpha: float) -> np.ndarray:
     return (alpha * counts / counts.sum() + _EPS)[:, None]  # (C, 1)
 
 
+def _mean_field(s: np.ndarray, codes: np.ndarray, c: int, a0: np.ndarray, n_iter: int, dirichlet: bool):
+    """The references' ``n_iter`` mean-field updates; returns (a, q, Σ_iz q_iz (log q_iz − log(s_iz + ε))).
+
+    The reference forms ``logits = log(s + ε) + ψ-term[y_i]`` and normalises with log-sum-exp over the
+    N × Cs matrix. The ψ-term depends only on the class, so the same update is
+    ``q ∝ (s + ε) · exp(ψ-term[y_i] − max_z ψ-term[y_i])``: a gather, a multiplication and a row sum, with
+    no element-wise exp or log of the N × Cs matrix. The log of q needed by the KL term is
+    ``log(s + ε) + shifted ψ-term − log(row sum)``, so Σ q (log q − log(s + ε)) needs no log either.
+    """
+    s_eps = s + _EPS
+    qz = s
+    shifted = None
+    for _ in range(n_iter):
+        aw = a0 + class_sums(qz, codes, c)
+        psi = scipy.special.digamma(aw)
+        if dirichlet:
+            psi = psi - scipy.special.digamma(aw.sum(axis=0))[None, :]
+        shifted = psi - psi.max(axis=1, keepdims=True)  # (C, Cs), max 0 per class
+        qz = s_eps * np.exp(shifted)[codes]
+        log_norm = np.log(qz.sum(axis=1))
+        qz /= np.exp(log_norm)[:, None]
+    # Σ_iz q_iz (shifted[y_i, z] − log_norm_i); 0 · (−huge) terms are 0 as in the reference
+    kl = float(np.sum(class_sums(qz, codes, c) * shifted) - np.sum(log_norm * qz.sum(axis=1)))
+    return aw, qz, kl
+
+
 def pactran_dirichlet(source_probs, labels, *, alpha: float = 1.0, n_iter: int = 10) -> float:
     r"""PACTran-Dirichlet bound from the source head's probabilities (**lower is better**).
 
@@ -84,17 +110,9 @@ def pactran_dirichlet(source_probs, labels, *, alpha: float = 1.0, n_iter: int =
     n, c = s.shape[0], enc.n_classes
     a0 = _prior(enc, alpha)
     codes = enc.codes
-    log_s = np.log(s + _EPS)
-    qz = s
-    for _ in range(n_iter):
-        aw = a0 + class_sums(qz, codes, c)
-        logits = log_s + scipy.special.digamma(aw)[codes]
-        logits -= scipy.special.digamma(aw.sum(axis=0))[None, :]
-        log_qz = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
-        qz = np.exp(log_qz)
+    aw, qz, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=True)
     log_c0 = float(scipy.special.gammaln(a0.sum()) - scipy.special.gammaln(a0).sum())
     log_c = scipy.special.gammaln(aw.sum(axis=0)) - scipy.special.gammaln(aw).sum(axis=0)
-    kl = float(np.sum(qz * (log_qz - log_s)))
     total = aw.shape[1] * log_c0 - float(log_c.sum()) - kl
     return float(-total / (n * c))
 
@@ -143,16 +161,11 @@ def pactran_gamma(source_probs, labels, *, alpha: float = 1.0, n_iter: int = 10)
     n, c = s.shape[0], enc.n_classes
     a0 = _prior(enc, alpha)
     codes = enc.codes
-    log_s = np.log(s + _EPS)
-    qz = s
-    for _ in range(n_iter):
-        aw = a0 + class_sums(qz, codes, c)
-        lw = s @ aw.sum(axis=0)  # rate 1: log(b) terms vanish
-        logits = log_s + scipy.special.digamma(aw)[codes]
-        log_qz = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
-        qz = np.exp(log_qz)
+    aw, qz, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=False)
+    # the reference's normaliser l_i = s_i·Σ_c a_c· uses the posterior of the last iteration's start
+    lw = s @ aw.sum(axis=0)
     prior_terms = aw.shape[1] * float(scipy.special.gammaln(a0).sum()) - float(scipy.special.gammaln(aw).sum())
-    sample_terms = float(np.sum(qz * (log_qz - log_s))) + float(np.sum(np.log(lw) - 1.0))
+    sample_terms = kl + float(np.sum(np.log(lw) - 1.0))
     return float((prior_terms + sample_terms) / (n * c) + 1.0)
 
 
