@@ -12,7 +12,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._inputs import as_numpy_matrix, check_positive_int, check_random_state, encode_labels, stratified_subsample
+from ._inputs import (
+    as_numpy_matrix,
+    check_positive_int,
+    check_random_state,
+    encode_labels,
+    stratified_subsample,
+)
 from ._linalg import class_sums
 from .leep import SubsampleWarning
 from .logme import ConvergenceWarning

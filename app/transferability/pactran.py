@@ -16,7 +16,13 @@ import numpy as np
 import scipy.optimize
 import scipy.special
 
-from ._inputs import as_numpy_matrix, check_positive_float, check_positive_int, check_random_state, encode_labels
+from ._inputs import (
+    as_numpy_matrix,
+    check_positive_float,
+    check_positive_int,
+    check_random_state,
+    encode_labels,
+)
 from ._linalg import class_sums
 from .leep import _as_probabilities
 from .logme import ConvergenceWarning
