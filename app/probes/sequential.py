@@ -1,0 +1,416 @@
+"""Sequential paired seeds: an anytime-valid confidence sequence for Δ = finetune − scratch, Holm across
+candidates, and the round-by-round decision settled / continue.
+
+What lives here: the statistics of the sequential verdict (the confidence sequence, anytime-valid
+p-values, the decision rule, the stopping rule) and the round schedule. What does not: training
+(``runner``), the record of what was run (``record``), wording (``wording``), storage.
+
+Why a confidence sequence and not a group-sequential boundary
+--------------------------------------------------------------
+A candidate gets paired seeds in rounds (``first_round``, then ``round_size`` more, up to ``max_seeds``)
+and stops as soon as its verdict is settled; a user may later *extend* a finished verdict with more seeds
+or a time budget may end it early. A group-sequential design (Lan–DeMets alpha spending) is valid only for
+the look schedule it was planned with, and its Student-t version at n ≤ 20 is an approximation (the
+canonical joint distribution is that of z statistics with known variance). An anytime-valid confidence
+sequence holds at *every* n simultaneously, so any stopping or continuation rule — settled, max seeds,
+time budget, a later extension — keeps its guarantee, with no schedule to pre-register.
+
+Accuracy differences are bounded in [−1, 1], which would allow a betting (nonparametric) confidence
+sequence, but the bound is ~50× the typical seed spread (SD of Δ 0.02–0.3 on the benchmark), so such a
+sequence would not exclude 0 within 20 seeds. We use instead the scale-invariant Gaussian mixture
+martingale of Lai (1976) — the "t confidence sequence" (Wang & Ramdas, 2023): for the null mean μ₀,
+with yᵢ = Δᵢ − μ₀ over the first n seeds,
+
+    Mₙ(μ₀) = √(c² / (n + c²)) · (1 − (Σyᵢ)² / ((n + c²) Σyᵢ²))^(−n/2),
+
+the likelihood ratio of the scale-invariant part of the data (Wijsman's representation) mixed over the
+standardised effect θ = μ/σ ~ N(0, 1/c²). Under Δᵢ ~ N(μ₀, σ²) it is a nonnegative martingale with M₁ = 1,
+so by Ville's inequality P(∃n: Mₙ(μ₀) ≥ 1/α) ≤ α whatever σ is. The set {μ₀ : Mₙ(μ₀) < 1/α} has the
+closed form x̄ₙ ± hₙ (see :func:`half_widths`); intersected over n it is the reported confidence
+sequence. It needs no variance bound, is unbounded until n ≥ 4 at α = 0.05 (one or two seeds carry no
+scale-free evidence, so too few seeds can never settle anything), and identical Δ in every seed give a
+finite Mₙ, never a p-value of 0. The mixing scale ``c`` sets where the sequence is tightest; c = 0.5 is
+tight from n ≈ 5 to 20 (half-width ≈ 4·s/√n at n = 10 vs 2.26·s/√n for a fixed-n t interval: the price of
+anytime validity). It is exact for Gaussian seed noise; the tests check by simulation that it keeps its
+level under heavy-tailed (t with 3 df) and moderately skewed (skewness ≈ 1) noise too. Strongly skewed
+noise breaks it (skewness ≈ 2.9: false negative-transfer rate ≈ 0.11 at α = 0.05), so the verdict
+record warns when the observed Δ are strongly skewed.
+
+Decisions, with a practical margin δ (default 0.01 = 1 accuracy point)
+----------------------------------------------------------------------
+Anytime-valid p-values (the smallest α at which the running confidence sequence has excluded the null
+so far) are Holm-adjusted across the candidates of one job, per claim family:
+
+``negative_transfer``  Holm p of H₀: Δ ≥ 0 ≤ α, and the current mean Δ < −δ
+``positive``           Holm p of H₀: Δ ≤ 0 ≤ α, and the current mean Δ > δ
+``no_benefit``         Holm p of H₀: |Δ| ≥ δ ≤ α (two one-sided tests at ±δ: the sequence lies in [−δ, δ])
+``inconclusive``       otherwise; also when fewer than ``min_seeds`` pairs exist or Δ has zero spread
+
+Significance is tested against 0, the practical size against δ on the estimate, so a deficit just past
+−δ with a small spread (the benchmark's shapes_small ← vit_tiny.digits, Δ = −1.1 points) is found; a
+significant deficit whose estimate is still within δ keeps sampling. Each family's FWER is ≤ α: false
+``negative_transfer`` (a claim on a candidate with Δ ≥ 0), false ``positive`` (Δ ≤ 0) and false
+``no_benefit`` (|Δ| ≥ δ), under any stopping. Holm needs only valid p-values, and an anytime-valid
+p-value is valid at any stopping time. The reported interval is the sequence at level α / m (Bonferroni
+over the m candidates), so the intervals of one job cover their Δ simultaneously with probability ≥ 1 − α.
+
+Stopping: a candidate stops as ``settled`` once its verdict is not ``inconclusive`` (Holm is monotone, so
+a settled claim stays valid when others continue), as ``max_seeds``, as ``futile`` when even at
+``max_seeds`` the observed spread could not settle it (a sequence half-width at ``max_seeds`` above
+``futility_ratio`` × max(|mean|, δ)), or as ``time_budget`` when the caller says so. Stopping rules do
+not touch the error control.
+
+References: T. L. Lai, *On confidence sequences*, Ann. Statist. 4 (1976); H. Wang & A. Ramdas,
+*Anytime-valid t-tests and confidence sequences for Gaussian means with unknown variance*, Sequential
+Analysis (2024, arXiv:2310.03722); S. Holm, *A simple sequentially rejective multiple test procedure*,
+Scand. J. Statist. 6 (1979).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.enums import Verdict
+
+DEFAULT_MIXING = 0.5
+
+#: why a candidate stopped receiving seeds
+STOP_REASONS = ("settled", "max_seeds", "futile", "time_budget")
+
+
+@dataclass(frozen=True)
+class SequentialDesign:
+    """The sequential plan of one job: margin, level, rounds, caps.
+
+    Round r (0-based) brings a candidate to ``seeds_after(r)`` paired seeds: ``first_round``, then
+    ``round_size`` more per round, capped at ``max_seeds``. Seeds are numbered 0, 1, 2, … so a later
+    extension continues where the job stopped.
+    """
+
+    margin: float = 0.01
+    alpha: float = 0.05
+    first_round: int = 5
+    round_size: int = 3
+    max_seeds: int = 20
+    min_seeds: int = 3
+    mixing: float = DEFAULT_MIXING
+    futility_ratio: float | None = 2.0
+    futility_after: int = 6
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        for name in ("first_round", "round_size", "max_seeds", "min_seeds", "futility_after"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.min_seeds < 2:
+            raise ValueError(f"min_seeds must be >= 2 (one seed has no spread), got {self.min_seeds!r}")
+        if self.first_round > self.max_seeds:
+            raise ValueError(f"first_round ({self.first_round}) must not exceed max_seeds ({self.max_seeds})")
+        if not (math.isfinite(self.mixing) and self.mixing > 0):
+            raise ValueError(f"mixing must be a finite number > 0, got {self.mixing!r}")
+        if self.futility_ratio is not None and not (math.isfinite(self.futility_ratio) and self.futility_ratio > 0):
+            raise ValueError(f"futility_ratio must be > 0 or None, got {self.futility_ratio!r}")
+
+    def seeds_after(self, round_index: int) -> int:
+        """Cumulative paired seeds a continuing candidate has after round ``round_index`` (0-based)."""
+        if round_index < 0:
+            raise ValueError(f"round_index must be >= 0, got {round_index!r}")
+        return min(self.max_seeds, self.first_round + self.round_size * round_index)
+
+    def schedule(self) -> list[int]:
+        """Cumulative seed counts of every round, e.g. ``[5, 8, 11, 14, 17, 20]``."""
+        out, r = [], 0
+        while not out or out[-1] < self.max_seeds:
+            out.append(self.seeds_after(r))
+            r += 1
+        return out
+
+    def next_seeds(self, done: Sequence[int] | int) -> list[int]:
+        """The seeds of a candidate's next round, given the seeds it already has (or how many: 0..n−1)."""
+        have = set(range(done)) if isinstance(done, (int, np.integer)) else {int(s) for s in done}
+        n = len(have)
+        if n >= self.max_seeds:
+            return []
+        target = next(t for t in self.schedule() if t > n)
+        out, s = [], 0
+        while len(out) < target - n:
+            if s not in have:
+                out.append(s)
+            s += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "schedule": self.schedule()}
+
+
+# -- the confidence sequence ----------------------------------------------------------------------
+def _check_deltas(deltas: Any) -> np.ndarray:
+    x = np.asarray(deltas, dtype=np.float64)
+    if x.ndim < 1 or x.shape[-1] < 1:
+        raise ValueError(f"need at least one paired difference on the last axis, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("paired differences must be finite (drop seeds without both arms first)")
+    return x
+
+
+def _running_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, mean_n, V_n)`` along the last axis, V = Σ(xᵢ − x̄ₙ)², exact 0 for identical values."""
+    n = np.arange(1, x.shape[-1] + 1, dtype=np.float64)
+    z = x - x[..., :1]  # shift-invariant: identical values give exactly zero spread
+    s1, s2 = np.cumsum(z, axis=-1), np.cumsum(z * z, axis=-1)
+    mean = x[..., :1] + s1 / n
+    spread = np.maximum(s2 - s1 * s1 / n, 0.0)
+    spread = np.where(spread <= 1e-12 * np.maximum(s2, 1e-300), 0.0, spread)
+    return n, mean, spread
+
+
+def log_mixture(deltas: Any, mu0: float, *, mixing: float = DEFAULT_MIXING) -> np.ndarray:
+    """log Mₙ(μ₀) for n = 1 … N along the last axis of ``deltas`` (shape preserved).
+
+    Examples
+    --------
+    >>> np.round(np.exp(log_mixture([0.1, 0.3, 0.2, 0.25, 0.15], 0.0)), 2)
+    array([ 1.  ,  1.15,  2.91,  9.42, 23.66])
+    """
+    x = _check_deltas(deltas)
+    n, mean, spread = _running_moments(x)
+    c2 = float(mixing) ** 2
+    d = mean - float(mu0)
+    total = spread + n * d * d  # Σ(xᵢ − μ₀)²
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(total > 0, n * n * d * d / ((n + c2) * total), 0.0)
+    return 0.5 * np.log(c2 / (n + c2)) - 0.5 * n * np.log1p(-ratio)
+
+
+def half_widths(n: np.ndarray | int, spread: np.ndarray | float, level: float, *,
+                mixing: float = DEFAULT_MIXING) -> np.ndarray:
+    """Half-width hₙ of {μ₀ : Mₙ(μ₀) < 1/level} = x̄ₙ ± hₙ (``inf`` where the set is unbounded).
+
+    ``spread`` is V = Σ(xᵢ − x̄ₙ)² = (n − 1)·s². Solving Mₙ = 1/level for D = x̄ₙ − μ₀ gives
+    D² (n² − q n (n + c²)) = q (n + c²) V with q = 1 − ((1/level)·√((n + c²)/c²))^(−2/n).
+    """
+    n = np.asarray(n, dtype=np.float64)
+    spread = np.asarray(spread, dtype=np.float64)
+    c2 = float(mixing) ** 2
+    log_r = (2.0 / n) * (-math.log(level) + 0.5 * np.log((n + c2) / c2))
+    q = -np.expm1(-log_r)
+    den = n * n - q * n * (n + c2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = np.sqrt(q * (n + c2) * spread / np.where(den > 0, den, 1.0))
+    return np.where(den > 0, h, np.inf)
+
+
+def confidence_sequence(deltas: Any, *, level: float, mixing: float = DEFAULT_MIXING,
+                        running: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` for n = 1 … N along the last axis: P(∃n: Δ ∉ [lowₙ, highₙ]) ≤ ``level`` under
+    Gaussian seed noise. ``running`` intersects over n (still valid, never wider); an intersection that
+    comes out empty — possible only on a miscoverage event — falls back to the current interval."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    x = _check_deltas(deltas)
+    n, mean, spread = _running_moments(x)
+    h = half_widths(n, spread, level, mixing=mixing)
+    low, high = mean - h, mean + h
+    if running:
+        rlow, rhigh = np.maximum.accumulate(low, axis=-1), np.minimum.accumulate(high, axis=-1)
+        empty = rlow > rhigh
+        low, high = np.where(empty, low, rlow), np.where(empty, high, rhigh)
+    return low, high
+
+
+def anytime_p(deltas: Any, mu0: float, side: str, *, mixing: float = DEFAULT_MIXING) -> np.ndarray:
+    """Anytime-valid one-sided p-values for n = 1 … N (non-increasing in n).
+
+    ``side="less"`` tests H₀: Δ ≥ μ₀ (evidence only from looks with x̄ₖ < μ₀), ``"greater"`` H₀: Δ ≤ μ₀.
+    pₙ = min(1, min over k ≤ n of 1/Mₖ(μ₀)); P(p_τ ≤ u) ≤ u for every stopping time τ and u, because Mₖ
+    grows with |x̄ₖ − μ| so the event implies Mₖ(Δ) ≥ 1/u, which Ville's inequality bounds.
+    """
+    if side not in ("less", "greater"):
+        raise ValueError(f"side must be 'less' or 'greater', got {side!r}")
+    x = _check_deltas(deltas)
+    _, mean, _ = _running_moments(x)
+    log_m = log_mixture(x, mu0, mixing=mixing)
+    toward = mean < mu0 if side == "less" else mean > mu0
+    log_p = np.where(toward, np.minimum(-log_m, 0.0), 0.0)
+    return np.exp(np.minimum.accumulate(log_p, axis=-1))
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm–Bonferroni step-down adjusted p-values (``None`` stays ``None`` and is not counted)."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(float(p))]
+    m = len(idx)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda j: float(pvalues[j]))):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        adjusted[i] = running
+    return adjusted
+
+
+# -- one candidate's evidence, the family's decision ---------------------------------------------
+@dataclass(frozen=True)
+class SequentialStats:
+    """The evidence of one candidate after its latest look (Δ in seed order)."""
+
+    seeds: tuple[int, ...]
+    deltas: tuple[float, ...]
+    mean: float | None
+    sd: float | None
+    cs_low: float | None  # the sequence at level α / m (simultaneous over the job's m candidates)
+    cs_high: float | None
+    p_less: float  # anytime p of H₀: Δ ≥ 0 (negative transfer's null)
+    p_greater: float  # anytime p of H₀: Δ ≤ 0
+    p_equivalence: float  # anytime p of H₀: |Δ| ≥ δ (max of the two one-sided tests at ±δ)
+
+    @property
+    def n(self) -> int:
+        return len(self.deltas)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "seeds": list(self.seeds), "deltas": list(self.deltas), "n": self.n}
+
+
+@dataclass
+class CandidateLook:
+    """The decision for one candidate at one look: its verdict now and whether it gets more seeds."""
+
+    backbone_id: str
+    verdict: Verdict
+    action: str  # "continue" or one of STOP_REASONS
+    stats: SequentialStats
+    p_holm: dict[str, float | None] = field(default_factory=dict)
+    reason: str | None = None  # why inconclusive, in words
+    next_seeds: list[int] = field(default_factory=list)
+
+    @property
+    def settled(self) -> bool:
+        return self.action != "continue"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backbone_id": self.backbone_id, "verdict": self.verdict.value, "action": self.action,
+                "stats": self.stats.to_dict(), "p_holm": dict(self.p_holm), "reason": self.reason,
+                "next_seeds": list(self.next_seeds)}
+
+
+def candidate_stats(paired: Mapping[int, float], design: SequentialDesign, n_candidates: int) -> SequentialStats:
+    """The candidate's evidence from ``{seed: Δ}`` (seeds taken in increasing order)."""
+    if n_candidates < 1:
+        raise ValueError(f"n_candidates must be >= 1, got {n_candidates!r}")
+    seeds = tuple(sorted(int(s) for s in paired))
+    x = np.array([float(paired[s]) for s in seeds], dtype=np.float64)
+    if x.size == 0:
+        return SequentialStats((), (), None, None, None, None, 1.0, 1.0, 1.0)
+    _check_deltas(x)
+    c = design.mixing
+    low, high = confidence_sequence(x, level=design.alpha / n_candidates, mixing=c)
+    p_less = float(anytime_p(x, 0.0, "less", mixing=c)[-1])
+    p_greater = float(anytime_p(x, 0.0, "greater", mixing=c)[-1])
+    p_eq = max(float(anytime_p(x, -design.margin, "greater", mixing=c)[-1]),
+               float(anytime_p(x, design.margin, "less", mixing=c)[-1]))
+    spread = float(_running_moments(x)[2][-1])  # exactly 0 for identical Δ (x.std can leave 1e-18)
+    sd = math.sqrt(spread / (x.size - 1)) if x.size > 1 else None
+    finite = math.isfinite(low[-1]) and math.isfinite(high[-1])
+    return SequentialStats(seeds, tuple(float(v) for v in x), float(x.mean()), sd,
+                           float(low[-1]) if finite else None, float(high[-1]) if finite else None,
+                           p_less, p_greater, p_eq)
+
+
+def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
+         stopped: Mapping[str, str] | None = None,
+         attempted: Mapping[str, Collection[int]] | None = None) -> dict[str, CandidateLook]:
+    """Decide every candidate of one job after a round.
+
+    Parameters
+    ----------
+    paired : mapping backbone id → {seed: Δ}
+        Δ = finetune − scratch per seed that counts as evidence (both arms finished; see
+        ``app.probes.record.paired_evidence``). Every probed candidate of the job must be present, even
+        with no seeds yet, because m (the Holm family) is the number of candidates.
+    design : SequentialDesign
+    stopped : mapping backbone id → stop reason, optional
+        Candidates the caller has already stopped (e.g. ``"time_budget"``, or ``"settled"`` from an
+        earlier look); they keep that reason and get no more seeds.
+    attempted : mapping backbone id → seeds already run, optional
+        Every seed run so far, including those that are not evidence (a timed-out arm): ``max_seeds``
+        caps these, and ``next_seeds`` never repeats one. Defaults to the seeds in ``paired``.
+
+    Returns
+    -------
+    dict backbone id → CandidateLook
+        ``action == "continue"`` with ``next_seeds`` for candidates that should get another round.
+    """
+    ids = list(paired)
+    if not ids:
+        raise ValueError("look() needs at least one candidate")
+    stopped = dict(stopped or {})
+    unknown = set(stopped) - set(ids)
+    if unknown:
+        raise ValueError(f"stopped names candidates that are not in paired: {sorted(unknown)!r}")
+    bad = {k: v for k, v in stopped.items() if v not in STOP_REASONS}
+    if bad:
+        raise ValueError(f"stop reasons must be among {STOP_REASONS}, got {bad!r}")
+    tried = {cid: {int(v) for v in (attempted or {}).get(cid, ())} | {int(v) for v in paired[cid]} for cid in ids}
+    m = len(ids)
+    st = {cid: candidate_stats(paired[cid], design, m) for cid in ids}
+    adj = {name: dict(zip(ids, holm([getattr(st[c], f"p_{name}") for c in ids]), strict=True))
+           for name in ("less", "greater", "equivalence")}
+    out: dict[str, CandidateLook] = {}
+    for cid in ids:
+        s = st[cid]
+        p_holm = {"negative_transfer": adj["less"][cid], "positive": adj["greater"][cid],
+                  "no_benefit": adj["equivalence"][cid]}
+        verdict, reason = _decide(s, p_holm, design)
+        if cid in stopped:
+            action = stopped[cid]
+        elif verdict is not Verdict.inconclusive:
+            action = "settled"
+        elif len(tried[cid]) >= design.max_seeds:
+            action = "max_seeds"
+        elif _futile(s, design):
+            action = "futile"
+        else:
+            action = "continue"
+        if action == "futile":
+            reason = (f"{reason}; the observed spread (SD {s.sd:.3g}) could not settle it even at "
+                      f"{design.max_seeds} paired seeds")
+        nxt = design.next_seeds(sorted(tried[cid])) if action == "continue" else []
+        out[cid] = CandidateLook(cid, verdict, action, s, p_holm, reason, nxt)
+    return out
+
+
+def _decide(s: SequentialStats, p_holm: Mapping[str, float | None],
+            design: SequentialDesign) -> tuple[Verdict, str | None]:
+    if s.n < design.min_seeds:
+        return Verdict.inconclusive, f"{s.n} paired seed(s); at least {design.min_seeds} are needed"
+    if s.sd == 0:
+        return Verdict.inconclusive, ("Δ is identical in every seed (zero spread): the arms did not vary, so "
+                                      "the probe cannot tell an effect from its own noise")
+    alpha, delta = design.alpha, design.margin
+    if p_holm["negative_transfer"] <= alpha and s.mean < -delta:
+        return Verdict.negative_transfer, None
+    if p_holm["positive"] <= alpha and s.mean > delta:
+        return Verdict.positive, None
+    if p_holm["no_benefit"] <= alpha:
+        return Verdict.no_benefit, None
+    if p_holm["negative_transfer"] <= alpha:
+        return Verdict.inconclusive, f"significantly below 0 but the estimate is within δ = {delta:g}"
+    if p_holm["positive"] <= alpha:
+        return Verdict.inconclusive, f"significantly above 0 but the estimate is within δ = {delta:g}"
+    return Verdict.inconclusive, "the confidence sequence still spans more than one verdict"
+
+
+def _futile(s: SequentialStats, design: SequentialDesign) -> bool:
+    if design.futility_ratio is None or s.n < design.futility_after or not s.sd:
+        return False
+    n = design.max_seeds
+    h = float(half_widths(n, (n - 1) * s.sd ** 2, design.alpha, mixing=design.mixing))
+    return h > design.futility_ratio * max(abs(s.mean), design.margin)
