@@ -111,7 +111,8 @@ def arm_summary(arm: str, runs: Sequence[Mapping[str, Any]]) -> ArmSummary:
 
 def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: SequentialDesign, *,
                     rounds: Mapping[str, int] | int, stopped: Mapping[str, str] | None = None,
-                    metric_name: str | None = None, count_timed_out: bool = False) -> list[VerdictRecord]:
+                    metric_name: str | None = None, count_timed_out: bool = False,
+                    family_size: int | None = None) -> list[VerdictRecord]:
     """The verdict records of one job's probed candidates (Holm runs across all of them).
 
     Parameters
@@ -128,6 +129,8 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
         Defaults to the runs' ``details.metric_name``, else ``"accuracy"``.
     count_timed_out : bool
         Count seeds whose runs timed out as evidence (they are always named in the warnings).
+    family_size : int, optional
+        Passed to :func:`~app.probes.sequential.look` (candidates × rungs under successive halving).
     """
     ids = list(runs_by_candidate)
     if not ids:
@@ -135,7 +138,8 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
     runs = {cid: [_as_run(r) for r in runs_by_candidate[cid]] for cid in ids}
     evidence = {cid: paired_evidence(runs[cid], count_timed_out=count_timed_out) for cid in ids}
     attempted = {cid: {r["seed"] for r in runs[cid] if r["arm"] in _EVIDENCE_ARMS} for cid in ids}
-    looks = look({cid: evidence[cid][0] for cid in ids}, design, stopped=stopped, attempted=attempted)
+    looks = look({cid: evidence[cid][0] for cid in ids}, design, stopped=stopped, attempted=attempted,
+                 family_size=family_size)
     metric = metric_name or next((r["details"]["metric_name"] for cid in ids for r in runs[cid]
                                   if r["details"].get("metric_name")), "accuracy")
     out = []
@@ -143,8 +147,8 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
         n_rounds = rounds if isinstance(rounds, int) else int(rounds.get(cid, 0))
         if n_rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {n_rounds!r} for {cid}")
-        out.append(_record(cid, looks[cid], runs[cid], evidence[cid][1], design, n_rounds, metric, len(ids),
-                           count_timed_out))
+        out.append(_record(cid, looks[cid], runs[cid], evidence[cid][1], design, n_rounds, metric,
+                           family_size or len(ids), count_timed_out))
     return out
 
 

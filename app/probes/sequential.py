@@ -57,7 +57,8 @@ over the m candidates), so the intervals of one job cover their Δ simultaneousl
 Stopping: a candidate stops as ``settled`` once its verdict is not ``inconclusive`` (Holm is monotone, so
 a settled claim stays valid when others continue), as ``max_seeds``, as ``futile`` when even at
 ``max_seeds`` the observed spread could not settle it (a sequence half-width at ``max_seeds`` above
-``futility_ratio`` × max(|mean|, δ)), or as ``time_budget`` when the caller says so. Stopping rules do
+``futility_ratio`` × max(|mean|, δ)), as ``time_budget`` when the caller says so, or as ``abandoned``
+when successive halving (``halving``) drops it at a short budget. Stopping rules do
 not touch the error control.
 
 References: T. L. Lai, *On confidence sequences*, Ann. Statist. 4 (1976); H. Wang & A. Ramdas,
@@ -80,7 +81,7 @@ from app.enums import Verdict
 DEFAULT_MIXING = 0.5
 
 #: why a candidate stopped receiving seeds
-STOP_REASONS = ("settled", "max_seeds", "futile", "time_budget")
+STOP_REASONS = ("settled", "max_seeds", "futile", "time_budget", "abandoned")
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,8 @@ def candidate_stats(paired: Mapping[int, float], design: SequentialDesign, n_can
 
 def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
          stopped: Mapping[str, str] | None = None,
-         attempted: Mapping[str, Collection[int]] | None = None) -> dict[str, CandidateLook]:
+         attempted: Mapping[str, Collection[int]] | None = None,
+         family_size: int | None = None) -> dict[str, CandidateLook]:
     """Decide every candidate of one job after a round.
 
     Parameters
@@ -342,6 +344,10 @@ def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
     attempted : mapping backbone id → seeds already run, optional
         Every seed run so far, including those that are not evidence (a timed-out arm): ``max_seeds``
         caps these, and ``next_seeds`` never repeats one. Defaults to the seeds in ``paired``.
+    family_size : int, optional
+        The number of hypotheses the job may test, when larger than the candidates here — e.g.
+        candidates × rungs under successive halving, where each (candidate, budget) is its own Δ. Holm
+        counts the untested ones as p = 1 and the intervals use level α / family_size.
 
     Returns
     -------
@@ -359,9 +365,12 @@ def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
     if bad:
         raise ValueError(f"stop reasons must be among {STOP_REASONS}, got {bad!r}")
     tried = {cid: {int(v) for v in (attempted or {}).get(cid, ())} | {int(v) for v in paired[cid]} for cid in ids}
-    m = len(ids)
+    m = len(ids) if family_size is None else int(family_size)
+    if m < len(ids):
+        raise ValueError(f"family_size ({family_size}) must be at least the number of candidates ({len(ids)})")
     st = {cid: candidate_stats(paired[cid], design, m) for cid in ids}
-    adj = {name: dict(zip(ids, holm([getattr(st[c], f"p_{name}") for c in ids]), strict=True))
+    pad = [1.0] * (m - len(ids))
+    adj = {name: dict(zip(ids, holm([getattr(st[c], f"p_{name}") for c in ids] + pad)[:len(ids)], strict=True))
            for name in ("less", "greater", "equivalence")}
     out: dict[str, CandidateLook] = {}
     for cid in ids:

@@ -56,6 +56,7 @@ _STOPS = {
     "max_seeds": "stopped at the design's maximum of {max_seeds} seeds",
     "futile": "stopped early: the observed spread could not settle it within {max_seeds} seeds",
     "time_budget": "stopped by the job's time budget",
+    "abandoned": "abandoned by successive halving at a short budget, so the verdict speaks for that budget only",
     "continue": "still running",
 }
 
