@@ -54,7 +54,8 @@ def test_one_holm_family_per_job():
 
 
 def test_ground_truth_runs_are_not_a_replication():
-    rows = list(csv.DictReader(open(GT.parent / "runs.csv")))
+    with open(GT.parent / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
     by = {}
     for r in rows:
         by.setdefault((r["target"], r["source"]), {}).setdefault(int(r["seed"]), {})[r["arm"]] = float(r["accuracy"])
@@ -63,8 +64,9 @@ def test_ground_truth_runs_are_not_a_replication():
         for seed, arms in seeds.items():
             if "scratch" in arms:
                 scratch[(t, s, seed)] = arms["scratch"]
-    truth = {(r["target"], r["source"]): {"label": r["label"], "delta": float(r["delta"])}
-             for r in csv.DictReader(open(GT))}
+    with open(GT) as fh:
+        truth = {(r["target"], r["source"]): {"label": r["label"], "delta": float(r["delta"])}
+                 for r in csv.DictReader(fh)}
     own = {p: {seed: arms["finetune"] - scratch.get((p[0], p[1], seed), arms.get("scratch", math.nan))
                for seed, arms in seeds.items() if "finetune" in arms} for p, seeds in by.items()}
     with pytest.raises(ValueError, match="independent replication"):

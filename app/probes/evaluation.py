@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from app.probes.sequential import SequentialDesign, look
+
 TASK_TYPES = ("classification", "regression")
 PRIMARY_METRICS = {"classification": ("accuracy", "macro_f1"), "regression": ("r2",)}
 
@@ -81,7 +83,7 @@ Pair = tuple[str, str]  # (target, source)
 
 
 def score_verdict_rule(replication: Mapping[Pair, Mapping[int, float]], truth: Mapping[Pair, Mapping[str, Any]],
-                       *, design: Any = None, truth_seeds: Collection[int] = range(5),
+                       *, design: SequentialDesign | None = None, truth_seeds: Collection[int] = range(5),
                        jobs: Mapping[str, Sequence[Pair]] | None = None,
                        negative_label: str = "negative") -> dict[str, Any]:
     """Precision / recall of ``negative_transfer`` on the practical negative-transfer pairs, replayed
@@ -111,8 +113,6 @@ def score_verdict_rule(replication: Mapping[Pair, Mapping[int, float]], truth: M
         ``positive_on_negative`` (pairs labelled negative that got ``positive``), counts, and ``pairs_detail``:
         per pair its verdict, seeds used and stop reason.
     """
-    from app.probes.sequential import SequentialDesign, look
-
     design = design or SequentialDesign()
     if not isinstance(design, SequentialDesign):
         raise ValueError(f"design must be a SequentialDesign, got {type(design).__name__}")

@@ -84,10 +84,9 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
     verdict = np.zeros((jobs, m), dtype=np.int64)
     for n in design.schedule():
         n_at = np.where(active, n, n_at)
-        k = n_at - 1
-        pick = lambda a: np.take_along_axis(a, k[..., None], axis=-1)[..., 0]  # noqa: E731
-        pl, pg, pe = holm_matrix(pick(p_less)), holm_matrix(pick(p_greater)), holm_matrix(pick(p_eq))
-        mean, sd = pick(means), pick(sds)
+        pl, pg, pe = (holm_matrix(_at(p_less, n_at)), holm_matrix(_at(p_greater, n_at)),
+                      holm_matrix(_at(p_eq, n_at)))
+        mean, sd = _at(means, n_at), _at(sds, n_at)
         ok = (n_at >= design.min_seeds) & (sd > 0)
         v = np.zeros((jobs, m), dtype=np.int64)
         v = np.where(ok & (pe <= alpha), 3, v)
@@ -101,9 +100,12 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
         fut = active & (v == 0) & ~at_max & _futile_matrix(mean, sd, n_at, design)
         stop = np.where(fut, 3, stop)
         active = active & ~(newly | at_max | fut)
-    k = n_at - 1
-    pick = lambda a: np.take_along_axis(a, k[..., None], axis=-1)[..., 0]  # noqa: E731
-    return Replay(verdict, stop, n_at, pick(low_all), pick(high_all), pick(means))
+    return Replay(verdict, stop, n_at, _at(low_all, n_at), _at(high_all, n_at), _at(means, n_at))
+
+
+def _at(values: np.ndarray, n_at: np.ndarray) -> np.ndarray:
+    """``values[..., n − 1]`` per (job, candidate): the running statistic after that candidate's n seeds."""
+    return np.take_along_axis(values, (n_at - 1)[..., None], axis=-1)[..., 0]
 
 
 def _running_sd(x: np.ndarray) -> np.ndarray:
