@@ -40,7 +40,8 @@ def test_scores_a_synthetic_benchmark():
     assert out["mean_seeds"] == pytest.approx(np.mean([v["seeds"] for v in detail.values()]))
     assert detail["t1|neg"]["seeds"] <= detail["t1|none"]["seeds"]  # easy pairs stop early
     # a shorter replication ends the noisy pair when its seeds run out
-    short = score_verdict_rule(_replication(truth, sds, seeds=range(100, 107)), truth)
+    short = score_verdict_rule(_replication(truth, sds, seeds=range(100, 107)), truth,
+                               design=SequentialDesign(futility_ratio=None))
     assert short["pairs_detail"]["t1|none"]["seeds"] == 7 and short["pairs_detail"]["t1|none"]["stop"] == "max_seeds"
 
 

