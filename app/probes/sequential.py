@@ -112,7 +112,7 @@ class SequentialDesign:
     max_seeds: int = 20
     min_seeds: int = 3
     mixing: float = DEFAULT_MIXING
-    futility_ratio: float | None = 2.0
+    futility_ratio: float | None = 1.5
     futility_after: int = 6
     final_test_share: float = 0.5
 
