@@ -235,6 +235,10 @@ def test_inputs_are_validated():
         SequentialDesign(first_round=30, max_seeds=20)
     with pytest.raises(ValueError, match="min_seeds"):
         SequentialDesign(min_seeds=1)
+    with pytest.raises(ValueError, match="final_test_share"):
+        SequentialDesign(final_test_share=1.0)
+    with pytest.raises(ValueError, match="final_test_seeds"):
+        SequentialDesign(final_test_seeds=1)
     with pytest.raises(ValueError, match="integer"):
         SequentialDesign(max_seeds=2.5)
     with pytest.raises(ValueError, match="at least one candidate"):
@@ -247,3 +251,13 @@ def test_inputs_are_validated():
         candidate_stats({0: 0.1}, DESIGN, 0)
     with pytest.raises(ValueError, match="noise"):
         seed_noise("cauchy", (2, 2), np.random.default_rng(0))
+
+
+def test_extension_keeps_the_final_test_where_it_was():
+    # a verdict extended from 20 to 30 seeds: the t-test stays on the first 20, the sequence goes on
+    x = np.random.default_rng(1).normal(-0.02, 0.05, 30)
+    extended = SequentialDesign(max_seeds=30, final_test_seeds=20)
+    assert extended.final_n == 20 and SequentialDesign().final_n == 20
+    p20 = sequential_p(x[:20], 0.0, "less", SequentialDesign())
+    p30 = sequential_p(x, 0.0, "less", extended)
+    assert p30[19] == pytest.approx(p20[19]) and np.all(p30[20:] <= p30[19])
