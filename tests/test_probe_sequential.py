@@ -203,6 +203,7 @@ def test_look_decisions_and_next_seeds():
     assert design.next_seeds(0) == [0, 1, 2, 3, 4, 5] and design.next_seeds(range(6)) == [6, 7, 8]
     assert design.next_seeds([0, 2, 3, 4, 6, 7]) == [1, 5, 8] and design.next_seeds(20) == []
     assert design.next_seeds(19) == [19]
+    assert [design.rounds_for(n) for n in (0, 1, 6, 7, 9, 20, 25)] == [0, 1, 1, 2, 2, 6, 6]
     paired = {"zoo:a.neg": dict(enumerate([-0.12, -0.10, -0.11, -0.13, -0.09])),
               "zoo:a.two": {0: 0.417, 1: 0.417},
               "zoo:a.flat": dict(enumerate([0.05] * 6))}

@@ -160,6 +160,14 @@ class SequentialDesign:
             r += 1
         return out
 
+    def rounds_for(self, n_seeds: int) -> int:
+        """How many rounds brought a candidate to ``n_seeds`` seeds (so a job need not store it)."""
+        if n_seeds < 0:
+            raise ValueError(f"n_seeds must be >= 0, got {n_seeds!r}")
+        if n_seeds == 0:
+            return 0
+        return next((i + 1 for i, t in enumerate(self.schedule()) if t >= n_seeds), len(self.schedule()))
+
     def next_seeds(self, done: Sequence[int] | int) -> list[int]:
         """The seeds of a candidate's next round, given the seeds it already has (or how many: 0..n−1)."""
         have = set(range(done)) if isinstance(done, (int, np.integer)) else {int(s) for s in done}
