@@ -15,17 +15,8 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from app.enums import Verdict
-from app.probes.sequential import (
-    SequentialDesign,
-    anytime_p,
-    candidate_stats,
-    confidence_sequence,
-    half_widths,
-    holm,
-    log_mixture,
-    look,
-    sequential_p,
-)
+from app.probes.confseq import anytime_p, confidence_sequence, half_widths, holm, log_mixture
+from app.probes.sequential import SequentialDesign, candidate_stats, look, sequential_p
 from app.probes.simulation import holm_matrix, operating_characteristics, replay, seed_noise
 
 ALPHA = 0.05

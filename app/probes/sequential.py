@@ -1,8 +1,8 @@
 """Sequential paired seeds: an anytime-valid confidence sequence for Δ = finetune − scratch, Holm across
 candidates, and the round-by-round decision settled / continue.
 
-What lives here: the statistics of the sequential verdict (the confidence sequence, anytime-valid
-p-values, the decision rule, the stopping rule) and the round schedule. What does not: training
+What lives here: the design (round schedule, caps, levels), its p-values and intervals, the decision
+rule and the stopping rule. What does not: the confidence-sequence mathematics (``confseq``), training
 (``runner``), the record of what was run (``record``), wording (``wording``), storage.
 
 Why a confidence sequence and not a group-sequential boundary
@@ -18,18 +18,10 @@ time budget, a later extension — keeps its guarantee, with no schedule to pre-
 Accuracy differences are bounded in [−1, 1], which would allow a betting (nonparametric) confidence
 sequence, but the bound is ~50× the typical seed spread (SD of Δ 0.02–0.3 on the benchmark), so such a
 sequence would not exclude 0 within 20 seeds. We use instead the scale-invariant Gaussian mixture
-martingale of Lai (1976) — the "t confidence sequence" (Wang & Ramdas, 2023): for the null mean μ₀,
-with yᵢ = Δᵢ − μ₀ over the first n seeds,
-
-    Mₙ(μ₀) = √(c² / (n + c²)) · (1 − (Σyᵢ)² / ((n + c²) Σyᵢ²))^(−n/2),
-
-the likelihood ratio of the scale-invariant part of the data (Wijsman's representation) mixed over the
-standardised effect θ = μ/σ ~ N(0, 1/c²). Under Δᵢ ~ N(μ₀, σ²) it is a nonnegative martingale with M₁ = 1,
-so by Ville's inequality P(∃n: Mₙ(μ₀) ≥ 1/α) ≤ α whatever σ is. The set {μ₀ : Mₙ(μ₀) < 1/α} has the
-closed form x̄ₙ ± hₙ (see :func:`half_widths`); intersected over n it is the reported confidence
-sequence. It needs no variance bound, is unbounded until n ≥ 4 at α = 0.05 (one or two seeds carry no
+martingale of Lai (1976) as analysed by Wang & Ramdas (2023) — the "t confidence sequence" of
+``confseq``. It needs no variance bound, is unbounded until n ≥ 4 at α = 0.05 (one or two seeds carry no
 scale-free evidence, so too few seeds can never settle anything), and identical Δ in every seed give a
-finite Mₙ, never a p-value of 0. The mixing scale ``c`` sets where the sequence is tightest; c = 0.5 is
+finite martingale, never a p-value of 0. Its mixing scale ``c`` sets where it is tightest; c = 0.5 is
 tight from n ≈ 5 to 20 (half-width ≈ 4·s/√n at n = 10 vs 2.26·s/√n for a fixed-n t interval: the price of
 anytime validity).
 
@@ -62,20 +54,20 @@ Significance is tested against 0, the practical size against δ on the estimate,
 significant deficit whose estimate is still within δ keeps sampling. Each family's FWER is ≤ α: false
 ``negative_transfer`` (a claim on a candidate with Δ ≥ 0), false ``positive`` (Δ ≤ 0) and false
 ``no_benefit`` (|Δ| ≥ δ), under any stopping. Holm needs only valid p-values, and an anytime-valid
-p-value is valid at any stopping time. The reported interval is the sequence at level (1 − w)·α / m, intersected at ``max_seeds``
-with the t interval at w·α / m (Bonferroni over the m candidates), so the intervals of one job cover
-their Δ simultaneously with probability ≥ 1 − α.
+p-value is valid at any stopping time. The reported interval is the sequence at level (1 − w)·α / m,
+intersected at ``max_seeds`` with the t interval at w·α / m (Bonferroni over the m candidates), so the
+intervals of one job cover their Δ simultaneously with probability ≥ 1 − α.
 
 Stopping: a candidate stops as ``settled`` once its verdict is not ``inconclusive`` (Holm is monotone, so
 a settled claim stays valid when others continue), as ``max_seeds``, as ``futile`` when even at
-``max_seeds`` the observed spread could not settle it (a sequence half-width at ``max_seeds`` above
-``futility_ratio`` × max(|mean|, δ)), as ``time_budget`` when the caller says so, or as ``abandoned``
+``max_seeds`` the observed spread could not settle it (the interval's half-width projected to
+``max_seeds`` with the observed SD, :func:`projected_half_width`, above ``futility_ratio`` × max(|mean|, δ)), as ``time_budget`` when the caller says so, or as ``abandoned``
 when successive halving (``halving``) drops it at a short budget. Stopping rules do
 not touch the error control.
 
 References: T. L. Lai, *On confidence sequences*, Ann. Statist. 4 (1976); H. Wang & A. Ramdas,
-*Anytime-valid t-tests and confidence sequences for Gaussian means with unknown variance*, Sequential
-Analysis (2024, arXiv:2310.03722); S. Holm, *A simple sequentially rejective multiple test procedure*,
+*Anytime-valid t-tests and confidence sequences for Gaussian means with unknown variance*,
+arXiv:2310.03722 (2023, rev. 2024); S. Holm, *A simple sequentially rejective multiple test procedure*,
 Scand. J. Statist. 6 (1979).
 """
 
@@ -90,8 +82,16 @@ import numpy as np
 from scipy import stats
 
 from app.enums import Verdict
-
-DEFAULT_MIXING = 0.5
+from app.probes.confseq import (
+    DEFAULT_MIXING,
+    anytime_p,
+    check_deltas,
+    confidence_sequence,
+    half_widths,
+    holm,
+    running_moments,
+    t_test_p,
+)
 
 #: why a candidate stopped receiving seeds
 STOP_REASONS = ("settled", "max_seeds", "futile", "time_budget", "abandoned")
@@ -186,98 +186,6 @@ class SequentialDesign:
         return {**asdict(self), "schedule": self.schedule()}
 
 
-# -- the confidence sequence ----------------------------------------------------------------------
-def _check_deltas(deltas: Any) -> np.ndarray:
-    x = np.asarray(deltas, dtype=np.float64)
-    if x.ndim < 1 or x.shape[-1] < 1:
-        raise ValueError(f"need at least one paired difference on the last axis, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("paired differences must be finite (drop seeds without both arms first)")
-    return x
-
-
-def _running_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(n, mean_n, V_n)`` along the last axis, V = Σ(xᵢ − x̄ₙ)², exact 0 for identical values."""
-    n = np.arange(1, x.shape[-1] + 1, dtype=np.float64)
-    z = x - x[..., :1]  # shift-invariant: identical values give exactly zero spread
-    s1, s2 = np.cumsum(z, axis=-1), np.cumsum(z * z, axis=-1)
-    mean = x[..., :1] + s1 / n
-    spread = np.maximum(s2 - s1 * s1 / n, 0.0)
-    spread = np.where(spread <= 1e-12 * np.maximum(s2, 1e-300), 0.0, spread)
-    return n, mean, spread
-
-
-def log_mixture(deltas: Any, mu0: float, *, mixing: float = DEFAULT_MIXING) -> np.ndarray:
-    """log Mₙ(μ₀) for n = 1 … N along the last axis of ``deltas`` (shape preserved).
-
-    Examples
-    --------
-    >>> np.round(np.exp(log_mixture([0.1, 0.3, 0.2, 0.25, 0.15], 0.0)), 2)
-    array([ 1.  ,  1.15,  2.91,  9.42, 23.66])
-    """
-    x = _check_deltas(deltas)
-    n, mean, spread = _running_moments(x)
-    c2 = float(mixing) ** 2
-    d = mean - float(mu0)
-    total = spread + n * d * d  # Σ(xᵢ − μ₀)²
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(total > 0, n * n * d * d / ((n + c2) * total), 0.0)
-    return 0.5 * np.log(c2 / (n + c2)) - 0.5 * n * np.log1p(-ratio)
-
-
-def half_widths(n: np.ndarray | int, spread: np.ndarray | float, level: float, *,
-                mixing: float = DEFAULT_MIXING) -> np.ndarray:
-    """Half-width hₙ of {μ₀ : Mₙ(μ₀) < 1/level} = x̄ₙ ± hₙ (``inf`` where the set is unbounded).
-
-    ``spread`` is V = Σ(xᵢ − x̄ₙ)² = (n − 1)·s². Solving Mₙ = 1/level for D = x̄ₙ − μ₀ gives
-    D² (n² − q n (n + c²)) = q (n + c²) V with q = 1 − ((1/level)·√((n + c²)/c²))^(−2/n).
-    """
-    n = np.asarray(n, dtype=np.float64)
-    spread = np.asarray(spread, dtype=np.float64)
-    c2 = float(mixing) ** 2
-    log_r = (2.0 / n) * (-math.log(level) + 0.5 * np.log((n + c2) / c2))
-    q = -np.expm1(-log_r)
-    den = n * n - q * n * (n + c2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        h = np.sqrt(q * (n + c2) * spread / np.where(den > 0, den, 1.0))
-    return np.where(den > 0, h, np.inf)
-
-
-def confidence_sequence(deltas: Any, *, level: float, mixing: float = DEFAULT_MIXING,
-                        running: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` for n = 1 … N along the last axis: P(∃n: Δ ∉ [lowₙ, highₙ]) ≤ ``level`` under
-    Gaussian seed noise. ``running`` intersects over n (still valid, never wider); an intersection that
-    comes out empty — possible only on a miscoverage event — falls back to the current interval."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    x = _check_deltas(deltas)
-    n, mean, spread = _running_moments(x)
-    h = half_widths(n, spread, level, mixing=mixing)
-    low, high = mean - h, mean + h
-    if running:
-        rlow, rhigh = np.maximum.accumulate(low, axis=-1), np.minimum.accumulate(high, axis=-1)
-        empty = rlow > rhigh
-        low, high = np.where(empty, low, rlow), np.where(empty, high, rhigh)
-    return low, high
-
-
-def anytime_p(deltas: Any, mu0: float, side: str, *, mixing: float = DEFAULT_MIXING) -> np.ndarray:
-    """Anytime-valid one-sided p-values for n = 1 … N (non-increasing in n).
-
-    ``side="less"`` tests H₀: Δ ≥ μ₀ (evidence only from looks with x̄ₖ < μ₀), ``"greater"`` H₀: Δ ≤ μ₀.
-    pₙ = min(1, min over k ≤ n of 1/Mₖ(μ₀)); P(p_τ ≤ u) ≤ u for every stopping time τ and u, because Mₖ
-    grows with |x̄ₖ − μ| so the event implies Mₖ(Δ) ≥ 1/u, which Ville's inequality bounds.
-    """
-    if side not in ("less", "greater"):
-        raise ValueError(f"side must be 'less' or 'greater', got {side!r}")
-    x = _check_deltas(deltas)
-    _, mean, _ = _running_moments(x)
-    log_m = log_mixture(x, mu0, mixing=mixing)
-    toward = mean < mu0 if side == "less" else mean > mu0
-    log_p = np.where(toward, np.minimum(-log_m, 0.0), 0.0)
-    return np.exp(np.minimum.accumulate(log_p, axis=-1))
-
-
 def sequential_p(deltas: Any, mu0: float, side: str, design: SequentialDesign) -> np.ndarray:
     """The design's one-sided p-values for n = 1 … N: the anytime-valid p of the confidence sequence,
     combined by weighted Bonferroni with a fixed-n paired t-test on the first ``max_seeds`` seeds
@@ -286,7 +194,7 @@ def sequential_p(deltas: Any, mu0: float, side: str, design: SequentialDesign) -
     pₙ = min(1, p_csₙ / (1 − w), p_t / w once n ≥ max_seeds): valid at every stopping time because
     P(p_cs ≤ (1 − w)u) ≤ (1 − w)u at any stopping time and P(p_t ≤ wu) ≤ wu for the one fixed n.
     """
-    x = _check_deltas(deltas)
+    x = check_deltas(deltas)
     w = design.final_test_share
     p = anytime_p(x, mu0, side, mixing=design.mixing)
     if w == 0:
@@ -294,32 +202,21 @@ def sequential_p(deltas: Any, mu0: float, side: str, design: SequentialDesign) -
     p = np.minimum(1.0, p / (1 - w))
     n_max = design.final_n
     if x.shape[-1] >= n_max:
-        p_t = _t_p(x[..., :n_max], mu0, side)
+        p_t = t_test_p(x[..., :n_max], mu0, side)
         p[..., n_max - 1:] = np.minimum(p[..., n_max - 1:], np.minimum(1.0, p_t / w)[..., None])
     return p
-
-
-def _t_p(x: np.ndarray, mu0: float, side: str) -> np.ndarray:
-    """One-sided paired t-test p-values over the last axis; 1 where the spread is zero (no evidence)."""
-    n = x.shape[-1]
-    _, mean, spread = _running_moments(x)
-    sd = np.sqrt(spread[..., -1] / (n - 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = (mean[..., -1] - mu0) / (sd / math.sqrt(n))
-    p = stats.t.sf(t, n - 1) if side == "greater" else stats.t.cdf(t, n - 1)
-    return np.where(sd > 0, p, 1.0)
 
 
 def design_interval(deltas: Any, design: SequentialDesign, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The reported interval for n = 1 … N at total miss probability ``level``: the confidence sequence at
     (1 − w)·level, intersected from n = ``final_n`` on with the fixed-n t interval at w·level."""
-    x = _check_deltas(deltas)
+    x = check_deltas(deltas)
     w = design.final_test_share
     low, high = confidence_sequence(x, level=(1 - w) * level, mixing=design.mixing)
     n_max = design.final_n
     if w > 0 and x.shape[-1] >= n_max:
         head = x[..., :n_max]
-        _, mean, spread = _running_moments(head)
+        _, mean, spread = running_moments(head)
         half = stats.t.ppf(1 - w * level / 2, n_max - 1) * np.sqrt(spread[..., -1] / (n_max - 1) / n_max)
         t_low, t_high = (mean[..., -1] - half)[..., None], (mean[..., -1] + half)[..., None]
         new_low = np.maximum(low[..., n_max - 1:], t_low)
@@ -330,19 +227,6 @@ def design_interval(deltas: Any, design: SequentialDesign, level: float) -> tupl
     return low, high
 
 
-def holm(pvalues: Sequence[float | None]) -> list[float | None]:
-    """Holm–Bonferroni step-down adjusted p-values (``None`` stays ``None`` and is not counted)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(float(p))]
-    m = len(idx)
-    adjusted: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda j: float(pvalues[j]))):
-        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
-        adjusted[i] = running
-    return adjusted
-
-
-# -- one candidate's evidence, the family's decision ---------------------------------------------
 @dataclass(frozen=True)
 class SequentialStats:
     """The evidence of one candidate after its latest look (Δ in seed order)."""
@@ -395,13 +279,13 @@ def candidate_stats(paired: Mapping[int, float], design: SequentialDesign, n_can
     x = np.array([float(paired[s]) for s in seeds], dtype=np.float64)
     if x.size == 0:
         return SequentialStats((), (), None, None, None, None, 1.0, 1.0, 1.0)
-    _check_deltas(x)
+    check_deltas(x)
     low, high = design_interval(x, design, design.alpha / n_candidates)
     p_less = float(sequential_p(x, 0.0, "less", design)[-1])
     p_greater = float(sequential_p(x, 0.0, "greater", design)[-1])
     p_eq = max(float(sequential_p(x, -design.margin, "greater", design)[-1]),
                float(sequential_p(x, design.margin, "less", design)[-1]))
-    spread = float(_running_moments(x)[2][-1])  # exactly 0 for identical Δ (x.std can leave 1e-18)
+    spread = float(running_moments(x)[2][-1])  # exactly 0 for identical Δ (x.std can leave 1e-18)
     sd = math.sqrt(spread / (x.size - 1)) if x.size > 1 else None
     finite = math.isfinite(low[-1]) and math.isfinite(high[-1])
     return SequentialStats(seeds, tuple(float(v) for v in x), float(x.mean()), sd,
