@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.errors import BackboneUnavailable
+from app.backbones.errors import WeightsUnavailable
 
 
 def hf_cache_dir(hub_cache_dir: Path) -> Path:
@@ -48,9 +48,9 @@ def cached_hf_snapshot(hub_cache_dir: Path, repo_id: str, revision: str | None =
     return Path(config).parent if isinstance(config, str) else None
 
 
-def unavailable(backbone_id: str, *places: Path | str, hint: str = "") -> BackboneUnavailable:
+def unavailable(backbone_id: str, *places: Path | str, hint: str = "") -> WeightsUnavailable:
     where = " or ".join(str(p) for p in places)
-    return BackboneUnavailable(
+    return WeightsUnavailable(
         f"weights for {backbone_id} are not available offline: place them at {where}"
         + (f" ({hint})" if hint else "")
         + "; the server never downloads from a model hub while TSCOUT_OFFLINE=true"

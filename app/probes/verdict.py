@@ -29,32 +29,10 @@ import numpy as np
 from scipy import stats
 
 from app.enums import Verdict
+from app.probes.paired import PairedStats
 from app.probes.wording import describe
 
 MAX_SUGGESTED_SEEDS = 100
-
-
-@dataclass(frozen=True)
-class PairedStats:
-    """Δ = a − b over the seeds both arms completed."""
-
-    seeds: tuple[int, ...]
-    deltas: tuple[float, ...]
-    mean: float
-    sd: float
-    ci_low: float
-    ci_high: float
-    p_less: dict[str, float]  # H1: mean Δ < 0, per test ("wilcoxon", "t")
-    p_greater: dict[str, float]  # H1: mean Δ > 0
-
-    @property
-    def n(self) -> int:
-        return len(self.deltas)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seeds"], data["deltas"], data["n"] = list(self.seeds), list(self.deltas), self.n
-        return data
 
 
 @dataclass

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from app.enums import Verdict
-
-if TYPE_CHECKING:
-    from app.probes.verdict import PairedStats
+from app.probes.paired import PairedStats
 
 _TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "t": "paired t-test"}
 
