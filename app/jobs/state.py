@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.tables import Job
-from app.enums import JobStatus
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, NotFound, raises
+from app.jobs.status import JobStatus
 
 
 class IllegalTransition(RuntimeError):
     pass
 
 
+@raises(NotFound)
 def get_job(session: Session, job_id: uuid.UUID, project_id: uuid.UUID | None = None) -> Job:
     """The job, scoped to ``project_id`` when given (another project's job is 'not found')."""
     job = session.get(Job, job_id)
@@ -129,6 +130,16 @@ def set_progress(
     session.flush()
 
 
+def merge_result(session: Session, job_id: uuid.UUID, **values: Any) -> None:
+    """Merge ``values`` into the job's ``result`` document (stages add their parts one after another)."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    job.result = {**(job.result or {}), **values}
+    session.flush()
+
+
+@raises(NotFound, Conflict)
 def request_cancel(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> Job:
     """Ask a job to stop: PENDING jobs are cancelled at once, RUNNING ones at their next unit of work."""
     job = get_job(session, job_id, project_id)
