@@ -111,7 +111,7 @@ def _free_port() -> int:
 class LiveServer:
     """The real app under uvicorn on a loopback port, with an httpx client pointed at it."""
 
-    def __init__(self, settings: Settings, *, start_executor: bool = True) -> None:
+    def __init__(self, settings: Settings, *, start_executor: bool | None = True) -> None:
         self.settings = settings
         self.app = create_app(settings, start_executor=start_executor)
         self.port = _free_port()

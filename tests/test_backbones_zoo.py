@@ -9,8 +9,8 @@ from app.backbones.base import Preprocessing
 from app.backbones.card_writer import dump_card, save_zoo_backbone
 from app.backbones.cards import spec_from_dict, spec_to_dict
 from app.backbones.catalogue import Catalogue, LoadContext, create_adapter, load_card
+from app.backbones.errors import InvalidBackbone, WeightsUnavailable
 from app.backbones.zoo import ZOO_ARCHITECTURES, build_zoo_model
-from app.errors import BackboneUnavailable, InvalidInput
 
 PRE = Preprocessing(input_size=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 SMALL = {"cnn_small": {"width": 8}, "resnet_small": {"width": 8, "blocks": [1, 1, 1]},
@@ -120,14 +120,14 @@ def test_tampered_weights_are_refused(tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(InvalidInput, match="sha256"):
+    with pytest.raises(InvalidBackbone, match="sha256"):
         create_adapter(load_card(card), LoadContext(models_dir=tmp_path))
 
 
 def test_missing_weights_say_where_to_place_them(tmp_path):
     _, card = _publish(tmp_path)
     (tmp_path / "cnn_small.toy.safetensors").unlink()
-    with pytest.raises(BackboneUnavailable, match="place the safetensors file at .*cnn_small.toy.safetensors"):
+    with pytest.raises(WeightsUnavailable, match="place the safetensors file at .*cnn_small.toy.safetensors"):
         create_adapter(load_card(card), LoadContext(models_dir=tmp_path))
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from app.demo import DEMO_TARGET, PER_CLASS, demo_target_bytes
+from app.cli.demo import PER_CLASS, demo_target_bytes, demo_target_path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bundled_target_is_rebuilt_bit_for_bit():
-    committed = (REPO / DEMO_TARGET).read_bytes()
+    committed = demo_target_path(REPO / "models").read_bytes()
     assert demo_target_bytes() == committed
-    with zipfile.ZipFile(REPO / DEMO_TARGET) as zf:
+    with zipfile.ZipFile(demo_target_path(REPO / "models")) as zf:
         names = zf.namelist()
     assert len(names) == 4 * PER_CLASS
     assert len({n.split("/")[1] for n in names}) == 4

@@ -10,6 +10,7 @@ import torch
 from sqlalchemy import func, select
 
 from app.backbones.catalogue import LoadContext, create_adapter, load_card
+from app.db.embedding_index import SqlEmbeddingIndex
 from app.db.session import make_engine, make_sessionmaker
 from app.db.tables import Embedding
 from app.embeddings import SOURCE_PROBS, EmbedOptions, cache_key, embed_dataset, embed_samples, source_probs
@@ -96,7 +97,7 @@ def test_cache_miss_then_hit_without_loading_the_model(store, zoo, sessions):
         return create_adapter(s, ctx)
 
     with sessions() as session:
-        cold = embed_dataset(session, store, stored, DIGEST, spec, ["stage1", "pool", SOURCE_PROBS], "train",
+        cold = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["stage1", "pool", SOURCE_PROBS], "train",
                              adapter_factory=factory, options=EmbedOptions(batch_size=8, device="cpu"))
         session.commit()
     assert builds == [spec.id]
@@ -113,12 +114,12 @@ def test_cache_miss_then_hit_without_loading_the_model(store, zoo, sessions):
         def no_model(_):
             raise AssertionError("a cache hit must not load the model")
 
-        hit = embed_dataset(session, store, stored, DIGEST, spec, ["pool", "stage1"], "train", adapter_factory=no_model)
+        hit = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["pool", "stage1"], "train", adapter_factory=no_model)
         np.testing.assert_array_equal(hit["pool"], cold["pool"])
-        probs = source_probs(session, store, stored, DIGEST, spec, "train", adapter_factory=no_model)
+        probs = source_probs(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, "train", adapter_factory=no_model)
         np.testing.assert_array_equal(probs, cold[SOURCE_PROBS])
         # a different split, dataset or layer is a different key: only the missing layer is computed
-        val = embed_dataset(session, store, stored, DIGEST, spec, ["pool"], "val", adapter_factory=factory,
+        val = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["pool"], "val", adapter_factory=factory,
                             options=EmbedOptions(device="cpu"))
         assert val["pool"].shape[0] == len(stored.split("val")) and len(builds) == 2
 
@@ -137,7 +138,7 @@ def test_concurrent_requests_compute_once(store, zoo, sessions):
         try:
             start.wait()
             with sessions() as session:
-                results.append(embed_dataset(session, store, stored, DIGEST, spec, ["stage3"], "train",
+                results.append(embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["stage3"], "train",
                                              adapter_factory=factory, options=EmbedOptions(device="cpu")))
                 session.commit()
         except Exception as exc:  # surfaced below with the thread's error
@@ -159,13 +160,13 @@ def test_cross_process_duplicate_row_is_ignored(store, zoo, sessions):
     spec, ctx = zoo
     stored = make_stored_dataset(store, "datasets/e", n=10)
     with sessions() as session:
-        first = embed_dataset(session, store, stored, DIGEST, create_adapter(spec, ctx), ["pool"], "train",
+        first = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, create_adapter(spec, ctx), ["pool"], "train",
                               options=EmbedOptions(device="cpu"))
         session.commit()
         key = session.scalar(select(Embedding.cache_key))
     store.delete(artifact_key(key))  # as if another process raced us: the row exists, the file is rewritten
     with sessions() as session:
-        again = embed_dataset(session, store, stored, DIGEST, create_adapter(spec, ctx), ["pool"], "train",
+        again = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, create_adapter(spec, ctx), ["pool"], "train",
                               options=EmbedOptions(device="cpu"))
         session.commit()
         assert session.scalar(select(func.count()).select_from(Embedding)) == 1
@@ -180,7 +181,7 @@ def test_text_dataset_embeds_with_minilm_offline(store, sessions, monkeypatch):
     spec = catalogue.get(MINILM_ID)
     stored = make_stored_dataset(store, "datasets/t", n=12, modality="text")
     with sessions() as session:
-        out = embed_dataset(session, store, stored, DIGEST, spec, ["layer3", "layer6"], "train",
+        out = embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["layer3", "layer6"], "train",
                             adapter_factory=lambda s: create_adapter(s, LoadContext(models_dir=REPO / "models")),
                             options=EmbedOptions(batch_size=4, device="cpu"))
     assert out["layer6"].shape == (len(stored.split("train")), 384) and np.isfinite(out["layer6"]).all()
@@ -191,6 +192,6 @@ def test_unknown_layer_and_missing_factory_are_named(store, zoo, sessions):
     stored = make_stored_dataset(store, "datasets/f", n=5)
     with sessions() as session:
         with pytest.raises(ValueError, match=r"no layer\(s\) \['nope'\]"):
-            embed_dataset(session, store, stored, DIGEST, spec, ["nope"])
+            embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["nope"])
         with pytest.raises(ValueError, match="no adapter_factory"):
-            embed_dataset(session, store, stored, DIGEST, spec, ["pool"])
+            embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["pool"])

@@ -1,7 +1,7 @@
 """``tscout demo`` (``make demo``): rank the whole built-in zoo on a bundled few-shot target, with probes,
 against the embedded defaults, and print the table.
 
-The bundled target, ``models/targets/gratings_4.zip``, holds 60 images per class of a 4-way grating
+The bundled target, ``targets/gratings_4.zip`` under the models directory (``TSCOUT_MODELS_DIR``), holds 60 images per class of a 4-way grating
 orientation task (bins offset by 22.5°, 3–7 cycles) — the benchmark's ``gratings_4`` domain with a seed no
 zoo source used. Like the benchmark's targets it is few-shot: the demo's server keeps a quarter of it (15
 images per class) for training and holds out the rest to measure the probes. The transfer benchmark
@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-DEMO_TARGET = Path("models/targets/gratings_4.zip")
+DEMO_TARGET = Path("targets/gratings_4.zip")  # relative to the models directory
 PER_CLASS = 60
 VAL_FRACTION = 0.75  # few-shot: 15 training images per class, the rest held out
 SEED = 4242
@@ -36,7 +36,11 @@ def demo_target_bytes() -> bytes:
     return class_folder_zip(images, labels, "gratings_4", ["0deg", "45deg", "90deg", "135deg"])
 
 
-def write_demo_target(path: Path = DEMO_TARGET) -> Path:
+def demo_target_path(models_dir: Path | str) -> Path:
+    return Path(models_dir) / DEMO_TARGET
+
+
+def write_demo_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(demo_target_bytes())
     return path
@@ -58,14 +62,16 @@ def demo(
     """Rank every built-in zoo backbone on the bundled gratings target, with probes, and print the table."""
     import uvicorn
 
-    from app.cli_rank import err, follow, print_table, upload_dataset
+    from app.cli.console import err
+    from app.cli.rank import follow, print_table, upload_dataset
     from app.main import create_app
     from app.settings import get_settings
 
-    if rebuild_target or not DEMO_TARGET.exists():
-        write_demo_target()
-        err.print(f"wrote {DEMO_TARGET}")
     settings = get_settings().model_copy(update={"val_fraction": VAL_FRACTION})
+    target = demo_target_path(settings.models_dir)
+    if rebuild_target or not target.exists():
+        write_demo_target(target)
+        err.print(f"wrote {target}")
     if settings.is_sqlite:  # like `make serve`: the embedded database is upgraded in place
         from app.db import migrate
 
@@ -83,13 +89,13 @@ def demo(
 
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(60, read=600)) as client:
-            dataset_id = upload_dataset(client, DEMO_TARGET, None)
+            dataset_id = upload_dataset(client, target, None)
             body = {"dataset_id": dataset_id, "backbones": {"family": "zoo"}, "layers": "auto",
                     "probe": {"top_k": top_k, "include_suspicious": True, "max_suspicious": suspicious, "seeds": seeds,
                               "budget_steps": steps, "lr_grid": [0.003], "arms": ["finetune", "scratch", "linear"]}}
             job = client.post("/v1/rankings", json=body)
             job.raise_for_status()
-            err.print(f"ranking {job.json()['id']}: every zoo backbone on {DEMO_TARGET.name}")
+            err.print(f"ranking {job.json()['id']}: every zoo backbone on {target.name}")
             result = follow(client, job.json()["id"], quiet=False)
             while result["status"] in ("PENDING", "RUNNING"):
                 time.sleep(0.5)

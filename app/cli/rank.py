@@ -4,7 +4,6 @@ follows it with a live progress bar per stage (server-sent events), and prints t
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,16 +11,11 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from app.cli.console import console, err
 from app.settings import get_settings
-
-# tables are wide: outside a terminal (CI logs, pipes) do not squeeze them into 80 columns
-console = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
-STAGES = ("embed", "score", "rank", "subset", "probe", "verdict")
 
 
 class ApiError(Exception):

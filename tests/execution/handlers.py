@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from app.execution.tasks import JobContext
+from app.jobs.context import JobContext
 
 
 def ok(ctx: JobContext) -> None:
@@ -36,7 +36,7 @@ def sleepy_unit(runtime, x: int) -> int:
 
 
 def _map(ctx: JobContext, unit: str, n: int) -> list:
-    return ctx.units.map(f"tests.execution.handlers:{unit}", [(i,) for i in range(n)],
+    return ctx.units.map(globals()[unit], [(i,) for i in range(n)],
                          on_done=lambda d: ctx.progress("units", d, n), check_cancelled=ctx.check_cancelled)
 
 

@@ -10,11 +10,11 @@ import pytest
 
 from app.db.base import utcnow
 from app.db.tables import Job, Project
-from app.enums import JobStatus
 from app.execution import tasks
 from app.execution.local import LocalExecutor
+from app.jobs import state as job_state
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import jobs as job_state
 
 
 @pytest.fixture
@@ -25,10 +25,10 @@ def runtime(settings_factory):
 
 
 @pytest.fixture
-def handlers(monkeypatch):
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-ok", "tests.execution.handlers:ok")
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-boom", "tests.execution.handlers:boom")
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-slow", "tests.execution.handlers:slow")
+def handlers():
+    from tests.execution import handlers as h
+
+    return {"test-ok": h.ok, "test-boom": h.boom, "test-slow": h.slow}
 
 
 def _job(runtime, kind="test-ok", status=JobStatus.PENDING, **values) -> uuid.UUID:
@@ -69,12 +69,12 @@ def test_only_one_claim_wins(runtime):
 
 def test_run_job_records_success_and_failure(runtime, handlers):
     ok, boom = _job(runtime), _job(runtime, kind="test-boom")
-    assert tasks.run_job(runtime, ok, "w") is JobStatus.SUCCEEDED
-    assert tasks.run_job(runtime, boom, "w") is JobStatus.FAILED
+    assert tasks.run_job(runtime, ok, "w", handlers) is JobStatus.SUCCEEDED
+    assert tasks.run_job(runtime, boom, "w", handlers) is JobStatus.FAILED
     with runtime.sessions() as s:
         assert "boom: the handler failed" in job_state.get_job(s, boom).error
         assert job_state.get_job(s, ok).progress["stages"]["work"]["done"] == 1
-    assert tasks.run_job(runtime, ok, "w") is None  # terminal: never run again
+    assert tasks.run_job(runtime, ok, "w", handlers) is None  # terminal: never run again
 
 
 def test_reconciler_requeues_dead_workers_and_gives_up(runtime):
@@ -91,7 +91,7 @@ def test_reconciler_requeues_dead_workers_and_gives_up(runtime):
 
 
 def test_local_executor_survives_a_failing_job_and_cancels(runtime, handlers):
-    executor = LocalExecutor(runtime, poll_seconds=0.05)
+    executor = LocalExecutor(runtime, handlers, poll_seconds=0.05)
     executor.start()
     try:
         boom, ok, slow = _job(runtime, kind="test-boom"), _job(runtime), _job(runtime, kind="test-slow")

@@ -86,7 +86,7 @@ def wait_for(client, job_id: str, timeout: float = 600) -> dict:
 
 
 def read_table(runtime, job_id, project_id) -> dict:
-    from app.services.ranking_reads import read_ranking
+    from app.services.rankings import read_ranking
 
     with runtime.sessions() as session:
         return read_ranking(session, job_id, project_id).model_dump(mode="json")

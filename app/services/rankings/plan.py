@@ -1,4 +1,9 @@
-"""What a ranking job runs, read back from its stored request: the plan every stage and unit shares."""
+"""What a ranking job runs, read back from its stored request: the plan every stage and unit shares.
+
+The plan is frozen when the job is created (the request's ``resolved`` block names the concrete backbones,
+metrics, arms, seeds and margin), so a job re-run after a worker death computes exactly the same thing.
+This module only reads; the request is written by ``requests``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,6 @@ from app.db.tables import Dataset, Job
 from app.errors import NotFound
 
 FEATURES_PREFIX = "features:"
-#: metrics cheap enough to recompute in every bootstrap replicate
-BOOTSTRAP_METRICS = frozenset({"logme", "hscore", "hscore_shrinkage", "transrate", "gbc", "sfda", "leep", "nce",
-                               "knn_accuracy"})
-SIMILARITY_METRICS = ("frechet_distance", "mmd", "otdd")
 SIMILARITY_PREFIX = "similarity."
 DIFFICULTY_PREFIX = "difficulty."
 
@@ -31,7 +32,6 @@ class ProbePlan:
     budget_seconds: float
     arms: tuple[str, ...]
     margin: float
-    successive_halving: bool
     lr_grid: tuple[float, ...] | None
     batch_size: int
 
@@ -64,6 +64,10 @@ class Plan:
         return self.modality == "features"
 
     @property
+    def classification(self) -> bool:
+        return self.task_type == "classification"
+
+    @property
     def directions(self) -> dict[str, bool]:
         from app.transferability import METRICS
 
@@ -86,7 +90,6 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
                           max_suspicious=p.get("max_suspicious", 2), seeds=resolved["seeds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
-                          successive_halving=p["successive_halving"],
                           lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"])
     layers = req["layers"]
     return Plan(

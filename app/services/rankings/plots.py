@@ -8,10 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import ProbeRun, VerdictRow
-from app.errors import InvalidInput
+from app.errors import InvalidInput, NotFound, raises
+from app.jobs.state import get_job
 from app.plots import PLOT_FORMATS, layers_figure, probes_figure, ranking_figure, render
-from app.services.jobs import get_job
-from app.services.ranking_reads import PLOT_NAMES, ranking_table
+from app.services.rankings.reads import PLOT_NAMES, ranking_table
 
 
 def parse_plot_name(name: str, fmt: str | None) -> tuple[str, str]:
@@ -25,6 +25,7 @@ def parse_plot_name(name: str, fmt: str | None) -> tuple[str, str]:
     return stem, fmt
 
 
+@raises(NotFound, InvalidInput)
 def render_plot(session: Session, project_id: uuid.UUID, job_id: uuid.UUID, name: str,
                 fmt: str | None) -> tuple[bytes, str]:
     plot, fmt = parse_plot_name(name, fmt)

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from app.db.pagination import keyset, split_page
 from app.db.tables import Dataset, Job, Ranking, VerdictRow
-from app.enums import JobStatus
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, raises
+from app.jobs.state import get_job
+from app.jobs.status import JobStatus
 from app.schemas.rankings import (
     BackboneRankingPage,
     BackboneRankingRead,
@@ -24,7 +25,6 @@ from app.schemas.rankings import (
     SubsetRead,
     VerdictRead,
 )
-from app.services.jobs import get_job
 
 PLOT_NAMES = ("ranking", "layers", "probes")
 
@@ -58,6 +58,7 @@ def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
     return table
 
 
+@raises(NotFound)
 def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> RankingRead:
     job = get_job(session, job_id, project_id)
     result = job.result or {}
@@ -75,6 +76,7 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
     )
 
 
+@raises(InvalidInput)
 def list_rankings(
     session: Session,
     project_id: uuid.UUID,
@@ -117,6 +119,7 @@ def list_rankings(
     return RankingPage(items=items, total=total, next_cursor=next_cursor)
 
 
+@raises(NotFound, InvalidInput)
 def dataset_rankings(session: Session, project_id: uuid.UUID, dataset_id: uuid.UUID, *, limit: int = 50,
                      cursor: str | None = None) -> RankingPage:
     dataset = session.get(Dataset, dataset_id)

@@ -1,5 +1,6 @@
 """Creating and cancelling ranking jobs: validation against the catalogue and the metric capability
-matrix, idempotency keys, and the hand-off to the executor after commit."""
+matrix, idempotency keys, and the frozen request the job's plan is read from. The hand-off to the executor
+happens after commit, in the route (``app.db.session.after_commit``); nothing here submits work."""
 
 from __future__ import annotations
 
@@ -13,22 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Dataset, Job
-from app.enums import JobStatus, Modality, ProbeArm, TaskType
-from app.errors import Conflict, InvalidInput, NotFound
+from app.enums import Modality, ProbeArm
+from app.errors import Conflict, InvalidInput, NotFound, raises
+from app.jobs.state import get_job, request_cancel
+from app.jobs.status import JobStatus
+from app.runtime import Runtime
 from app.schemas.rankings import BackboneFilter, RankingCreate
 from app.services.auth import Principal
-from app.services.jobs import get_job, request_cancel
+from app.services.rankings.plan import FEATURES_PREFIX
 from app.settings import Settings
 
-#: metrics run when the request names none, per task type (cheap and complementary; all higher = better)
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    TaskType.classification: ("logme", "hscore_shrinkage", "sfda", "transrate", "gbc", "knn_accuracy",
-                              "leep", "nce"),
-    TaskType.regression: ("logme", "parc", "knn_accuracy"),
-    TaskType.multilabel: ("logme", "parc"),
-}
-#: metrics that need the source head's probabilities; skipped for backbones without one
-SOURCE_HEAD_METRICS = frozenset({"leep", "nce"})
 MAX_BACKBONES = 64
 
 
@@ -47,9 +42,9 @@ def _request_digest(body: dict[str, Any]) -> str:
 
 
 def _resolve_metrics(request: RankingCreate, task_type: str) -> list[str]:
-    from app.transferability import METRICS, check_capability
+    from app.transferability import METRICS, check_capability, default_metrics
 
-    names = list(request.metrics) if request.metrics else list(DEFAULT_METRICS[TaskType(task_type)])
+    names = list(request.metrics) if request.metrics else list(default_metrics(task_type))
     unknown = [m for m in names if m not in METRICS]
     if unknown:
         raise InvalidInput(f"metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
@@ -70,13 +65,13 @@ def _resolve_metrics(request: RankingCreate, task_type: str) -> list[str]:
     return names
 
 
-def _spec(session: Session, principal: Principal, settings: Settings, backbone_id: str, field: str):
+def _spec(session: Session, principal: Principal, runtime: Runtime, backbone_id: str, field: str):
     from app.backbones.base import BackboneId
     from app.services.backbones import get_spec
 
     try:
         BackboneId.parse(backbone_id)
-        return get_spec(session, principal.project_id, settings, backbone_id)[0]
+        return get_spec(session, principal.project_id, runtime.catalogue, backbone_id)[0]
     except NotFound:
         raise InvalidInput(f"{field}: backbone {backbone_id!r} is neither in the catalogue nor registered in "
                            "this project") from None
@@ -84,15 +79,15 @@ def _spec(session: Session, principal: Principal, settings: Settings, backbone_i
         raise InvalidInput(f"{field}: {exc}") from None
 
 
-def _find_specs(session: Session, principal: Principal, settings: Settings, flt: BackboneFilter, modality: str):
+def _find_specs(session: Session, principal: Principal, runtime: Runtime, flt: BackboneFilter, modality: str):
     from app.services.backbones import list_project_backbones
 
-    rows, _ = list_project_backbones(session, principal.project_id, settings, family_name=flt.family,
+    rows, _ = list_project_backbones(session, principal.project_id, runtime.catalogue, family_name=flt.family,
                                      modality=modality, q=flt.q, limit=MAX_BACKBONES + 1)
-    return [_spec(session, principal, settings, row["id"], "backbones") for row in rows]
+    return [_spec(session, principal, runtime, row["id"], "backbones") for row in rows]
 
 
-def _resolve_backbones(session: Session, principal: Principal, settings: Settings, request: RankingCreate,
+def _resolve_backbones(session: Session, principal: Principal, runtime: Runtime, request: RankingCreate,
                        dataset: Dataset) -> tuple[list[str], str | None]:
     if dataset.modality == Modality.features:
         if request.backbones is not None:
@@ -101,12 +96,12 @@ def _resolve_backbones(session: Session, principal: Principal, settings: Setting
             raise InvalidInput("probe: a precomputed-features dataset has no model to fine-tune; set probe to null")
         if request.reference_backbone is not None:
             raise InvalidInput("reference_backbone: not applicable to a precomputed-features dataset")
-        return [f"features:{dataset.id}"], None
+        return [f"{FEATURES_PREFIX}{dataset.id}"], None
     if isinstance(request.backbones, list):
-        specs = [_spec(session, principal, settings, bid, "backbones") for bid in request.backbones]
+        specs = [_spec(session, principal, runtime, bid, "backbones") for bid in request.backbones]
     else:
         flt = request.backbones or BackboneFilter()
-        specs = _find_specs(session, principal, settings, flt, flt.modality or dataset.modality)
+        specs = _find_specs(session, principal, runtime, flt, flt.modality or dataset.modality)
         if not specs:
             raise InvalidInput(f"backbones: no catalogue backbone matches {flt.model_dump(exclude_none=True)} "
                                f"for a {dataset.modality} dataset")
@@ -123,27 +118,28 @@ def _resolve_backbones(session: Session, principal: Principal, settings: Setting
                 raise InvalidInput(f"layers: backbone {spec.id} has no layer(s) {missing}; it has {sorted(names)}")
     reference = None
     if request.reference_backbone is not None:
-        ref = _spec(session, principal, settings, request.reference_backbone, "reference_backbone")
+        ref = _spec(session, principal, runtime, request.reference_backbone, "reference_backbone")
         if ref.modality != dataset.modality:
             raise InvalidInput(f"reference_backbone: {ref.id} is {ref.modality}, the dataset is {dataset.modality}")
         reference = ref.id
     return [s.id for s in specs], reference
 
 
-def validate_request(session: Session, principal: Principal, settings: Settings,
+def validate_request(session: Session, principal: Principal, runtime: Runtime,
                      request: RankingCreate) -> ResolvedRanking:
     dataset = session.get(Dataset, request.dataset_id)
     if dataset is None or dataset.project_id != principal.project_id:
         raise InvalidInput(f"dataset_id: dataset {request.dataset_id} not found in this project")
     metrics = _resolve_metrics(request, dataset.task_type)
-    backbone_ids, reference = _resolve_backbones(session, principal, settings, request, dataset)
+    backbone_ids, reference = _resolve_backbones(session, principal, runtime, request, dataset)
     if request.probe is not None and ProbeArm.reference in request.probe.arms and reference is None:
         raise InvalidInput("probe.arms: the 'reference' arm needs reference_backbone")
     return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics,
                            reference_backbone=reference)
 
 
-def create_ranking(session: Session, principal: Principal, settings: Settings, request: RankingCreate,
+@raises(Conflict, InvalidInput)
+def create_ranking(session: Session, principal: Principal, runtime: Runtime, request: RankingCreate,
                    idempotency_key: str | None = None) -> tuple[Job, bool]:
     """Validate and store a PENDING ranking job. Returns (job, created); the caller commits, then submits.
 
@@ -161,7 +157,8 @@ def create_ranking(session: Session, principal: Principal, settings: Settings, r
                 raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request "
                                f"(job {existing.id})")
             return existing, False
-    resolved = validate_request(session, principal, settings, request)
+    settings: Settings = runtime.settings
+    resolved = validate_request(session, principal, runtime, request)
     arms = None
     if request.probe is not None:
         arms = [a.value for a in request.probe.arms]
@@ -180,6 +177,7 @@ def create_ranking(session: Session, principal: Principal, settings: Settings, r
     return job, True
 
 
+@raises(NotFound, Conflict)
 def cancel_ranking(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     job = get_job(session, job_id, principal.project_id)
     if job.kind != "ranking":
@@ -190,7 +188,7 @@ def cancel_ranking(session: Session, principal: Principal, job_id: uuid.UUID) ->
 def rank_upload(runtime, project: str, data: bytes, filename: str, body: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID]:
     """Ingest ``data`` as a dataset of ``project`` and store a PENDING ranking of it, in one transaction —
     for programmatic callers (benchmarks, tests) that do not go through HTTP. Returns (job id, project id);
-    run the job with an executor or :func:`app.execution.tasks.run_job`."""
+    run the job with an executor or :func:`app.execution.run_job`."""
     import io
 
     from app.datasets.collected import IngestOptions
@@ -202,6 +200,5 @@ def rank_upload(runtime, project: str, data: bytes, filename: str, body: dict[st
         principal = local_principal(session, project)
         dataset, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
                                     source=io.BytesIO(data), name=filename, options=IngestOptions(filename=filename))
-        job, _ = create_ranking(session, principal, runtime.settings,
-                                RankingCreate(dataset_id=dataset.id, **body))
+        job, _ = create_ranking(session, principal, runtime, RankingCreate(dataset_id=dataset.id, **body))
         return job.id, principal.project_id
