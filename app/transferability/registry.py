@@ -38,6 +38,8 @@ __all__ = [
     "default_metrics",
     "similarity_metrics",
     "subset_metric",
+    "spec_of",
+    "far_domain_metric",
 ]
 
 CLASSIFICATION = "classification"
@@ -220,6 +222,15 @@ METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec i
 _SUBSET_PREFERENCE = ("logme",)
 
 
+#: the domain distance whose farthest third the ranking flags ``far_domain``
+_FAR_DOMAIN_DISTANCE = "frechet_distance"
+
+
+def far_domain_metric() -> str:
+    """The similarity metric by which a ranking flags sources whose domain is far from the target."""
+    return _FAR_DOMAIN_DISTANCE
+
+
 def default_metrics(task_type: str) -> tuple[str, ...]:
     """Transferability and baseline metrics a ranking computes when the request names none, in registry order."""
     return tuple(name for name, spec in METRICS.items()
@@ -238,6 +249,14 @@ def subset_metric(computed: tuple[str, ...] | list[str]) -> str | None:
         if name in computed:
             return name
     return next((m for m in computed if METRICS[m].inputs[0] == "features"), None)
+
+
+def spec_of(fn: Callable[..., Any]) -> MetricSpec:
+    """The spec of a metric function (e.g. ``spec_of(task_difficulty).variant``)."""
+    for spec in METRICS.values():
+        if spec.fn is fn:
+            return spec
+    raise UnknownMetricError(f"{getattr(fn, '__name__', fn)!r} is not a registered metric function")
 
 
 def get_metric(name: str) -> MetricSpec:
