@@ -15,6 +15,7 @@ from app.db.session import make_engine, make_sessionmaker
 from app.db.tables import Embedding
 from app.embeddings import SOURCE_PROBS, EmbedOptions, cache_key, embed_dataset, embed_samples, source_probs
 from app.embeddings.cache import artifact_key
+from app.runtime import KeyedLocks
 from app.storage import ArtifactStore
 from tests.backbone_fixtures import MINILM_ID, REPO, make_stored_dataset, zoo_card
 
@@ -129,6 +130,7 @@ def test_concurrent_requests_compute_once(store, zoo, sessions):
     stored = make_stored_dataset(store, "datasets/d", n=30)
     builds, results, errors = [], [], []
     start = threading.Barrier(4)
+    locks = KeyedLocks()  # what the runtime shares between the jobs of one process
 
     def factory(s):
         builds.append(s.id)
@@ -138,8 +140,9 @@ def test_concurrent_requests_compute_once(store, zoo, sessions):
         try:
             start.wait()
             with sessions() as session:
-                results.append(embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["stage3"], "train",
-                                             adapter_factory=factory, options=EmbedOptions(device="cpu")))
+                results.append(embed_dataset(SqlEmbeddingIndex(session), store, stored, DIGEST, spec, ["stage3"],
+                                             "train", adapter_factory=factory, options=EmbedOptions(device="cpu"),
+                                             locks=locks))
                 session.commit()
         except Exception as exc:  # surfaced below with the thread's error
             errors.append(exc)

@@ -82,7 +82,6 @@ _FAMILY_LOADERS: dict[str, Callable[[], AdapterFamily]] = {
     "hf": _hf_family,
     "torchscript": _torchscript_family,
 }
-_FAMILIES: dict[str, AdapterFamily] = {}
 
 
 def builtin_families() -> dict[str, AdapterFamily]:
@@ -94,9 +93,7 @@ def family(name: str) -> AdapterFamily:
     """One registered family (loading only that family's adapter module)."""
     if name not in _FAMILY_LOADERS:
         raise InvalidBackbone(f"unknown backbone family {name!r}; known: {sorted(_FAMILY_LOADERS)}")
-    if name not in _FAMILIES:
-        _FAMILIES[name] = _FAMILY_LOADERS[name]()
-    return _FAMILIES[name]
+    return _FAMILY_LOADERS[name]()  # cheap: the adapter module is imported once by Python itself
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Finding hub weights on local disk, offline. Nothing here opens a network connection.
+"""Finding hub weights on local disk, offline. Nothing here opens a network connection, and nothing edits
+the process environment: every hub call passes ``local_files_only`` or only reads the cache layout.
 
 Layout under ``settings.hub_cache_dir`` (``var/hub-cache`` by default):
 
@@ -11,7 +12,6 @@ Layout under ``settings.hub_cache_dir`` (``var/hub-cache`` by default):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from app.backbones.errors import WeightsUnavailable
@@ -19,12 +19,6 @@ from app.backbones.errors import WeightsUnavailable
 
 def hf_cache_dir(hub_cache_dir: Path) -> Path:
     return Path(hub_cache_dir) / "huggingface"
-
-
-def force_offline() -> None:
-    """Make transformers / huggingface_hub / timm fail fast instead of retrying against a hub."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def cached_hf_file(hub_cache_dir: Path, repo_id: str, filename: str) -> Path | None:

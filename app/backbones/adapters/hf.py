@@ -22,7 +22,7 @@ from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing
 from app.backbones.context import LoadContext
 from app.backbones.errors import InvalidBackbone, WeightsUnavailable
-from app.backbones.hub import cached_hf_snapshot, force_offline, hf_cache_dir, unavailable
+from app.backbones.hub import cached_hf_snapshot, hf_cache_dir, unavailable
 from app.backbones.preprocess import pool
 from app.backbones.weights import sha256_file
 
@@ -112,8 +112,6 @@ def _preprocessing(model_dir: Path, config: Any, ref: str) -> Preprocessing:
 
 def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> BackboneSpec:
     """A spec for a hub id or local directory, offline (reads config files only)."""
-    if ctx.offline:
-        force_offline()
     model_dir = resolve_dir(bid, ctx, weights)
     from transformers import AutoConfig
 
@@ -221,8 +219,6 @@ class _HFTrunk(nn.Module):
 
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> HFAdapter:
-    if ctx.offline:
-        force_offline()
     bid = BackboneId.parse(spec.id)
     return HFAdapter(spec, resolve_dir(bid, ctx, spec.extra.get("weights")))
 

@@ -17,7 +17,7 @@ from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
 from app.backbones.context import LoadContext, random_weights_digest
 from app.backbones.errors import InvalidBackbone
-from app.backbones.hub import cached_hf_file, force_offline, unavailable
+from app.backbones.hub import cached_hf_file, unavailable
 from app.backbones.weights import load_state_dict, sha256_file
 
 PRE_LOGITS = "pre_logits"
@@ -206,8 +206,6 @@ class _TimmTrunk(nn.Module):
 
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> TimmAdapter:
-    if ctx.offline:
-        force_offline()
     bid = BackboneId.parse(spec.id)
     _pretrained_cfg(bid)
     weights = spec.extra.get("weights")
