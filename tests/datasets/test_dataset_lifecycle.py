@@ -16,7 +16,7 @@ from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.services.auth import create_key, get_or_create_project
 from app.services.datasets import create_dataset
-from tests.datasets.builders import class_folder_files, dataset_rows, stored_files, upload, zip_bytes
+from tests.kits.datasets import class_folder_files, dataset_rows, stored_files, upload, zip_bytes
 
 ARCHIVE = zip_bytes(class_folder_files(per_class=3))
 

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
 
 from app.db.base import utcnow
-from app.db.tables import Job, Project
 from app.execution import tasks
 from app.execution.local import LocalExecutor
 from app.jobs import state as job_state
 from app.jobs.status import JobStatus
 from app.runtime import Runtime
+from tests.kits.jobs import job_status as _status
+from tests.kits.jobs import make_job as _job
 
 
 @pytest.fixture
@@ -26,25 +26,9 @@ def runtime(settings_factory):
 
 @pytest.fixture
 def handlers():
-    from tests.execution import handlers as h
+    from tests.kits import handlers as h
 
     return {"test-ok": h.ok, "test-boom": h.boom, "test-slow": h.slow}
-
-
-def _job(runtime, kind="test-ok", status=JobStatus.PENDING, **values) -> uuid.UUID:
-    with runtime.sessions.begin() as s:
-        project = s.query(Project).filter_by(name="p").one_or_none() or Project(name="p")
-        s.add(project)
-        s.flush()
-        job = Job(project_id=project.id, kind=kind, status=status.value, **values)
-        s.add(job)
-        s.flush()
-        return job.id
-
-
-def _status(runtime, job_id) -> JobStatus:
-    with runtime.sessions() as s:
-        return JobStatus(job_state.get_job(s, job_id).status)
 
 
 def test_terminal_states_are_final(runtime):

@@ -6,26 +6,19 @@ import time
 
 import pytest
 
-from app.execution.ray import REPO_ROOT, RayExecutor, portable_settings
+from app.execution.ray import RayExecutor, portable_settings
 from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from tests.execution.test_jobs import _job, _status
+from tests.kits.jobs import job_status as _status
+from tests.kits.jobs import make_job as _job
 
 ray = pytest.importorskip("ray", reason="the ray extra is part of make test; install it with .[ray]")
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture
 def ray_executor(ray_cluster, settings_factory):
-    from tests.execution import handlers as h
+    from tests.kits import handlers as h
 
     handlers = {kind: getattr(h, kind) for kind in ("units_ok", "units_fail", "units_slow")}
     runtime = Runtime.from_settings(settings_factory(executor="ray", ray_max_retries=1))

@@ -9,14 +9,13 @@ from app.execution.ray import RayExecutor
 from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.services import job_handlers
-from tests.execution.test_ray import ray_cluster  # noqa: F401 - the module-scoped local cluster
-from tests.ranking.kit import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
+from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_local_and_ray_rank_identically(ray_cluster, settings_factory, tmp_path):  # noqa: F811
+def test_local_and_ray_rank_identically(ray_cluster, settings_factory, tmp_path):
     models = toy_models_dir(tmp_path / "models")
     body = {"backbones": list(TOY_ZOO), "metrics": ["logme", "hscore_shrinkage", "knn_accuracy"],
             "bootstrap": 5, "seed": 3,

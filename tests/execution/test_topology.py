@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, LiveServer, _wipe
-from tests.ranking.kit import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
+from tests.kits import REPO
+from tests.kits.databases import wipe as _wipe
+from tests.kits.rankings import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
+from tests.kits.servers import LiveServer
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.slow]
 BIN = Path(sys.executable).parent

@@ -4,7 +4,6 @@ every committed card loads through the catalogue with its weights digest and sou
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ from app.zoo import images as im
 from app.zoo.build import build_source, stratified_sample, write_npz
 from app.zoo.domains import DOMAINS, digits_pool, generate
 from app.zoo.sources import ZOO_SOURCES, zoo_source
+from tests.kits import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 ZOO_CARDS = sorted(p for p in MODELS.glob("*.toml") if load_card(p).family == "zoo")
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.tables import Job, MetricScore, ProbeRun, Ranking, VerdictRow
-from tests.backbone_fixtures import REPO
-from tests.ranking.kit import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
+from tests.kits.backbones import REPO
+from tests.kits.rankings import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
 
 pytestmark = pytest.mark.slow
 

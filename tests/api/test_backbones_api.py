@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from app.db.session import make_engine, make_sessionmaker, unit_of_work
 from app.services.auth import create_key
-from tests.backbone_fixtures import REPO, tiny_hf_vision, torchscript_file, zoo_card
+from tests.kits.backbones import REPO, tiny_hf_vision, torchscript_file, zoo_card
 
 MINILM = "hf:sentence-transformers/all-MiniLM-L6-v2"
 PRE = {"input_size": [3, 32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}

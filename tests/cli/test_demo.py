@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 from app.cli.demo import PER_CLASS, demo_target_bytes, demo_target_path
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.kits import REPO
 
 
 def test_bundled_target_is_rebuilt_bit_for_bit():

@@ -17,7 +17,7 @@ from app.embeddings import SOURCE_PROBS, EmbedOptions, cache_key, embed_dataset,
 from app.embeddings.cache import artifact_key
 from app.runtime import KeyedLocks
 from app.storage import ArtifactStore
-from tests.backbone_fixtures import MINILM_ID, REPO, make_stored_dataset, zoo_card
+from tests.kits.backbones import MINILM_ID, REPO, make_stored_dataset, zoo_card
 
 DIGEST = "d" * 64
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from app.backbones.base import FAMILIES, BackboneAdapter
 from app.backbones.catalogue import create_adapter
-from tests.backbone_fixtures import build_specs
+from tests.kits.backbones import build_specs
 
 SENTENCES = ["a cat sat on the mat", "transfer learning cuts a network at a layer", "x",
              "the quick brown fox jumps over the lazy dog again and again", "hello", "négatif", "42"]

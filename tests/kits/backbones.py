@@ -13,8 +13,8 @@ from app.backbones.card_writer import save_zoo_backbone
 from app.backbones.cards import load_card, replace_spec
 from app.backbones.catalogue import LoadContext, describe_backbone
 from app.backbones.zoo import build_zoo_model
+from tests.kits import REPO  # noqa: F401 - re-exported for the backbone tests
 
-REPO = Path(__file__).resolve().parents[1]
 MINILM_ID = "hf:sentence-transformers/all-MiniLM-L6-v2"
 PRE32 = Preprocessing(input_size=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 

@@ -16,7 +16,7 @@ import torch
 
 from app.probes import ProbeBudget, ProbeData, RunCache, judge, run_probe
 from app.probes.halving import ProbeCandidate, rung_schedule, successive_halving
-from tests.probe_kit import MlpAdapter, dead_relu_state, pretrain, xor_task
+from tests.kits.probes import MlpAdapter, dead_relu_state, pretrain, xor_task
 
 BUDGET = ProbeBudget(steps=100, eval_every=20, batch_size=32, lr_grid=(1e-2,), linear_lr_grid=(3e-2,))
 

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_sc
 from app.probes import ProbeBudget, ProbeCancelled, ProbeData, ReferenceArm, RunCache, run_arm, run_probe
 from app.probes.evaluation import classification_scores, primary_metric, regression_scores
 from app.probes.runner import ArmRun, arch_key, frozen_features
-from tests.probe_kit import ConvAdapter, MlpAdapter, xor_task
+from tests.kits.probes import ConvAdapter, MlpAdapter, xor_task
 
 BUDGET = ProbeBudget(steps=40, eval_every=10, batch_size=16, lr_grid=(3e-3, 1e-2), linear_lr_grid=(1e-2,))
 

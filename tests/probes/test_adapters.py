@@ -8,7 +8,7 @@ import torch
 from app.backbones.catalogue import create_adapter
 from app.probes import ProbeBudget, ProbeData, run_arm
 from app.storage import ArtifactStore
-from tests.backbone_fixtures import build_specs, make_stored_dataset
+from tests.kits.backbones import build_specs, make_stored_dataset
 
 BUDGET = ProbeBudget(steps=4, eval_every=2, batch_size=4, lr_grid=(1e-3,), linear_lr_grid=(1e-2,))
 

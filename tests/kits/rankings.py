@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app.services.rankings import rank_upload as submit_job  # noqa: F401 - re-exported for tests
-from tests.backbone_fixtures import REPO, zoo_card
+from tests.kits.backbones import REPO, zoo_card
 
 TOY_ZOO = ("zoo:cnn_small.toy_a", "zoo:cnn_small.toy_b", "zoo:resnet_small.toy_c")
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.ranking.kit import TOY_ZOO, features_npz, image_zip, text_jsonl, toy_models_dir, upload, wait_for
+from tests.kits.rankings import TOY_ZOO, features_npz, image_zip, text_jsonl, toy_models_dir, upload, wait_for
 
 pytestmark = pytest.mark.slow
 QUICK_PROBE = {"top_k": 2, "seeds": 2, "budget_steps": 6, "lr_grid": [0.003], "batch_size": 16}

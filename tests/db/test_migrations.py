@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, inspect, text
 from app.db import migrate
 from app.db.base import Base
 from app.db.session import make_engine
-from tests.conftest import PG_ADMIN_URL, _pg_url
+from tests.kits.databases import PG_ADMIN_URL
+from tests.kits.databases import pg_url as _pg_url
 
 
 def _roundtrip(url: str) -> None:
