@@ -6,7 +6,10 @@ the ones a caller caused into these classes.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class DomainError(Exception):
@@ -58,6 +61,25 @@ class BackboneUnavailable(DomainError):
     error = "backbone_unavailable"
 
 
-class NotReady(DomainError):
-    status = 503
-    error = "not_ready"
+
+
+def raises(*errors: type[DomainError]) -> Callable[[F], F]:
+    """Declare the domain errors a service function can raise (its own and its callees').
+
+    Routes derive their OpenAPI ``responses=`` from these declarations (``app.api.errors.responses_for``),
+    so the documented statuses follow the code instead of being typed by hand.
+    """
+    for error in errors:
+        if not (isinstance(error, type) and issubclass(error, DomainError)):
+            raise TypeError(f"raises() takes DomainError subclasses, got {error!r}")
+
+    def mark(fn: F) -> F:
+        fn.__raises__ = tuple(dict.fromkeys((*getattr(fn, "__raises__", ()), *errors)))  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def declared_errors(fn: Callable[..., Any]) -> tuple[type[DomainError], ...]:
+    """The errors ``fn`` declared with :func:`raises` (empty when it declared none)."""
+    return tuple(getattr(fn, "__raises__", ()))

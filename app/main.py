@@ -19,6 +19,7 @@ from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
 from app.runtime import Runtime
+from app.services import job_handlers
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("tscout")
@@ -68,7 +69,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         if problem is not None:
             runtime.close()
             raise SchemaNotAtHead(f"refusing to serve: {problem}")
-        executor = build_executor(runtime)
+        built_in = len(runtime.catalogue.builtins)  # read the cards now: a broken card fails the start, not a request
+        log.info("catalogue: %d built-in backbones from %s", built_in, settings.models_dir)
+        executor = build_executor(runtime, job_handlers())
         run_worker = settings.run_worker_in_api if start_executor is None else start_executor
         if run_worker:
             executor.start()

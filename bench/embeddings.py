@@ -74,8 +74,8 @@ def _median_time(fn, repeats: int) -> float:
 
 def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, tmp: Path, device) -> dict:
     from app.backbones.catalogue import LoadContext, create_adapter
+    from app.devices import autocast, autocast_dtype
     from app.embeddings import EmbedOptions, embed_dataset, embed_samples
-    from app.embeddings.pipeline import _autocast
 
     stored = _dataset(store, f"datasets/{size}", args.images, size)
     spec = _spec(name, size, tmp / "hub")
@@ -88,7 +88,7 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
 
     def raw():
         for start in range(0, len(tensors), args.batch_size):
-            with _autocast(device, True):
+            with autocast(device, autocast_dtype(device))():
                 out = adapter.embed(tensors[start:start + args.batch_size], layers)
             for v in out.values():
                 v.float().cpu().numpy()  # the pipeline hands back host float32 too
@@ -125,7 +125,7 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
 def run(args: argparse.Namespace) -> list[dict]:
     from app.db import migrate
     from app.db.session import make_engine, make_sessionmaker
-    from app.embeddings.pipeline import resolve_device
+    from app.devices import resolve_device
     from app.storage import ArtifactStore
 
     tmp = Path(tempfile.mkdtemp(prefix="tscout-bench-"))

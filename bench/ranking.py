@@ -24,8 +24,9 @@ sys.path.insert(0, str(REPO))
 
 from app.db import migrate  # noqa: E402
 from app.execution import tasks  # noqa: E402
+from app.jobs.state import get_job  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
-from app.services.jobs import get_job  # noqa: E402
+from app.services import job_handlers  # noqa: E402
 from app.services.rankings import rank_upload  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
@@ -48,7 +49,7 @@ def stages(runtime: Runtime, job_id) -> dict[str, float]:
 def run(runtime: Runtime, project: str, data: bytes, body: dict) -> tuple[float, dict[str, float]]:
     job_id, _ = rank_upload(runtime, project, data, "shapes.zip", body)
     started = time.perf_counter()
-    status = tasks.run_job(runtime, job_id, "bench")
+    status = tasks.run_job(runtime, job_id, "bench", job_handlers())
     wall = time.perf_counter() - started
     if status is None or status.value != "SUCCEEDED":
         with runtime.sessions() as s:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import DomainError
+from app.errors import DomainError, Unauthorized, declared_errors
 
 log = logging.getLogger("tscout.api")
 
@@ -24,19 +24,38 @@ class ErrorBody(BaseModel):
     fields: list[dict[str, Any]] | None = None
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entries documenting the error shape for the given statuses."""
-    descriptions = {
-        400: "Bad request",
-        401: "Missing or invalid API key",
-        404: "No such resource in this project",
-        409: "Conflict with the resource's current state",
-        413: "Upload too large",
-        415: "Unsupported media type",
-        422: "Invalid input (the detail names the offending field or value)",
-        503: "Not ready",
-    }
-    return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")} for s in statuses}
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid API key",
+    404: "No such resource in this project",
+    409: "Conflict with the resource's current state",
+    413: "Upload too large",
+    415: "Unsupported media type",
+    422: "Invalid input (the detail names the offending field or value)",
+    503: "A dependency is not ready",
+}
+
+
+def responses_for(*services: Any, public: bool = False, validated: bool = True,
+                  extra: tuple[type[DomainError], ...] = ()) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` derived from what a route can raise: the errors its service functions declared with
+    :func:`app.errors.raises`, 401 unless the route is ``public``, 422 when it validates parameters or a body,
+    plus ``extra`` raised by the route itself."""
+    statuses: dict[int, list[str]] = {}
+    errors: list[type[DomainError]] = [*extra]
+    for fn in services:
+        errors.extend(declared_errors(fn))
+    if not public:
+        errors.append(Unauthorized)
+    for error in errors:
+        statuses.setdefault(error.status, []).append(error.error)
+    if validated:
+        statuses.setdefault(422, []).append("validation_error")
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(statuses):
+        codes = ", ".join(f"`{c}`" for c in dict.fromkeys(statuses[status]))
+        out[status] = {"model": ErrorBody, "description": f"{_DESCRIPTIONS.get(status, 'Error')} ({codes})"}
+    return out
 
 
 def _body(error: str, detail: str, fields: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CreatedMixin, IdMixin, utcnow
-from app.enums import JobStatus
 
 
 class Project(IdMixin, CreatedMixin, Base):
@@ -92,7 +91,7 @@ class Job(IdMixin, CreatedMixin, Base):
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="RESTRICT"), index=True, default=None
     )
-    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING.value, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="PENDING", index=True)  # JobStatus.PENDING: tables sit below app.jobs
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     request_digest: Mapped[str] = mapped_column(String(64), default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)

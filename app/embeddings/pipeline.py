@@ -9,7 +9,6 @@ and retries; ``progress(done, total)`` is called after every batch.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 
 from app.backbones.base import BackboneAdapter
+from app.devices import autocast as amp_context
+from app.devices import autocast_dtype, resolve_device
 
 SOURCE_PROBS = "__source_probs__"
 Progress = Callable[[int, int], None]
@@ -41,19 +42,6 @@ class EmbedOptions:
         return cls(settings.embed_batch_size, settings.embed_num_workers, settings.device)
 
 
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(setting)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {setting!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {setting!r} was asked for, but CUDA is not available on this machine")
-    return device
-
-
 class _Collate:
     """Drops the labels and lets the adapter batch the samples (a class, so workers can receive it)."""
 
@@ -74,13 +62,6 @@ def _slice(batch: Any, a: int, b: int) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch[a:b]
     return {k: v[a:b] for k, v in batch.items()}
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 def _forward(adapter: BackboneAdapter, batch: Any, layers: list[str], want_probs: bool) -> dict[str, torch.Tensor]:
@@ -108,6 +89,7 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
     if want_probs and not adapter.has_source_head:
         raise ValueError(f"backbone {adapter.spec.id} has no source head, so it has no source probabilities")
     device = resolve_device(options.device)
+    autocast = amp_context(device, autocast_dtype(device, options.amp))
     adapter.to(device)
     total = len(dataset)
     out: dict[str, np.ndarray] = {}
@@ -127,7 +109,7 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
         while start < n:
             stop = min(n, start + chunk)
             try:
-                with _autocast(device, options.amp):
+                with autocast():
                     result = _forward(adapter, _slice(batch, start, stop), taps, want_probs)
             except torch.cuda.OutOfMemoryError:
                 if chunk == 1:

@@ -1,85 +1,30 @@
-"""Task entry points: they take ids, open their own sessions, and own every job transition.
+"""Running one job: claim it, dispatch it to the handler registered for its ``kind``, record the outcome.
 
-``run_job`` claims a PENDING job, dispatches it to the handler registered for its ``kind`` and records
-the outcome. A handler receives a :class:`JobContext` to report progress, send heartbeats and honour
-cancellation between units of work. Handlers must write results idempotently (upserts keyed by the
-unit of work) because a job re-queued after a worker death runs again from the start.
+Handlers come from the table the executor was built with (callables, e.g. ``app.services.job_handlers()``);
+this package never imports a service. A handler receives a :class:`~app.jobs.context.JobContext` to
+report progress, send heartbeats and honour cancellation between units of work, and must write results
+idempotently (upserts keyed by the unit of work) because a job re-queued after a worker death runs again
+from the start.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
 
-from app.enums import JobStatus
-from app.execution.units import InlineUnitRunner, UnitRunner
+from app.jobs import state as job_state
+from app.jobs.context import Handler, JobCancelled, JobContext, UnitRunner
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import jobs as job_state
 
 log = logging.getLogger("tscout.tasks")
 
-#: job kind → "module:function" of its handler, imported on first use (explicit, no import side effects)
-JOB_HANDLERS: dict[str, str] = {
-    "ranking": "app.services.ranking_job:run_ranking_job",
-}
+Handlers = Mapping[str, Handler]
 
 
-class JobCancelled(Exception):
-    """Raised inside a handler when the job was asked to stop."""
-
-
-class JobContext:
-    """What a running job may do: report progress, check for cancellation, keep its heartbeat."""
-
-    def __init__(self, runtime: Runtime, job_id: uuid.UUID, worker_id: str,
-                 units: UnitRunner | None = None) -> None:
-        self.runtime = runtime
-        self.job_id = job_id
-        self.worker_id = worker_id
-        self.units: UnitRunner = units or InlineUnitRunner(runtime)
-        self._last_beat = 0.0
-        self._lock = threading.Lock()
-
-    def progress(self, stage: str, done: int, total: int, **extra: Any) -> None:
-        with self._lock, self.runtime.sessions.begin() as session:
-            job_state.set_progress(session, self.job_id, stage, done, total, **extra)
-            self._last_beat = time.monotonic()
-
-    def heartbeat(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_beat < self.runtime.settings.job_heartbeat_seconds:
-            return
-        with self._lock, self.runtime.sessions.begin() as session:
-            job_state.heartbeat(session, self.job_id, self.worker_id)
-            self._last_beat = time.monotonic()
-
-    def cancelled(self) -> bool:
-        with self.runtime.sessions() as session:
-            job = job_state.get_job(session, self.job_id)
-            # a worker presumed dead whose job was handed to another stops as if cancelled
-            lost = job.worker_id != self.worker_id
-            return bool(job.cancel_requested) or JobStatus(job.status).is_terminal() or lost
-
-    def check_cancelled(self) -> None:
-        """Call between units of work: raises :class:`JobCancelled` if a cancel was requested."""
-        self.heartbeat()
-        if self.cancelled():
-            raise JobCancelled(str(self.job_id))
-
-
-def _resolve(kind: str) -> Callable[[JobContext], None]:
-    target = JOB_HANDLERS.get(kind)
-    if target is None:
-        raise LookupError(f"no handler for job kind {kind!r}")
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
+def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str, handlers: Handlers,
             units: UnitRunner | None = None) -> JobStatus | None:
     """Claim and run one job to a terminal status. Returns the final status, or None if not claimed."""
     with runtime.sessions.begin() as session:
@@ -91,7 +36,9 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
     beat = threading.Thread(target=_keep_alive, args=(ctx, beating), name=f"heartbeat-{job_id}", daemon=True)
     beat.start()
     try:
-        handler = _resolve(kind)
+        handler = handlers.get(kind)
+        if handler is None:
+            raise LookupError(f"no handler for job kind {kind!r}; this worker handles {sorted(handlers)}")
         handler(ctx)
     except JobCancelled:
         final, error = JobStatus.CANCELLED, None

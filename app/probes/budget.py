@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import torch
-
 
 class ProbeCancelled(Exception):
     """Raised at the next evaluation (every ``eval_every`` steps) once ``should_stop()`` returns true."""
@@ -69,20 +67,3 @@ class ProbeBudget:
         data["lr_grid"] = list(self.lr_grid)
         data["linear_lr_grid"] = list(self.linear_lr_grid)
         return data
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when present, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return resolved
-
-
-def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The mixed-precision dtype on CUDA (bfloat16 where supported, else float16); ``None`` means fp32."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -30,11 +30,13 @@ import torch
 from torch import nn
 
 from app.backbones.base import BackboneAdapter, BackboneId
+from app.devices import autocast as autocast_factory
+from app.devices import autocast_dtype, resolve_device
 from app.enums import ProbeArm
-from app.probes.budget import ProbeBudget, autocast_dtype, resolve_device
+from app.probes.budget import ProbeBudget
 from app.probes.data import ProbeData, SeedSplit, to_device
 from app.probes.evaluation import primary_metric
-from app.probes.training import Feeder, LrRun, Objective, autocast_factory, evaluate, fresh_copy, train_lr
+from app.probes.training import Feeder, LrRun, Objective, evaluate, fresh_copy, train_lr
 
 DEFAULT_ARMS = (ProbeArm.finetune.value, ProbeArm.linear.value, ProbeArm.scratch.value)
 

@@ -30,7 +30,7 @@ That price bites on the hardest cases, which run to ``max_seeds``; so the design
 the rest on the sequence (weighted Bonferroni, :func:`sequential_p`): valid under any stopping, because
 the t-test is done at one pre-set n. On the benchmark's hardest ground-truth negative pair (Δ = −8.7
 points, SD 8.5, four candidates) this lifts the share found from 0.73 to 0.92 at 20 seeds, for about
-half a seed on easy candidates (``python -m tests.probe_sequential_figures``). A later extension beyond
+half a seed on easy candidates (``python -m tests.probes.figures_sequential``). A later extension beyond
 ``max_seeds`` keeps both guarantees as long as ``final_test_seeds`` stays where it was.
 
 Both parts are exact for Gaussian seed noise; the tests check by simulation that the claims keep their

@@ -1,36 +1,13 @@
-"""Plain records the verdict modules share: what a verdict says and what was run to reach it.
+"""Plain records of the sequential verdict: what a verdict says and what was run to reach it.
 
 Only dataclasses live here (no statistics, no wording), so that ``wording`` can import them while
-``verdict``, ``sequential`` and ``record`` import ``wording`` — the imports point one way.
+``record`` imports ``wording`` — the imports point one way (as ``paired`` does for ``verdict``).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-
-@dataclass(frozen=True)
-class PairedStats:
-    """Δ = a − b over the seeds both arms completed (the fixed-seeds verdict of ``verdict.judge``)."""
-
-    seeds: tuple[int, ...]
-    deltas: tuple[float, ...]
-    mean: float
-    sd: float
-    ci_low: float
-    ci_high: float
-    p_less: dict[str, float]  # H1: mean Δ < 0, per test ("wilcoxon", "t")
-    p_greater: dict[str, float]  # H1: mean Δ > 0
-
-    @property
-    def n(self) -> int:
-        return len(self.deltas)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["seeds"], data["deltas"], data["n"] = list(self.seeds), list(self.deltas), self.n
-        return data
 
 
 @dataclass

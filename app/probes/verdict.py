@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 from app.enums import Verdict
-from app.probes.types import PairedStats
+from app.probes.paired import PairedStats
 from app.probes.wording import describe
 
 __all__ = ["PairedStats", "VerdictResult", "bootstrap_mean_ci", "decide", "extra_seeds_needed", "holm",

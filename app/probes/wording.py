@@ -1,11 +1,12 @@
 """The verdict as a sentence a user can act on. Only wording lives here; the numbers come from
 ``app.probes.verdict`` (fixed seeds) and ``app.probes.sequential`` (sequential seeds). This module imports
-only the plain records of ``app.probes.types``, never the modules that call it."""
+only the plain records of ``app.probes.paired`` and ``app.probes.types``, never the modules that call it."""
 
 from __future__ import annotations
 
 from app.enums import Verdict
-from app.probes.types import ArmSummary, PairedStats, VerdictRecord
+from app.probes.paired import PairedStats
+from app.probes.types import ArmSummary, VerdictRecord
 
 _TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank", "t": "paired t-test"}
 

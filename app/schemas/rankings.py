@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.enums import JobStatus, ProbeArm
+from app.enums import ProbeArm
+from app.jobs.status import JobStatus
 from app.schemas.common import ReadModel
 
 
@@ -38,7 +39,6 @@ class ProbeOptions(BaseModel):
     budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")
     arms: list[ProbeArm] = Field(default_factory=lambda: [ProbeArm.finetune, ProbeArm.scratch, ProbeArm.linear])
     margin: float | None = Field(default=None, ge=0, le=1, description="Practical margin δ (default setting).")
-    successive_halving: bool = False
     lr_grid: list[float] | None = Field(default=None, min_length=1, max_length=6)
     batch_size: int = Field(default=32, ge=1, le=4096)
 

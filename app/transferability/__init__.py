@@ -40,8 +40,13 @@ from .registry import (
     UnsupportedTaskError,
     capability_matrix,
     check_capability,
+    default_metrics,
+    far_domain_metric,
     get_metric,
     score,
+    similarity_metrics,
+    spec_of,
+    subset_metric,
 )
 from .sfda import sfda
 from .similarity import frechet_distance, mmd, proxy_a_distance
@@ -77,4 +82,9 @@ __all__ = [
     "check_capability",
     "get_metric",
     "score",
+    "default_metrics",
+    "similarity_metrics",
+    "subset_metric",
+    "spec_of",
+    "far_domain_metric",
 ]

@@ -48,17 +48,6 @@ class EncodedLabels:
         return int(self.classes.shape[0])
 
 
-def is_tensor(x: object) -> bool:
-    return isinstance(x, torch.Tensor)
-
-
-def device_of(x: object) -> torch.device:
-    """Device on which a kernel should run for input ``x`` (CPU unless ``x`` is a CUDA tensor)."""
-    if isinstance(x, torch.Tensor):
-        return x.device
-    return torch.device("cpu")
-
-
 def _to_numpy_any(x: object, name: str) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()

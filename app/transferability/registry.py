@@ -35,13 +35,17 @@ __all__ = [
     "check_capability",
     "capability_matrix",
     "score",
+    "default_metrics",
+    "similarity_metrics",
+    "subset_metric",
+    "spec_of",
+    "far_domain_metric",
 ]
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 MULTILABEL = "multilabel"
 TASK_TYPES: tuple[str, ...] = (CLASSIFICATION, REGRESSION, MULTILABEL)
-KINDS = ("transferability", "similarity", "difficulty", "baseline")
 DIRECTIONS = ("higher_is_better", "lower_is_better", "per_field")
 
 # Input names a job runner can supply. "labels_or_targets" means: class labels for a classification
@@ -92,6 +96,14 @@ class MetricSpec:
         Bumped whenever the computed number changes for the same input.
     target_kwargs : mapping
         Extra keyword arguments used for regression / multi-label tasks.
+    random_state : bool
+        The function takes a ``random_state`` keyword (a seeded PCA, GMM or OT subsample); the job passes
+        its seed so that the same request gives the same number.
+    bootstrap : bool
+        Cheap enough to recompute in every bootstrap replicate of the rank intervals.
+    default_for : tuple of str
+        Task types for which a ranking that names no metrics computes this one (transferability and
+        baseline metrics), or for which ``similarity=true`` computes it (similarity metrics).
     """
 
     name: str
@@ -104,6 +116,20 @@ class MetricSpec:
     variant: str
     version: str = "1"
     target_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    random_state: bool = False
+    bootstrap: bool = False
+    default_for: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not set(self.default_for) <= set(self.task_types):
+            raise ValueError(f"metric {self.name!r}: default_for {self.default_for} names task types it does not "
+                             f"support ({self.task_types})")
+
+    @property
+    def needs_source_head(self) -> bool:
+        """Reads the source head's probabilities (LEEP, NCE): one value per backbone, not per layer, and
+        only for backbones that have a head."""
+        return "source_probs" in self.inputs
 
     def supports(self, task_type: str) -> bool:
         return task_type in self.task_types
@@ -119,6 +145,10 @@ class MetricSpec:
             "reference": self.reference,
             "variant": self.variant,
             "version": self.version,
+            "needs_source_head": self.needs_source_head,
+            "random_state": self.random_state,
+            "bootstrap": self.bootstrap,
+            "default_for": list(self.default_for),
         }
 
 
@@ -129,39 +159,53 @@ _FL = ("features", "labels")
 _SPECS = [
     MetricSpec("logme", logme, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
                "You et al. ICML 2021 / JMLR 2022; thuml/LogME LogME._fit_icml, tllib ranking/logme.py",
-               "logme.full_d_evidence", target_kwargs={"regression": True}),
+               "logme.full_d_evidence", target_kwargs={"regression": True},
+               bootstrap=True, default_for=_ALL),
     MetricSpec("leep", leep, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
-               "Nguyen et al. ICML 2020; thuml/LogME LEEP.py, tllib ranking/leep.py", "leep.thuml"),
+               "Nguyen et al. ICML 2020; thuml/LogME LEEP.py, tllib ranking/leep.py", "leep.thuml",
+               bootstrap=True, default_for=_C),
     MetricSpec("nce", nce, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
-               "Tran et al. ICCV 2019; thuml/LogME NCE.py, tllib ranking/nce.py", "nce.thuml_eps_in_log"),
+               "Tran et al. ICCV 2019; thuml/LogME NCE.py, tllib ranking/nce.py", "nce.thuml_eps_in_log",
+               bootstrap=True, default_for=_C),
     MetricSpec("nleep", nleep, _FL, _C, "higher_is_better", "transferability",
                "Li et al. CVPR 2021; google-research stable_transfer nleep.py (log form)",
-               "nleep.log_pca0.8_k5c_seeded"),
+               "nleep.log_pca0.8_k5c_seeded",
+               random_state=True),
     MetricSpec("hscore", hscore, _FL, _C, "higher_is_better", "transferability",
-               "Bao et al. ICIP 2019; README getHscore, tllib ranking/hscore.py::h_score", "hscore.bao_pinv"),
+               "Bao et al. ICIP 2019; README getHscore, tllib ranking/hscore.py::h_score", "hscore.bao_pinv",
+               bootstrap=True),
     MetricSpec("hscore_shrinkage", hscore_shrinkage, _FL, _C, "higher_is_better", "transferability",
                "Ibrahim et al. arXiv:2110.06893; tllib ranking/hscore.py::regularized_h_score",
-               "hscore.ledoit_wolf"),
+               "hscore.ledoit_wolf",
+               bootstrap=True, default_for=_C),
     MetricSpec("gbc", gbc, _FL, _C, "higher_is_better", "transferability",
-               "Pándy et al. CVPR 2022; google-research stable_transfer gbc.py", "gbc.diagonal_pca64"),
+               "Pándy et al. CVPR 2022; google-research stable_transfer gbc.py", "gbc.diagonal_pca64",
+               bootstrap=True, default_for=_C),
     MetricSpec("sfda", sfda, _FL, _C, "higher_is_better", "transferability",
-               "Shao et al. ECCV 2022; TencentARC/SFDA metrics.py::SFDA_Score", "sfda.confmix"),
+               "Shao et al. ECCV 2022; TencentARC/SFDA metrics.py::SFDA_Score", "sfda.confmix",
+               bootstrap=True, default_for=_C),
     MetricSpec("transrate", transrate, _FL, _C, "higher_is_better", "transferability",
-               "Huang et al. ICML 2022; tllib ranking/transrate.py", "transrate.tllib_centred_eps1e-4"),
+               "Huang et al. ICML 2022; tllib ranking/transrate.py", "transrate.tllib_centred_eps1e-4",
+               bootstrap=True, default_for=_C),
     MetricSpec("parc", parc, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
-               "Bolya et al. NeurIPS 2021; dbolya/parc methods.py::PARC", "parc.pca32_max5000"),
+               "Bolya et al. NeurIPS 2021; dbolya/parc methods.py::PARC", "parc.pca32_max5000",
+               random_state=True, default_for=(REGRESSION, MULTILABEL)),
     MetricSpec("knn_accuracy", knn_accuracy, _FL, _C, "higher_is_better", "baseline",
-               "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_euclidean_k5"),
+               "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_euclidean_k5",
+               bootstrap=True, default_for=_C),
     MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold"),
     MetricSpec("otdd", otdd, ("source_features", "source_labels", "target_features", "target_labels"), _C,
                "lower_is_better", "similarity",
                "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (POT debiased Sinkhorn)",
-               "otdd.exact_inner_relative_entreg"),
+               "otdd.exact_inner_relative_entreg",
+               random_state=True, default_for=_C),
     MetricSpec("frechet_distance", frechet_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
-               "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov"),
+               "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov",
+               default_for=_ALL),
     MetricSpec("mmd", mmd, ("a", "b"), _ALL, "lower_is_better", "similarity",
-               "Gretton et al. JMLR 2012; unbiased MMD², RBF, median heuristic", "mmd2.unbiased_rbf_median"),
+               "Gretton et al. JMLR 2012; unbiased MMD², RBF, median heuristic", "mmd2.unbiased_rbf_median",
+               default_for=_ALL),
     MetricSpec("proxy_a_distance", proxy_a_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
                "Ben-David et al. NeurIPS 2006; logistic domain classifier, 5-fold", "pad.logistic_5fold"),
     MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
@@ -171,6 +215,48 @@ _SPECS = [
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Every metric of the library, by name (read-only)."""
+
+
+#: the metric a multi-source subset is scored with, when the ranking computed it (else the first
+#: feature metric of the request)
+_SUBSET_PREFERENCE = ("logme",)
+
+
+#: the domain distance whose farthest third the ranking flags ``far_domain``
+_FAR_DOMAIN_DISTANCE = "frechet_distance"
+
+
+def far_domain_metric() -> str:
+    """The similarity metric by which a ranking flags sources whose domain is far from the target."""
+    return _FAR_DOMAIN_DISTANCE
+
+
+def default_metrics(task_type: str) -> tuple[str, ...]:
+    """Transferability and baseline metrics a ranking computes when the request names none, in registry order."""
+    return tuple(name for name, spec in METRICS.items()
+                 if task_type in spec.default_for and spec.kind in ("transferability", "baseline"))
+
+
+def similarity_metrics(task_type: str) -> tuple[str, ...]:
+    """Domain-similarity metrics a ranking computes between the target and each source's stored sample."""
+    return tuple(name for name, spec in METRICS.items() if spec.kind == "similarity" and task_type in spec.default_for)
+
+
+def subset_metric(computed: tuple[str, ...] | list[str]) -> str | None:
+    """The metric that scores a concatenation of several backbones' features: LogME when computed, else the
+    first computed metric that takes features; ``None`` when there is none."""
+    for name in _SUBSET_PREFERENCE:
+        if name in computed:
+            return name
+    return next((m for m in computed if METRICS[m].inputs[0] == "features"), None)
+
+
+def spec_of(fn: Callable[..., Any]) -> MetricSpec:
+    """The spec of a metric function (e.g. ``spec_of(task_difficulty).variant``)."""
+    for spec in METRICS.values():
+        if spec.fn is fn:
+            return spec
+    raise UnknownMetricError(f"{getattr(fn, '__name__', fn)!r} is not a registered metric function")
 
 
 def get_metric(name: str) -> MetricSpec:

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 from pydantic import ValidationError
 
-from app.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
-from app.api.errors import error_responses
+from app.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.api.errors import responses_for
 from app.errors import InvalidInput
 from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
 from app.services import backbones as service
@@ -18,9 +18,9 @@ router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
 
 
 @router.get("", operation_id="backbones-list", summary="List built-in and registered backbones",
-            responses=error_responses(401, 422))
+            responses=responses_for(service.list_project_backbones))
 def list_backbones(
-    session: SessionDep, principal: PrincipalDep, settings: SettingsDep,
+    session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
     family: Annotated[str | None, Query(description="zoo, timm, torchvision, hf or torchscript")] = None,
     modality: Annotated[str | None, Query(pattern="^(image|text)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search over id, description, source.")] = None,
@@ -28,7 +28,7 @@ def list_backbones(
     cursor: Annotated[str | None, Query(pattern="^[0-9]{1,9}$", description="From a previous page.")] = None,
 ) -> BackbonePage:
     offset = int(cursor or 0)
-    items, total = service.list_project_backbones(session, principal.project_id, settings, family_name=family,
+    items, total = service.list_project_backbones(session, principal.project_id, runtime.catalogue, family_name=family,
                                                   modality=modality, q=q, offset=offset, limit=limit)
     more = offset + len(items) < total
     return BackbonePage(items=[BackboneRead(**i) for i in items], total=total,
@@ -36,19 +36,19 @@ def list_backbones(
 
 
 @router.post("", operation_id="backbones-register", summary="Register a hub backbone by id (found offline)",
-             status_code=status.HTTP_201_CREATED, responses=error_responses(401, 409, 422))
+             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_hub))
 def register_backbone(body: BackboneCreate, session: SessionDep, principal: PrincipalDep,
-                      settings: SettingsDep) -> BackboneRead:
+                      runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**service.register_hub(
-        session, principal.project_id, settings, body.id, weights=body.weights, description=body.description,
+        session, principal.project_id, runtime, body.id, weights=body.weights, description=body.description,
         licence=body.licence, source=body.source.model_dump() if body.source else None))
 
 
 @router.post("/upload", operation_id="backbones-upload",
              summary="Register uploaded weights (safetensors for zoo architectures, or TorchScript)",
-             status_code=status.HTTP_201_CREATED, responses=error_responses(401, 409, 413, 415, 422))
+             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_upload, extra=(InvalidInput,)))
 def upload_backbone(
-    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, store: StoreDep,
+    session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
     weights: Annotated[UploadFile, File(description="safetensors, a zoo state dict, or a TorchScript archive")],
     card: Annotated[str, Form(description="BackboneCard as JSON: preprocessing, and for zoo: id + arch")],
 ) -> BackboneRead:
@@ -56,11 +56,11 @@ def upload_backbone(
         parsed = BackboneCard.model_validate(json.loads(card))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise InvalidInput(f"card: {exc}") from exc
-    return BackboneRead(**service.register_upload(session, principal.project_id, settings, store, weights.file,
+    return BackboneRead(**service.register_upload(session, principal.project_id, runtime, weights.file,
                                                   parsed.model_dump()))
 
 
 @router.get("/{backbone_id:path}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
-            responses=error_responses(401, 404))
-def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, settings: SettingsDep) -> BackboneRead:
-    return BackboneRead(**service.get_backbone(session, principal.project_id, settings, backbone_id))
+            responses=responses_for(service.get_backbone, validated=False))
+def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> BackboneRead:
+    return BackboneRead(**service.get_backbone(session, principal.project_id, runtime.catalogue, backbone_id))

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.services.metric_catalogue import metric_catalogue
+from app.services.metrics import metric_catalogue
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
