@@ -102,7 +102,12 @@ class Settings(BaseSettings):
     split_seed: int = 0
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
 
-    probe_seeds: int = Field(default=5, ge=2, description="Paired seeds per probed candidate.")
+    probe_first_round: int = Field(default=6, ge=2, le=50, description="Paired seeds of a candidate's first round.")
+    probe_round_size: int = Field(default=3, ge=1, le=50, description="Paired seeds added per further round.")
+    probe_max_seeds: int = Field(default=20, ge=2, le=50, description="Most paired seeds per probed candidate.")
+    probe_time_budget_seconds: float = Field(
+        default=3600.0, gt=0, description="Wall-clock budget of a job's whole probe stage (all rounds)."
+    )
     probe_margin: float = Field(default=0.01, ge=0, description="Practical margin δ (fraction of accuracy).")
     embed_batch_size: int = Field(default=128, ge=1)
     embed_num_workers: int = Field(default=0, ge=0)

@@ -158,7 +158,12 @@ class Ranking(IdMixin, CreatedMixin, Base):
 
 
 class ProbeRun(IdMixin, CreatedMixin, Base):
-    """One short training run: job × backbone × arm × seed, with its learning curve."""
+    """One short training run: job × backbone × arm × seed, with its learning curve.
+
+    ``reuse_key`` digests everything the run's result depends on (dataset, split, arm, weights or
+    architecture, cut, recipe, seed): a later job whose unit has the same key copies the stored result
+    instead of training again (``app.services.rankings.stages.probe``).
+    """
 
     __tablename__ = "probe_runs"
     __table_args__ = (UniqueConstraint("job_id", "backbone_id", "arm", "seed"),)
@@ -173,6 +178,7 @@ class ProbeRun(IdMixin, CreatedMixin, Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     curve: Mapped[list[Any]] = mapped_column(default=list)
+    reuse_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
 
 
 class VerdictRow(IdMixin, CreatedMixin, Base):

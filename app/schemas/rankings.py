@@ -28,19 +28,43 @@ class ProbeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    top_k: int = Field(default=3, ge=1, le=50, description="Probe the k best-ranked backbones.")
+    top_k: int = Field(default=3, ge=1, le=50, description="Probe the k best-ranked backbones (exactly k unless "
+                                                           "include_suspicious adds flagged ones).")
     include_suspicious: bool = Field(
-        default=True, description="Also probe sources flagged as suspicious (far domain or low score)."
+        default=False, description="Also probe up to max_suspicious sources flagged as suspicious (far domain or "
+                                   "low score), lowest-ranked first: where negative transfer hides."
     )
     max_suspicious: int = Field(default=2, ge=0, le=50,
                                 description="At most this many suspicious sources, lowest-ranked first.")
-    seeds: int | None = Field(default=None, ge=2, le=50, description="Paired seeds (default TSCOUT_PROBE_SEEDS).")
+    seeds: int | None = Field(
+        default=None, ge=2, le=50,
+        description="A fixed number of paired seeds, in one round. Omit for the sequential design: rounds of "
+                    "seeds (first_round, then round_size more) until each verdict settles, up to max_seeds.")
+    first_round: int | None = Field(default=None, ge=2, le=50,
+                                    description="Sequential design: seeds of the first round (TSCOUT_PROBE_FIRST_ROUND).")
+    round_size: int | None = Field(default=None, ge=1, le=50,
+                                   description="Sequential design: seeds per further round (TSCOUT_PROBE_ROUND_SIZE).")
+    max_seeds: int | None = Field(default=None, ge=2, le=50,
+                                  description="Sequential design: most seeds per candidate (TSCOUT_PROBE_MAX_SEEDS).")
+    time_budget_seconds: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600,
+        description="Wall-clock budget of the whole probe stage (TSCOUT_PROBE_TIME_BUDGET_SECONDS); candidates "
+                    "still open when it is spent stop with stop_reason 'time_budget'.")
     budget_steps: int = Field(default=150, ge=1, le=100_000, description="Optimisation steps per run.")
     budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")
     arms: list[ProbeArm] = Field(default_factory=lambda: [ProbeArm.finetune, ProbeArm.scratch, ProbeArm.linear])
     margin: float | None = Field(default=None, ge=0, le=1, description="Practical margin δ (default setting).")
     lr_grid: list[float] | None = Field(default=None, min_length=1, max_length=6)
     batch_size: int = Field(default=32, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _one_design(self) -> ProbeOptions:
+        sequential = [n for n in ("first_round", "round_size", "max_seeds") if getattr(self, n) is not None]
+        if self.seeds is not None and sequential:
+            raise ValueError(f"give either seeds (a fixed design) or {sequential} (the sequential design), not both")
+        if self.first_round is not None and self.max_seeds is not None and self.first_round > self.max_seeds:
+            raise ValueError(f"first_round ({self.first_round}) must not exceed max_seeds ({self.max_seeds})")
+        return self
 
     @field_validator("arms")
     @classmethod

@@ -138,6 +138,22 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
                            reference_backbone=reference)
 
 
+def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None:
+    """The probe stage's seed design, frozen into the request: a fixed number of seeds in one round, or the
+    sequential rounds (first round, round size, cap) and the stage's wall-clock budget."""
+    probe = request.probe
+    if probe is None:
+        return None
+    if probe.seeds is not None:
+        first = round_size = cap = probe.seeds
+    else:
+        first = probe.first_round or min(settings.probe_first_round, probe.max_seeds or settings.probe_max_seeds)
+        round_size = probe.round_size or settings.probe_round_size
+        cap = probe.max_seeds or max(settings.probe_max_seeds, first)
+    return {"first_round": first, "round_size": round_size, "max_seeds": cap, "fixed": probe.seeds is not None,
+            "time_budget_seconds": probe.time_budget_seconds or settings.probe_time_budget_seconds}
+
+
 @raises(Conflict, InvalidInput)
 def create_ranking(session: Session, principal: Principal, runtime: Runtime, request: RankingCreate,
                    idempotency_key: str | None = None) -> tuple[Job, bool]:
@@ -166,7 +182,7 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
             arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
     stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
                                   "reference_backbone": resolved.reference_backbone,
-                                  "seeds": (request.probe.seeds or settings.probe_seeds) if request.probe else None,
+                                  "design": _design(request, settings),
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
                                              is not None else settings.probe_margin)})
     job = Job(project_id=principal.project_id, kind="ranking", dataset_id=resolved.dataset.id,

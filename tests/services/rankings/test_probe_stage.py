@@ -1,0 +1,84 @@
+"""The probe stage over real HTTP: paired seeds in rounds until each verdict settles (or hits its cap),
+verdicts that say what was run, and identical probe units reused across jobs instead of trained again."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.probes.sequential import STOP_REASONS
+from tests.kits.rankings import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
+
+pytestmark = pytest.mark.slow
+SEQUENTIAL = {"top_k": 2, "first_round": 4, "round_size": 2, "max_seeds": 6, "budget_steps": 4,
+              "lr_grid": [0.003], "batch_size": 16, "arms": ["finetune", "scratch"]}
+
+
+@pytest.fixture
+def server(live_server_factory, tmp_path):
+    return live_server_factory(models_dir=toy_models_dir(tmp_path / "models"))
+
+
+def _runs(server, job_id):
+    import uuid
+
+    from sqlalchemy import select
+
+    from app.db.tables import ProbeRun
+
+    with server.runtime.sessions() as s:
+        return list(s.scalars(select(ProbeRun).where(ProbeRun.job_id == uuid.UUID(job_id))))
+
+
+def test_sequential_rounds_record_what_was_run_and_a_second_job_reuses_every_run(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=12), "target.zip")
+        body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
+                "subset_size": 0, "probe": SEQUENTIAL}
+        first = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])
+        assert first["status"] == "SUCCEEDED", first["error"]
+        probed = [row for row in first["table"] if row["verdict"]]
+        assert len(probed) == 2  # top_k means k: no suspicious candidates unless asked
+        for row in probed:
+            v, d = row["verdict"], row["verdict"]["details"]
+            assert d["stop_reason"] in STOP_REASONS
+            assert 1 <= d["rounds"] <= 2 and d["design"]["schedule"] == [4, 6]
+            assert set(d["arms"]) == {"finetune", "scratch"}
+            seeds = d["arms"]["finetune"]["seeds"]
+            assert seeds == list(range(len(seeds))) and len(seeds) in (4, 6)
+            assert d["arms"]["finetune"]["steps_run"] and d["arms"]["scratch"]["learning_rates"]
+            assert v["n_seeds"] <= 6 and v["text"]
+            if v["verdict"] == "inconclusive":
+                assert d["stop_reason"] != "settled"
+        trained = _runs(server, first["id"])
+        assert trained and not any("reused_from" in (r.details or {}) for r in trained)
+
+        second = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])  # same question, a new job
+        assert second["status"] == "SUCCEEDED", second["error"]
+        again = _runs(server, second["id"])
+        assert len(again) == len(trained)
+        assert all("reused_from" in (r.details or {}) or (r.details or {}).get("shared_from") for r in again)
+        scratch = [r for r in again if r.arm == "scratch"]
+        assert scratch and all("reused_from" in (r.details or {}) or (r.details or {}).get("shared_from")
+                               for r in scratch)
+        assert [(r["backbone_id"], r["verdict"]["verdict"]) for r in second["table"] if r["verdict"]] == \
+            [(r["backbone_id"], r["verdict"]["verdict"]) for r in first["table"] if r["verdict"]]
+
+
+def test_a_fixed_design_runs_exactly_its_seeds_in_one_round(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=10), "target.zip")
+        probe = {"top_k": 1, "seeds": 3, "budget_steps": 3, "lr_grid": [0.003], "batch_size": 16,
+                 "arms": ["finetune", "scratch"]}
+        job = wait_for(c, c.post("/v1/rankings", json={"dataset_id": dataset, "backbones": list(TOY_ZOO),
+                                                        "metrics": ["logme"], "bootstrap": 0, "probe": probe}
+                                 ).json()["id"])
+        assert job["status"] == "SUCCEEDED", job["error"]
+        (row,) = [r for r in job["table"] if r["verdict"]]
+        assert row["verdict"]["n_seeds"] <= 3 and row["verdict"]["details"]["rounds"] == 1
+
+
+def test_both_designs_at_once_are_refused(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=6), "target.zip")
+        r = c.post("/v1/rankings", json={"dataset_id": dataset, "probe": {"seeds": 5, "max_seeds": 9}})
+        assert r.status_code == 422 and "seeds" in r.json()["detail"]
