@@ -50,6 +50,13 @@ class ProbeOptions(BaseModel):
         default=None, gt=0, le=7 * 24 * 3600,
         description="Wall-clock budget of the whole probe stage (TSCOUT_PROBE_TIME_BUDGET_SECONDS); candidates "
                     "still open when it is spent stop with stop_reason 'time_budget'.")
+    candidates: list[str] | None = Field(
+        default=None, min_length=1, max_length=50,
+        description="Probe exactly these backbones of the ranking (instead of top_k and suspicious ones).")
+    final_test_seeds: int | None = Field(
+        default=None, ge=2, le=50,
+        description="Where the design's one fixed-n test sits (default max_seeds). An extension keeps the original "
+                    "job's value, so that more seeds never invalidate the error control.")
     budget_steps: int = Field(default=150, ge=1, le=100_000, description="Optimisation steps per run.")
     budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")
     arms: list[ProbeArm] = Field(default_factory=lambda: [ProbeArm.finetune, ProbeArm.scratch, ProbeArm.linear])
@@ -72,6 +79,19 @@ class ProbeOptions(BaseModel):
         if ProbeArm.finetune not in arms or ProbeArm.scratch not in arms:
             raise ValueError("arms must include 'finetune' and 'scratch' (the verdict pairs them)")
         return list(dict.fromkeys(arms))
+
+
+class ProbeExtension(BaseModel):
+    """More evidence for chosen candidates of a finished ranking: more seeds (a higher cap) or another budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: list[str] | None = Field(
+        default=None, min_length=1, max_length=50,
+        description="Backbones to probe further (default: those the ranking probed).")
+    max_seeds: int = Field(ge=2, le=50, description="The new cap on paired seeds per candidate (≥ the old one).")
+    time_budget_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600,
+                                              description="Wall-clock budget of the extension's probe stage.")
 
 
 class RankingCreate(BaseModel):

@@ -17,7 +17,7 @@ from app.api.errors import responses_for
 from app.db.session import after_commit
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
-from app.schemas.rankings import BackboneRankingPage, RankingCreate, RankingPage, RankingRead
+from app.schemas.rankings import BackboneRankingPage, ProbeExtension, RankingCreate, RankingPage, RankingRead
 from app.services import rankings
 
 router = APIRouter(tags=["rankings"])
@@ -69,6 +69,21 @@ def cancel_ranking(job_id: uuid.UUID, session: SessionDep, principal: PrincipalD
     rankings.cancel_ranking(session, principal, job_id)
     after_commit(session, lambda: executor.cancel(job_id))
     return rankings.read_ranking(session, job_id, principal.project_id)
+
+
+@router.post("/v1/rankings/{job_id}/probes", operation_id="rankings-extend-probes", status_code=202,
+             summary="Extend a finished ranking's verdicts: more seeds for chosen candidates (a new job that reuses "
+                     "every stored run)",
+             responses=responses_for(rankings.extend_probes, rankings.read_ranking))
+def extend_probes(job_id: uuid.UUID, body: ProbeExtension, response: Response, session: SessionDep,
+                  principal: PrincipalDep, runtime: RuntimeDep, executor: ExecutorDep,
+                  idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RankingRead:
+    job, created = rankings.extend_probes(session, principal, runtime, job_id, body, idempotency_key)
+    if created:
+        new_id = job.id
+        after_commit(session, lambda: executor.submit(new_id))
+    response.headers["Location"] = f"/v1/rankings/{job.id}"
+    return rankings.read_ranking(session, job.id, principal.project_id)
 
 
 @router.get("/v1/rankings/{job_id}/plots/{name}", operation_id="rankings-plot",

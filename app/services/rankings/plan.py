@@ -30,7 +30,9 @@ class ProbePlan:
     first_round: int
     round_size: int
     max_seeds: int
+    final_test_seeds: int
     fixed: bool
+    candidates: tuple[str, ...] | None
     time_budget_seconds: float
     budget_steps: int
     budget_seconds: float
@@ -44,7 +46,8 @@ class ProbePlan:
         from app.probes.sequential import SequentialDesign
 
         return SequentialDesign(margin=self.margin, first_round=self.first_round, round_size=self.round_size,
-                                max_seeds=self.max_seeds, min_seeds=min(3, self.max_seeds))
+                                max_seeds=self.max_seeds, min_seeds=min(3, self.max_seeds),
+                                final_test_seeds=self.final_test_seeds)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
         probe = ProbePlan(top_k=p["top_k"], include_suspicious=p["include_suspicious"],
                           max_suspicious=p.get("max_suspicious", 2), first_round=design["first_round"],
                           round_size=design["round_size"], max_seeds=design["max_seeds"], fixed=design["fixed"],
+                          final_test_seeds=design.get("final_test_seeds") or design["max_seeds"],
+                          candidates=tuple(design["candidates"]) if design.get("candidates") else None,
                           time_budget_seconds=design["time_budget_seconds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],

@@ -19,7 +19,7 @@ from app.errors import Conflict, InvalidInput, NotFound, raises
 from app.jobs.state import get_job, request_cancel
 from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.schemas.rankings import BackboneFilter, RankingCreate
+from app.schemas.rankings import BackboneFilter, ProbeExtension, RankingCreate
 from app.services.auth import Principal
 from app.services.rankings.plan import FEATURES_PREFIX
 from app.settings import Settings
@@ -134,6 +134,10 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
     backbone_ids, reference = _resolve_backbones(session, principal, runtime, request, dataset)
     if request.probe is not None and ProbeArm.reference in request.probe.arms and reference is None:
         raise InvalidInput("probe.arms: the 'reference' arm needs reference_backbone")
+    if request.probe is not None and request.probe.candidates:
+        outside = [c for c in request.probe.candidates if c not in backbone_ids]
+        if outside:
+            raise InvalidInput(f"probe.candidates: {outside} are not among the ranked backbones")
     return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics,
                            reference_backbone=reference)
 
@@ -151,6 +155,7 @@ def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None
         round_size = probe.round_size or settings.probe_round_size
         cap = probe.max_seeds or max(settings.probe_max_seeds, first)
     return {"first_round": first, "round_size": round_size, "max_seeds": cap, "fixed": probe.seeds is not None,
+            "final_test_seeds": probe.final_test_seeds or cap, "candidates": probe.candidates,
             "time_budget_seconds": probe.time_budget_seconds or settings.probe_time_budget_seconds}
 
 
@@ -191,6 +196,44 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
     session.add(job)
     session.flush()
     return job, True
+
+
+@raises(NotFound, Conflict, InvalidInput)
+def extend_probes(session: Session, principal: Principal, runtime: Runtime, job_id: uuid.UUID,
+                  extension: ProbeExtension, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """A new ranking job that asks the finished ``job_id``'s question again with more seeds (a higher cap)
+    for chosen candidates. Every stored embedding and probe run is reused (content-addressed cache, probe
+    reuse keys), so only the new seeds train; the design keeps the original fixed-n test where it was, so
+    the error control of the first job still holds after the extension. Returns (job, created)."""
+    from app.db.tables import VerdictRow
+
+    parent = get_job(session, job_id, principal.project_id)
+    if parent.kind != "ranking":
+        raise NotFound(f"ranking {job_id} not found")
+    if parent.status != JobStatus.SUCCEEDED.value:
+        raise Conflict(f"ranking {job_id} is {parent.status}; only a finished (SUCCEEDED) ranking can be extended")
+    body = {k: v for k, v in parent.request.items() if k != "resolved"}
+    design = parent.request["resolved"].get("design")
+    if not body.get("probe") or not design:
+        raise Conflict(f"ranking {job_id} ran no probes; start a ranking with 'probe' instead")
+    probed = [row.backbone_id for row in session.scalars(select(VerdictRow).where(VerdictRow.job_id == job_id))]
+    candidates = list(extension.candidates or probed)
+    unknown = [c for c in candidates if c not in parent.request["resolved"]["backbones"]]
+    if unknown:
+        raise InvalidInput(f"candidates: {unknown} were not ranked by job {job_id}")
+    if extension.max_seeds < design["max_seeds"]:
+        raise InvalidInput(f"max_seeds: {extension.max_seeds} is below the ranking's cap {design['max_seeds']}; "
+                           "an extension only adds seeds")
+    probe = {**body["probe"], "seeds": None, "first_round": design["first_round"],
+             "round_size": design["round_size"], "max_seeds": extension.max_seeds, "candidates": candidates,
+             "final_test_seeds": design.get("final_test_seeds") or design["max_seeds"],
+             "time_budget_seconds": extension.time_budget_seconds or design["time_budget_seconds"]}
+    job, created = create_ranking(session, principal, runtime, RankingCreate(**{**body, "probe": probe}),
+                                  idempotency_key)
+    if created:
+        job.request = {**job.request, "resolved": {**job.request["resolved"], "extends": str(job_id)}}
+        session.flush()
+    return job, created
 
 
 @raises(NotFound, Conflict)

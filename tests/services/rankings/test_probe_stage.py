@@ -82,3 +82,37 @@ def test_both_designs_at_once_are_refused(server):
         dataset = upload(c, image_zip(per_class=6), "target.zip")
         r = c.post("/v1/rankings", json={"dataset_id": dataset, "probe": {"seeds": 5, "max_seeds": 9}})
         assert r.status_code == 422 and "seeds" in r.json()["detail"]
+
+
+def test_extending_a_finished_ranking_adds_seeds_and_reuses_every_stored_run(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=12), "target.zip")
+        body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
+                "subset_size": 0, "probe": {**SEQUENTIAL, "top_k": 1}}
+        first = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])
+        assert first["status"] == "SUCCEEDED", first["error"]
+        (row,) = [r for r in first["table"] if r["verdict"]]
+        before = {(r.backbone_id, r.arm, r.seed) for r in _runs(server, first["id"])}
+
+        assert c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 4}).status_code == 422
+        headers = {"Idempotency-Key": "extend-1"}
+        r = c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 10}, headers=headers)
+        assert r.status_code == 202, r.text
+        assert r.json()["request"]["resolved"]["extends"] == first["id"]
+        assert c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 10},
+                      headers=headers).json()["id"] == r.json()["id"]  # a retry: the same job
+        second = wait_for(c, r.json()["id"])
+        assert second["status"] == "SUCCEEDED", second["error"]
+        (again,) = [x for x in second["table"] if x["verdict"]]
+        assert again["backbone_id"] == row["backbone_id"]
+        design = again["verdict"]["details"]["design"]
+        assert design["max_seeds"] == 10 and design["final_test_seeds"] == 6  # the first job's test stays put
+        runs = _runs(server, second["id"])
+        for run in runs:  # every seed the first job ran is copied, never trained again
+            if (run.backbone_id, run.arm, run.seed) in before:
+                assert "reused_from" in (run.details or {}) or (run.details or {}).get("shared_from")
+        if row["verdict"]["details"]["stop_reason"] == "max_seeds":
+            assert again["verdict"]["n_seeds"] >= row["verdict"]["n_seeds"]
+
+        unprobed = wait_for(c, c.post("/v1/rankings", json={**body, "probe": None}).json()["id"])
+        assert c.post(f"/v1/rankings/{unprobed['id']}/probes", json={"max_seeds": 8}).status_code == 409

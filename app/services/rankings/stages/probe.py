@@ -44,6 +44,9 @@ def probe_candidates(plan: Plan, table: list[dict[str, Any]]) -> list[str]:
     suspicious (far domain or low score), the lowest-ranked first: those are where negative transfer hides."""
     if plan.probe is None:
         return []
+    if plan.probe.candidates:  # named by the request (e.g. an extension of an earlier job)
+        ranked = {r["backbone_id"] for r in table}
+        return [c for c in plan.probe.candidates if c in ranked]
     chosen = [r["backbone_id"] for r in table[: plan.probe.top_k]]
     if plan.probe.include_suspicious:
         flagged = [r["backbone_id"] for r in reversed(table) if r["flags"] and r["backbone_id"] not in chosen]
