@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     )
 
     executor: ExecutorKind = ExecutorKind.local
-    worker_threads: int = Field(default=1, ge=1, le=64, description="Jobs run at once by the local executor.")
+    worker_threads: int = Field(default=2, ge=1, le=64, description="Jobs run at once by the local executor "
+                                "(more than one, so a long probe job never blocks a short job behind it).")
     run_worker_in_api: bool = Field(
         default=True, description="Run the local executor inside the API process."
     )

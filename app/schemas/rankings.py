@@ -203,6 +203,10 @@ class RankingRead(BaseModel):
     target_difficulty: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
+    planned: dict[str, Any] | None = Field(
+        default=None,
+        description="The work the job plans: units per stage (probe: the first round and the most the sequential "
+                    "design can run) and, where this project has stored probe runs, an estimated probe time.")
 
 
 class RankingSummary(BaseModel):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from app.db.pagination import keyset, split_page
-from app.db.tables import Dataset, Job, Ranking, VerdictRow
+from app.db.tables import Dataset, Job, ProbeRun, Ranking, VerdictRow
 from app.errors import InvalidInput, NotFound, raises
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
@@ -58,6 +59,34 @@ def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
     return table
 
 
+def planned_work(session: Session, job: Job) -> dict[str, Any] | None:
+    """Units per stage a ranking job plans, and an estimate of its probe time from this project's stored
+    probe runs (median seconds per run × units). ``None`` for jobs stored before the plan was recorded."""
+    resolved = (job.request or {}).get("resolved") or {}
+    if "backbones" not in resolved:
+        return None
+    n = len(resolved["backbones"])
+    out: dict[str, Any] = {"units": {"embed": n, "score": n}}
+    design, probe = resolved.get("design"), (job.request or {}).get("probe")
+    if design and probe:
+        candidates = len(design.get("candidates") or []) or min(
+            n, probe["top_k"] + (probe.get("max_suspicious", 0) if probe.get("include_suspicious") else 0))
+        arms = len(resolved.get("arms") or probe["arms"])
+        first, most = candidates * arms * design["first_round"], candidates * arms * design["max_seeds"]
+        out["units"].update(probe_candidates=candidates, probe_first_round=first, probe_at_most=most)
+        recent = select(ProbeRun.seconds).join(Job, Job.id == ProbeRun.job_id).where(
+            Job.project_id == job.project_id, ProbeRun.metric.is_not(None)).order_by(
+            ProbeRun.created_at.desc()).limit(200)
+        seconds = sorted(s for s in session.scalars(recent) if s is not None)
+        if seconds:
+            per = seconds[len(seconds) // 2]
+            out["estimated_seconds"] = {"probe_first_round": round(per * first, 1),
+                                        "probe_at_most": round(per * most, 1),
+                                        "basis": f"median {per:.2f} s over this project's last {len(seconds)} "
+                                                 "probe runs (stored runs a job reuses cost nothing)"}
+    return out
+
+
 @raises(NotFound)
 def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> RankingRead:
     job = get_job(session, job_id, project_id)
@@ -73,6 +102,7 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
         subset=SubsetRead(**result["subset"]) if result.get("subset") else None,
         target_difficulty=result.get("target_difficulty"), warnings=result.get("warnings", []),
         plots=[f"/v1/rankings/{job.id}/plots/{name}" for name in PLOT_NAMES],
+        planned=planned_work(session, job),
     )
 
 

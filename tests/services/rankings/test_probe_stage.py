@@ -34,7 +34,10 @@ def test_sequential_rounds_record_what_was_run_and_a_second_job_reuses_every_run
         dataset = upload(c, image_zip(per_class=12), "target.zip")
         body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
                 "subset_size": 0, "probe": SEQUENTIAL}
-        first = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])
+        created = c.post("/v1/rankings", json=body).json()
+        assert created["planned"]["units"] == {"embed": 3, "score": 3, "probe_candidates": 2,
+                                               "probe_first_round": 2 * 2 * 4, "probe_at_most": 2 * 2 * 6}
+        first = wait_for(c, created["id"])
         assert first["status"] == "SUCCEEDED", first["error"]
         probed = [row for row in first["table"] if row["verdict"]]
         assert len(probed) == 2  # top_k means k: no suspicious candidates unless asked
@@ -52,7 +55,9 @@ def test_sequential_rounds_record_what_was_run_and_a_second_job_reuses_every_run
         trained = _runs(server, first["id"])
         assert trained and not any("reused_from" in (r.details or {}) for r in trained)
 
-        second = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])  # same question, a new job
+        created = c.post("/v1/rankings", json=body).json()  # same question, a new job
+        assert created["planned"]["estimated_seconds"]["probe_at_most"] > 0
+        second = wait_for(c, created["id"])
         assert second["status"] == "SUCCEEDED", second["error"]
         again = _runs(server, second["id"])
         assert len(again) == len(trained)
