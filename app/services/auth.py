@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.tables import ApiKey, Project
+from app.db.upsert import insert_unless_exists
 from app.errors import Unauthorized
 
 KEY_PREFIX = "tsk_"
@@ -37,9 +38,12 @@ def get_or_create_project(session: Session, name: str) -> Project:
         raise ValueError(f"project name must be 1–200 characters, got {name!r}")
     project = session.scalar(select(Project).where(Project.name == name))
     if project is None:
-        project = Project(name=name)
-        session.add(project)
-        session.flush()
+        # first contact: concurrent requests may all get here; the one INSERT that wins is everyone's project
+        insert_unless_exists(session, Project, {"id": uuid.uuid4(), "name": name, "created_at": utcnow()},
+                             ["name"])
+        project = session.scalar(select(Project).where(Project.name == name))
+        if project is None:  # pragma: no cover - the insert or the concurrent winner left a row
+            raise RuntimeError(f"project {name!r} vanished while it was being created")
     return project
 
 
