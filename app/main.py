@@ -10,6 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -77,6 +79,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
             executor.start()
         app.state.runtime = runtime
         app.state.executor = executor
+        # admission, request threads and the pool are sized together (app.api.deps.admit)
+        app.state.admission = anyio.Semaphore(settings.api_max_concurrent_requests)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         try:
             yield
         finally:

@@ -107,6 +107,27 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(default=128, ge=1)
     embed_num_workers: int = Field(default=0, ge=0)
 
+    # request handling: admission, threads and the database pool are sized together (app.api.deps)
+    api_max_concurrent_requests: int = Field(
+        default=16, ge=1, le=1024,
+        description="Requests that hold a database session at once; the others wait without a thread.")
+    api_threads: int = Field(default=32, ge=2, le=1024, description="Threads for blocking request work.")
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Wait for a pooled connection before answering 503.")
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
+
+    # caps on what a request may carry (uploads have their own, above)
+    max_json_body_bytes: int = Field(default=1024**2, gt=0, description="Bodies outside the upload routes.")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="All request headers together.")
+    max_header_count: int = Field(default=100, ge=8, description="Request headers per request.")
+    max_json_depth: int = Field(default=32, ge=2, description="Nesting of a JSON body or JSON form field.")
+    max_error_echo_chars: int = Field(
+        default=300, ge=40, description="Longest piece of caller input an error message repeats.")
+
+    # orphan sweep (tscout gc, also at worker start)
+    gc_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="Artifacts without a row are removed once older than this.")
+
     # CLI client (tscout rank)
     api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI talks to.")
     api_key: str | None = Field(default=None, description="Bearer key the CLI sends (auth=required servers).")
@@ -118,6 +139,13 @@ class Settings(BaseSettings):
                 "TSCOUT_KEY_PEPPER is a placeholder; set a real secret before running with TSCOUT_ENV=production"
             )
         return self
+
+    @property
+    def db_pool_capacity(self) -> int:
+        """Connections one process may need at once: every admitted request, every request thread (health
+        checks and event streams open a session in a thread), three per job thread, and a margin — so a
+        thread never waits for a connection held by a request that waits for a thread."""
+        return self.api_max_concurrent_requests + self.api_threads + 3 * self.worker_threads + 4
 
     @property
     def is_sqlite(self) -> bool:
