@@ -6,21 +6,26 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from app.api.deps import ExecutorDep, PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
+from app.api.params import CreatedAfter, CreatedBefore, Cursor
 from app.db.session import after_commit
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
+from app.plots import PLOT_FORMATS
 from app.schemas.rankings import BackboneRankingPage, RankingCreate, RankingPage, RankingRead
 from app.services import rankings
+from app.services.rankings.reads import PLOT_NAMES
 
 router = APIRouter(tags=["rankings"])
+
+PlotName = Literal[tuple(f"{n}{ext}" for n in PLOT_NAMES for ext in ("", *(f".{f}" for f in sorted(PLOT_FORMATS))))]
+PlotFormat = Literal[tuple(sorted(PLOT_FORMATS))]
 
 
 @router.post("/v1/rankings", operation_id="rankings-create", status_code=202,
@@ -44,11 +49,11 @@ def list_rankings(
     dataset_id: uuid.UUID | None = None,
     backbone: Annotated[str | None, Query(description="Only jobs that ranked this backbone id")] = None,
     status: JobStatus | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: CreatedAfter = None,
+    created_before: CreatedBefore = None,
     sort: Annotated[str, Query(pattern="^-?created_at$")] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> RankingPage:
     return rankings.list_rankings(session, principal.project_id, dataset_id=dataset_id, backbone_id=backbone,
                                        status=status, created_after=created_after,
@@ -74,8 +79,10 @@ def cancel_ranking(job_id: uuid.UUID, session: SessionDep, principal: PrincipalD
 @router.get("/v1/rankings/{job_id}/plots/{name}", operation_id="rankings-plot",
             summary="A plot: ranking, layers or probes (PNG or SVG)",
             responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}, **responses_for(rankings.render_plot)})
-def get_plot(job_id: uuid.UUID, name: str, session: SessionDep, principal: PrincipalDep,
-             format: Annotated[str | None, Query(description="png (default) or svg")] = None) -> Response:
+def get_plot(job_id: uuid.UUID,
+             name: Annotated[PlotName, Path(description="ranking, layers or probes, optionally with .png/.svg")],
+             session: SessionDep, principal: PrincipalDep,
+             format: Annotated[PlotFormat | None, Query(description="png (default) or svg")] = None) -> Response:
     data, media_type = rankings.render_plot(session, principal.project_id, job_id, name, format)
     return Response(content=data, media_type=media_type)
 
@@ -114,7 +121,7 @@ def ranking_events(job_id: uuid.UUID, request: Request, session: SessionDep, pri
 @router.get("/v1/datasets/{dataset_id}/rankings", operation_id="rankings-by-dataset",
             summary="Ranking jobs of one dataset", responses=responses_for(rankings.dataset_rankings))
 def rankings_of_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
-                        limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> RankingPage:
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> RankingPage:
     return rankings.dataset_rankings(session, principal.project_id, dataset_id, limit=limit, cursor=cursor)
 
 

@@ -4,7 +4,7 @@ source did across targets. Shapes rows into ``app.schemas.rankings`` models; nev
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
@@ -27,6 +27,10 @@ from app.schemas.rankings import (
 )
 
 PLOT_NAMES = ("ranking", "layers", "probes")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _eta(job: Job) -> float | None:
@@ -97,10 +101,11 @@ def list_rankings(
         conditions.append(Job.dataset_id == dataset_id)
     if status is not None:
         conditions.append(Job.status == status.value)
+    # a time without a timezone is UTC here as in the API (app.api.params), never an error of the column type
     if created_after is not None:
-        conditions.append(Job.created_at >= created_after)
+        conditions.append(Job.created_at >= _utc(created_after))
     if created_before is not None:
-        conditions.append(Job.created_at < created_before)
+        conditions.append(Job.created_at < _utc(created_before))
     if backbone_id is not None:
         conditions.append(Job.id.in_(select(Ranking.job_id).where(Ranking.backbone_id == backbone_id)))
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0

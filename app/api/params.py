@@ -1,0 +1,41 @@
+"""Query-parameter types shared by the routes: timestamps and keyset cursors, with their OpenAPI constraints.
+
+A timestamp is ISO 8601 (``2020-01-01``, ``2020-01-01T12:00:00Z``, ``…+02:00``); one without a timezone is
+read as UTC, and a bare number (which Pydantic would take as a Unix time) is refused with 422. A keyset
+cursor is the opaque base64url token a previous page returned.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import AfterValidator, BeforeValidator
+
+ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$")
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}={0,2}$"
+
+
+def _iso_8601_only(value: object) -> object:
+    if isinstance(value, str) and not ISO_8601.fullmatch(value.strip()):
+        raise ValueError("expected an ISO 8601 date or date-time such as 2020-01-01 or 2020-01-01T12:00:00Z")
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date or date-time, not a number")
+    return value
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive value is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidator(as_utc)]
+
+CreatedAfter = Annotated[UtcDateTime | None, Query(
+    description="Only rows created at or after this ISO 8601 time (no timezone: UTC).")]
+CreatedBefore = Annotated[UtcDateTime | None, Query(
+    description="Only rows created before this ISO 8601 time (no timezone: UTC).")]
+Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, max_length=402,
+                                     description="The opaque next_cursor of a previous page.")]
