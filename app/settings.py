@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A RUNNING job silent this long is re-queued."
     )
     job_max_attempts: int = Field(default=3, ge=1)
+    job_outage_retry_seconds: float = Field(
+        default=600.0, gt=0, description="How long a worker retries recording a job's outcome while the "
+        "database is unreachable.")
 
     ray_address: str | None = Field(
         default=None, description="Ray cluster address; unset starts a local cluster."

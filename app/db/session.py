@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +46,32 @@ def make_engine(url: str, *, pool_capacity: int | None = None, pool_timeout: flo
 
         return engine
     return create_engine(url, pool_pre_ping=True, **pool)
+
+
+_SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True if ``exc`` (or an exception it was raised from) says the database cannot be reached or used right
+    now — a lost or refused connection, a pool timeout, a locked SQLite file — as opposed to a bad statement
+    or a constraint, which retrying would not fix."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa_exc.OperationalError | sa_exc.InterfaceError):
+            orig = current.orig
+            module = type(orig).__module__ if orig is not None else ""
+            if module.startswith("psycopg"):
+                return True  # psycopg's OperationalError/InterfaceError: the server or the connection is gone
+            if module.startswith("sqlite3") and any(m in str(orig).lower() for m in _SQLITE_TRANSIENT):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

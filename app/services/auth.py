@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.tables import ApiKey, Project
 from app.db.upsert import insert_unless_exists
-from app.errors import Unauthorized
+from app.errors import Unauthorized, Unavailable, raises
 
 KEY_PREFIX = "tsk_"
 
@@ -67,6 +67,7 @@ def revoke_key(session: Session, prefix: str) -> int:
     return len(rows)
 
 
+@raises(Unauthorized, Unavailable)
 def authenticate(session: Session, authorization: str | None, *, pepper: str) -> Principal:
     """Resolve an ``Authorization: Bearer <key>`` header to a principal, or raise 401."""
     if not authorization:
@@ -84,6 +85,7 @@ def authenticate(session: Session, authorization: str | None, *, pepper: str) ->
     return Principal(project_id=project.id, project_name=project.name, key_id=row.id)
 
 
+@raises(Unavailable)
 def local_principal(session: Session, project_name: str) -> Principal:
     project = get_or_create_project(session, project_name)
     return Principal(project_id=project.id, project_name=project.name)

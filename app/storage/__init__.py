@@ -65,6 +65,25 @@ class ArtifactStore:
             raise RuntimeError("local_path() is only available on a local artifact store")
         return self._local / _check_key(key)
 
+    def key_of(self, path: str | os.PathLike[str]) -> str | None:
+        """The key a filesystem path (or remote path) of this store stands for; None if it is outside the
+        store. Errors name artifacts by key, never by server path."""
+        text = os.fspath(path)
+        if self._local is not None:
+            try:
+                return Path(text).resolve().relative_to(self._local).as_posix()
+            except ValueError:
+                return None
+        root = f"{self._root}/"
+        return text[len(root):] if text.startswith(root) else None
+
+    @property
+    def root_paths(self) -> tuple[str, ...]:
+        """The prefixes this store's server paths start with (what :func:`app.errors.public_text` hides)."""
+        if self._local is not None:
+            return (str(self._local),)
+        return (self._root,)
+
     def _remote(self, key: str) -> str:
         return f"{self._root}/{_check_key(key)}"
 

@@ -36,7 +36,7 @@ def list_backbones(
 
 
 @router.post("", operation_id="backbones-register", summary="Register a hub backbone by id (found offline)",
-             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_hub))
+             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_hub, body=True))
 def register_backbone(body: BackboneCreate, session: SessionDep, principal: PrincipalDep,
                       runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**service.register_hub(
@@ -46,7 +46,7 @@ def register_backbone(body: BackboneCreate, session: SessionDep, principal: Prin
 
 @router.post("/upload", operation_id="backbones-upload",
              summary="Register uploaded weights (safetensors for zoo architectures, or TorchScript)",
-             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_upload, extra=(InvalidInput,)))
+             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_upload, body=True, extra=(InvalidInput,)))
 def upload_backbone(
     session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
     weights: Annotated[UploadFile, File(description="safetensors, a zoo state dict, or a TorchScript archive")],

@@ -31,7 +31,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UploadL
     ),
     status_code=201,
     responses={200: {"model": DatasetRead, "description": "The same content was already uploaded: the existing dataset"},
-               **responses_for(service.create_dataset)},
+               **responses_for(service.create_dataset, body=True)},
 )
 def create_dataset(
     file: Annotated[UploadFile, File(description="The dataset file.")],

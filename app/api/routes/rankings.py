@@ -30,7 +30,7 @@ PlotFormat = Literal[tuple(sorted(PLOT_FORMATS))]
 
 @router.post("/v1/rankings", operation_id="rankings-create", status_code=202,
              summary="Start a ranking job (answers at once; the work runs on the executor)",
-             responses=responses_for(rankings.create_ranking, rankings.read_ranking))
+             responses=responses_for(rankings.create_ranking, rankings.read_ranking, body=True))
 def create_ranking(body: RankingCreate, response: Response, session: SessionDep, principal: PrincipalDep,
                    runtime: RuntimeDep, executor: ExecutorDep,
                    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RankingRead:
