@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.guard import RequestGuard, method_table
 from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
@@ -100,6 +101,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
-    for router in api_routers():
+    app.add_middleware(RequestGuard)
+    routers = api_routers()
+    for router in routers:
         app.include_router(router)
+    app.state.route_methods = method_table([*app.router.routes, *(r for router in routers for r in router.routes)])
     return app

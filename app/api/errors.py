@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
+from app.api.guard import allowed_methods
 from app.db.session import is_database_outage
 from app.errors import BadRequest, DomainError, InvalidInput, Unavailable, declared_errors
 from app.services.auth import authenticate, local_principal
@@ -106,19 +106,6 @@ def unavailable_response(request: Request | None, detail: str) -> JSONResponse:
                         headers={"Retry-After": str(retry)})
 
 
-def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this request's path (405 and OPTIONS answers list them all)."""
-    methods: set[str] = set()
-    scope = {**request.scope, "method": "GET"}
-    for route in request.app.router.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE and getattr(route, "methods", None):
-            methods |= set(route.methods)
-    if methods:
-        methods |= {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
-    return sorted(methods)
-
-
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or ".".join(str(p) for p in loc)
@@ -157,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
-            headers["Allow"] = ", ".join(allowed_methods(request))
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
         return JSONResponse(
             _body(codes.get(exc.status_code, "http_error"), detail, limit=echo_limit(request)),
             status_code=exc.status_code,

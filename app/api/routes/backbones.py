@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from app.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
+from app.api.guard import check_json_depth
 from app.errors import InvalidInput
 from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
 from app.services import backbones as service
@@ -52,6 +53,7 @@ def upload_backbone(
     weights: Annotated[UploadFile, File(description="safetensors, a zoo state dict, or a TorchScript archive")],
     card: Annotated[str, Form(description="BackboneCard as JSON: preprocessing, and for zoo: id + arch")],
 ) -> BackboneRead:
+    check_json_depth(card, runtime.settings.max_json_depth, "card")
     try:
         parsed = BackboneCard.model_validate(json.loads(card))
     except (json.JSONDecodeError, ValidationError) as exc:
