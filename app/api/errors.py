@@ -7,6 +7,7 @@ cannot be reached answers ``503 unavailable`` with ``Retry-After``; a value the 
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -68,6 +69,10 @@ def responses_for(*services: Any, public: bool = False, validated: bool = True, 
         codes = ", ".join(f"`{c}`" for c in dict.fromkeys(statuses[status]))
         out[status] = {"model": ErrorBody, "description": f"{_DESCRIPTIONS.get(status, 'Error')} ({codes})"}
     return out
+
+
+# a store or temp folder that is read-only, full or not ours: the service is unavailable, not broken
+_STORAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
 class BodyTooLarge(DomainError):
@@ -163,6 +168,15 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(_body(InvalidInput.error, "a value in the request cannot be stored or compared "
                                       "(text may not contain NUL characters)"), status_code=422)
         log.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(_body("internal_error", "internal server error; see the server log"),
+                            status_code=500)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _STORAGE_ERRNOS:
+            log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return unavailable_response(request, f"storage cannot be written ({exc.strerror}); retry later")
+        log.error("unhandled OS error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse(_body("internal_error", "internal server error; see the server log"),
                             status_code=500)
 

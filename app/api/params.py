@@ -14,6 +14,8 @@ from typing import Annotated
 from fastapi import Query
 from pydantic import AfterValidator, BeforeValidator
 
+from app.errors import InvalidInput
+
 ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$")
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}={0,2}$"
 
@@ -39,3 +41,15 @@ CreatedBefore = Annotated[UtcDateTime | None, Query(
     description="Only rows created before this ISO 8601 time (no timezone: UTC).")]
 Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, max_length=402,
                                      description="The opaque next_cursor of a previous page.")]
+
+
+def check_backbone_id(backbone_id: str) -> str:
+    """Refuse an id whose name is a path climbing out of where it is looked up (``hf:../../etc``,
+    ``timm:/abs``) before any loader sees it; the loaders' own checks then never leak their errors."""
+    family, sep, name = backbone_id.partition(":")
+    parts = name.split("/")
+    if not sep or not family or not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        shown = backbone_id if len(backbone_id) <= 120 else f"{backbone_id[:120]}…"
+        raise InvalidInput(f"id: {shown!r} is not a backbone id ('family:name', e.g. 'timm:resnet18.a1_in1k' or "
+                           "'hf:org/model'; no empty, '.' or '..' path segments)")
+    return backbone_id

@@ -70,3 +70,8 @@ def until_outage(ctx: JobContext) -> None:
         ctx.progress("work", i, 3000)
         time.sleep(0.02)
     raise RuntimeError("the database never went away")
+
+
+def denied(ctx: JobContext) -> None:
+    """Fail like a read-only artifact store does: an OS error naming the absolute path of an artifact."""
+    raise PermissionError(13, "Permission denied", str(ctx.runtime.store.local_path("embeddings/ab/abcdef.npy")))

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from app.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
 from app.api.guard import check_json_depth
+from app.api.params import check_backbone_id
 from app.errors import InvalidInput
 from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
 from app.services import backbones as service
@@ -37,12 +38,16 @@ def list_backbones(
 
 
 @router.post("", operation_id="backbones-register", summary="Register a hub backbone by id (found offline)",
-             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_hub, body=True))
+             status_code=status.HTTP_201_CREATED, responses=responses_for(service.register_hub, body=True, extra=(InvalidInput,)))
 def register_backbone(body: BackboneCreate, session: SessionDep, principal: PrincipalDep,
                       runtime: RuntimeDep) -> BackboneRead:
-    return BackboneRead(**service.register_hub(
-        session, principal.project_id, runtime, body.id, weights=body.weights, description=body.description,
-        licence=body.licence, source=body.source.model_dump() if body.source else None))
+    check_backbone_id(body.id)
+    try:
+        return BackboneRead(**service.register_hub(
+            session, principal.project_id, runtime, body.id, weights=body.weights, description=body.description,
+            licence=body.licence, source=body.source.model_dump() if body.source else None))
+    except ValueError as exc:  # a hub library's own validation of the id (names only the id)
+        raise InvalidInput(f"id: {exc}") from None
 
 
 @router.post("/upload", operation_id="backbones-upload",
