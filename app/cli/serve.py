@@ -51,6 +51,7 @@ def serve(
 def worker() -> None:
     """Run a standalone worker with the executor TSCOUT_EXECUTOR names (local, or ray at TSCOUT_RAY_ADDRESS):
     it picks up PENDING jobs and re-queues jobs of dead workers."""
+    from app.cli.gc import collect_garbage
     from app.db import migrate
     from app.execution import build_executor
     from app.runtime import Runtime
@@ -63,6 +64,10 @@ def worker() -> None:
     if problem:
         runtime.close()
         fail(problem)
+    try:  # the orphan sweep runs once per worker start; a failing sweep must not keep jobs from running
+        collect_garbage(runtime)
+    except Exception:
+        logging.getLogger("tscout.gc").exception("orphan sweep at worker start failed")
     executor = build_executor(runtime, job_handlers())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

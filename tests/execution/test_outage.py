@@ -1,9 +1,11 @@
 """A job whose database vanishes mid-run is re-queued without spending an attempt, its outcome is recorded
-once the database is back (the transition is retried, not lost), and it then succeeds. Runs on a private
-PostgreSQL cluster the test stops and starts."""
+once the database is back (the transition is retried, not lost), and it then succeeds (on a private
+PostgreSQL cluster the test stops and starts). A job whose owner process on this host is dead is released
+at once, without waiting out the stale window (both databases)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -20,8 +22,6 @@ from tests.kits.databases import PrivatePostgres
 from tests.kits.handlers import until_outage
 from tests.kits.jobs import make_job
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def runtime(tmp_path):
@@ -34,6 +34,7 @@ def runtime(tmp_path):
         rt.close()
 
 
+@pytest.mark.postgres
 def test_an_outage_mid_run_requeues_without_spending_an_attempt(runtime):
     job_id = make_job(runtime, kind="test-outage")
     handlers = {"test-outage": until_outage}
@@ -59,3 +60,34 @@ def test_an_outage_mid_run_requeues_without_spending_an_attempt(runtime):
     assert tasks.run_job(runtime, job_id, "w2", handlers) is JobStatus.SUCCEEDED
     with runtime.sessions() as s:
         assert job_state.get_job(s, job_id).attempts == 1
+
+
+def test_a_job_whose_owner_process_on_this_host_is_dead_is_released_at_once(settings_factory):
+    import socket
+    import subprocess
+    import sys
+
+    from app.db.base import utcnow
+    from app.jobs.state import owner_is_dead_here, reconcile_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead_owner = f"local:{socket.gethostname()}:{gone.pid}:deadbeef"
+    alive_owner = f"local:{socket.gethostname()}:{os.getppid()}:cafe"
+    elsewhere = f"local:another-host:{gone.pid}:beef"
+    assert owner_is_dead_here(dead_owner)
+    assert not owner_is_dead_here(alive_owner) and not owner_is_dead_here(elsewhere)
+    rt = Runtime.from_settings(settings_factory())
+    try:
+        now = utcnow()
+        ids = {owner: make_job(rt, status=JobStatus.RUNNING, worker_id=owner, heartbeat_at=now, attempts=1)
+               for owner in (dead_owner, alive_owner, elsewhere)}
+        with rt.sessions.begin() as s:
+            requeued, failed = reconcile_stale(s, stale_after=60, max_attempts=3)
+        assert requeued == [ids[dead_owner]] and failed == []
+        with rt.sessions() as s:
+            assert job_state.get_job(s, ids[dead_owner]).status == JobStatus.PENDING.value
+            assert job_state.get_job(s, ids[alive_owner]).status == JobStatus.RUNNING.value
+            assert job_state.get_job(s, ids[elsewhere]).status == JobStatus.RUNNING.value
+    finally:
+        rt.close()
