@@ -1,5 +1,7 @@
 """Reading ranking jobs back: the ranked table of one job, lists with cursor pagination, and how one
-source did across targets. Shapes rows into ``app.schemas.rankings`` models; never writes."""
+source did across targets. Shapes rows into ``app.schemas.rankings`` models. The one write: the serialised
+body of a finished job, stored the first time it is read (:func:`ranking_body`) — a terminal job never
+changes, so later reads serve those bytes without rebuilding the table."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.pagination import keyset, split_page
-from app.db.tables import Dataset, Job, Ranking, VerdictRow
+from app.db.tables import Dataset, Job, Ranking, RankingSnapshot, VerdictRow
+from app.db.upsert import insert_unless_exists
 from app.errors import InvalidInput, NotFound, raises
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
@@ -78,6 +82,24 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
         target_difficulty=result.get("target_difficulty"), warnings=result.get("warnings", []),
         plots=[f"/v1/rankings/{job.id}/plots/{name}" for name in PLOT_NAMES],
     )
+
+
+@raises(NotFound)
+def ranking_body(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> bytes:
+    """The JSON body of :func:`read_ranking` for ``job_id``: a finished job's stored snapshot (one indexed
+    read), or built from rows — and stored, once the job is terminal."""
+    stored = session.execute(
+        select(RankingSnapshot.body).join(Job, Job.id == RankingSnapshot.job_id)
+        .where(RankingSnapshot.job_id == job_id, Job.project_id == project_id)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return stored.encode()
+    ranking = read_ranking(session, job_id, project_id)
+    body = ranking.model_dump_json()
+    if ranking.status.is_terminal():
+        insert_unless_exists(session, RankingSnapshot, {"job_id": job_id, "body": body, "created_at": utcnow()},
+                             ["job_id"])
+    return body.encode()
 
 
 @raises(InvalidInput)
