@@ -6,6 +6,7 @@ Nothing here is read at import time: the app factory, the CLI and the tests call
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -115,6 +116,9 @@ class Settings(BaseSettings):
         default=16, ge=1, le=1024,
         description="Requests that hold a database session at once; the others wait without a thread.")
     api_threads: int = Field(default=32, ge=2, le=1024, description="Threads for blocking request work.")
+    api_workers: int = Field(
+        default=0, ge=0, le=64, description="API processes `tscout serve` runs; 0: one per CPU core. With more "
+        "than one, the local executor runs in one `tscout worker` process beside them, never in each.")
     db_pool_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Wait for a pooled connection before answering 503.")
     retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
@@ -142,6 +146,11 @@ class Settings(BaseSettings):
                 "TSCOUT_KEY_PEPPER is a placeholder; set a real secret before running with TSCOUT_ENV=production"
             )
         return self
+
+    @property
+    def api_processes(self) -> int:
+        """How many API processes ``tscout serve`` starts (``api_workers``, 0 meaning one per CPU core)."""
+        return self.api_workers or max(os.cpu_count() or 1, 1)
 
     @property
     def db_pool_capacity(self) -> int:

@@ -1,4 +1,5 @@
-"""Query-parameter types shared by the routes: timestamps and keyset cursors, with their OpenAPI constraints.
+"""Parameter types shared by the routes (timestamps and keyset cursors, with their OpenAPI constraints; hub
+ids), and the one way a read route answers an already-built model (:func:`json_body`).
 
 A timestamp is ISO 8601 (``2020-01-01``, ``2020-01-01T12:00:00Z``, ``…+02:00``); one without a timezone is
 read as UTC, and a bare number (which Pydantic would take as a Unix time) is refused with 422. A keyset
@@ -11,8 +12,8 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query
-from pydantic import AfterValidator, BeforeValidator
+from fastapi import Query, Response
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from app.errors import InvalidInput
 
@@ -53,3 +54,9 @@ def check_backbone_id(backbone_id: str) -> str:
         raise InvalidInput(f"id: {shown!r} is not a backbone id ('family:name', e.g. 'timm:resnet18.a1_in1k' or "
                            "'hf:org/model'; no empty, '.' or '..' path segments)")
     return backbone_id
+
+
+def json_body(model: BaseModel) -> Response:
+    """``model`` serialised once by Pydantic, for read routes that declare it as ``response_model`` (the
+    schema documents it; the body is not validated and encoded a second time on the way out)."""
+    return Response(model.model_dump_json(), media_type="application/json")

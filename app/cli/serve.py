@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from typing import Annotated
 
@@ -45,7 +48,21 @@ def serve(
     if upgrade_db:
         migrate.upgrade(settings.database_url)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    processes = settings.api_processes
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # several API processes: the executor runs in exactly one place, a `tscout worker` beside them
+    worker_process = None
+    if settings.run_worker_in_api:
+        worker_process = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "worker"])
+    os.environ["TSCOUT_RUN_WORKER_IN_API"] = "false"  # read by each API process's own get_settings()
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=processes, log_level="info")
+    finally:
+        if worker_process is not None:
+            worker_process.terminate()
+            worker_process.wait(timeout=60)
 
 
 def worker() -> None:

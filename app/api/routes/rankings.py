@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import ExecutorDep, PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
-from app.api.params import CreatedAfter, CreatedBefore, Cursor
+from app.api.params import CreatedAfter, CreatedBefore, Cursor, json_body
 from app.db.session import after_commit
+from app.errors import NotFound
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
 from app.plots import PLOT_FORMATS
@@ -43,7 +44,7 @@ def create_ranking(body: RankingCreate, response: Response, session: SessionDep,
 
 
 @router.get("/v1/rankings", operation_id="rankings-list", summary="List ranking jobs (cursor pagination)",
-            responses=responses_for(rankings.list_rankings))
+            response_model=RankingPage, responses=responses_for(rankings.list_rankings))
 def list_rankings(
     session: SessionDep, principal: PrincipalDep,
     dataset_id: uuid.UUID | None = None,
@@ -54,10 +55,10 @@ def list_rankings(
     sort: Annotated[str, Query(pattern="^-?created_at$")] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Cursor = None,
-) -> RankingPage:
-    return rankings.list_rankings(session, principal.project_id, dataset_id=dataset_id, backbone_id=backbone,
-                                       status=status, created_after=created_after,
-                                       created_before=created_before, sort=sort, limit=limit, cursor=cursor)
+) -> Response:
+    return json_body(rankings.list_rankings(session, principal.project_id, dataset_id=dataset_id,
+                                            backbone_id=backbone, status=status, created_after=created_after,
+                                            created_before=created_before, sort=sort, limit=limit, cursor=cursor))
 
 
 @router.get("/v1/rankings/{job_id}", operation_id="rankings-get", response_model=RankingRead,
@@ -120,15 +121,17 @@ def ranking_events(job_id: uuid.UUID, request: Request, session: SessionDep, pri
 
 
 @router.get("/v1/datasets/{dataset_id}/rankings", operation_id="rankings-by-dataset",
-            summary="Ranking jobs of one dataset", responses=responses_for(rankings.dataset_rankings))
+            summary="Ranking jobs of one dataset", response_model=RankingPage,
+            responses=responses_for(rankings.dataset_rankings))
 def rankings_of_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: PrincipalDep,
-                        limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> RankingPage:
-    return rankings.dataset_rankings(session, principal.project_id, dataset_id, limit=limit, cursor=cursor)
+                        limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Cursor = None) -> Response:
+    return json_body(rankings.dataset_rankings(session, principal.project_id, dataset_id, limit=limit,
+                                               cursor=cursor))
 
 
 @router.get("/v1/backbones/{backbone_id:path}/rankings", operation_id="rankings-by-backbone",
             summary="How one source did across this project's targets",
-            responses=responses_for(rankings.backbone_history))
+            responses=responses_for(rankings.backbone_history, extra=(NotFound,)))  # an id no route can match
 def rankings_of_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep,
                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> BackboneRankingPage:
     return rankings.backbone_history(session, principal.project_id, backbone_id, limit=limit)
