@@ -155,9 +155,12 @@ class Settings(BaseSettings):
     @property
     def db_pool_capacity(self) -> int:
         """Connections one process may need at once: every admitted request, every request thread (health
-        checks and event streams open a session in a thread), three per job thread, and a margin — so a
-        thread never waits for a connection held by a request that waits for a thread."""
-        return self.api_max_concurrent_requests + self.api_threads + 3 * self.worker_threads + 4
+        checks and key checks open a session in one), every thread of asyncio's default executor (event
+        streams poll the job in one), three per job thread, and a margin — so a thread never waits for a
+        connection held by a request that waits for a thread."""
+        asyncio_default_executor = min(32, (os.cpu_count() or 1) + 4)
+        return (self.api_max_concurrent_requests + self.api_threads + asyncio_default_executor
+                + 3 * self.worker_threads + 4)
 
     @property
     def is_sqlite(self) -> bool:
