@@ -129,7 +129,8 @@ class Settings(BaseSettings):
     max_header_count: int = Field(default=100, ge=8, description="Request headers per request.")
     max_json_depth: int = Field(default=32, ge=2, description="Nesting of a JSON body or JSON form field.")
     max_error_echo_chars: int = Field(
-        default=300, ge=40, description="Longest piece of caller input an error message repeats.")
+        default=400, ge=40, description="Longest error message (the middle of a longer one is left out), so "
+        "at most this much caller input is repeated.")
 
     # orphan sweep (tscout gc, also at worker start)
     gc_grace_seconds: float = Field(

@@ -81,21 +81,23 @@ class BodyTooLarge(DomainError):
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    """``text`` kept to ``limit`` characters — its beginning and its end (where messages name what is
+    allowed), the middle replaced by how much was left out."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}… ({len(text) - limit} more characters not shown)"
+    head, tail = limit - limit // 3, limit // 3
+    return f"{text[:head]} … ({len(text) - head - tail} more characters not shown) … {text[len(text) - tail:]}"
 
 
 def echo_limit(request: Request | None) -> int:
     try:
         return request.app.state.runtime.settings.max_error_echo_chars  # type: ignore[union-attr]
     except AttributeError:  # before the lifespan ran (or outside an app): the default
-        return 300
+        return 400
 
 
 def _body(error: str, detail: str, fields: list[dict[str, Any]] | None = None, *,
-          limit: int = 300) -> dict[str, Any]:
+          limit: int = 400) -> dict[str, Any]:
     body: dict[str, Any] = {"error": error, "detail": clip(detail, limit)}
     if fields:
         body["fields"] = fields
