@@ -86,7 +86,8 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_capacity=settings.db_pool_capacity,
+                             pool_timeout=settings.db_pool_timeout_seconds)
         return cls(
             settings=settings,
             engine=engine,

@@ -195,3 +195,14 @@ class VerdictRow(IdMixin, CreatedMixin, Base):
     n_seeds: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RankingSnapshot(Base):
+    """The response body of a finished ranking job, serialised once: a terminal job never changes, so its
+    reads serve these bytes instead of rebuilding the table from rows."""
+
+    __tablename__ = "ranking_snapshots"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,17 +1,21 @@
 """Reading ranking jobs back: the ranked table of one job, lists with cursor pagination, and how one
-source did across targets. Shapes rows into ``app.schemas.rankings`` models; never writes."""
+source did across targets. Shapes rows into ``app.schemas.rankings`` models. The one write: the serialised
+body of a finished job, stored the first time it is read (:func:`ranking_body`) — a terminal job never
+changes, so later reads serve those bytes without rebuilding the table."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.pagination import keyset, split_page
-from app.db.tables import Dataset, Job, ProbeRun, Ranking, VerdictRow
+from app.db.tables import Dataset, Job, ProbeRun, Ranking, RankingSnapshot, VerdictRow
+from app.db.upsert import insert_unless_exists
 from app.errors import InvalidInput, NotFound, raises
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
@@ -28,6 +32,10 @@ from app.schemas.rankings import (
 )
 
 PLOT_NAMES = ("ranking", "layers", "probes")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _eta(job: Job) -> float | None:
@@ -106,6 +114,24 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
     )
 
 
+@raises(NotFound)
+def ranking_body(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> bytes:
+    """The JSON body of :func:`read_ranking` for ``job_id``: a finished job's stored snapshot (one indexed
+    read), or built from rows — and stored, once the job is terminal."""
+    stored = session.execute(
+        select(RankingSnapshot.body).join(Job, Job.id == RankingSnapshot.job_id)
+        .where(RankingSnapshot.job_id == job_id, Job.project_id == project_id)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return stored.encode()
+    ranking = read_ranking(session, job_id, project_id)
+    body = ranking.model_dump_json()
+    if ranking.status.is_terminal():
+        insert_unless_exists(session, RankingSnapshot, {"job_id": job_id, "body": body, "created_at": utcnow()},
+                             ["job_id"])
+    return body.encode()
+
+
 @raises(InvalidInput)
 def list_rankings(
     session: Session,
@@ -127,10 +153,11 @@ def list_rankings(
         conditions.append(Job.dataset_id == dataset_id)
     if status is not None:
         conditions.append(Job.status == status.value)
+    # a time without a timezone is UTC here as in the API (app.api.params), never an error of the column type
     if created_after is not None:
-        conditions.append(Job.created_at >= created_after)
+        conditions.append(Job.created_at >= _utc(created_after))
     if created_before is not None:
-        conditions.append(Job.created_at < created_before)
+        conditions.append(Job.created_at < _utc(created_before))
     if backbone_id is not None:
         conditions.append(Job.id.in_(select(Ranking.job_id).where(Ranking.backbone_id == backbone_id)))
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0

@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.tables import Dataset, Job
+from app.db.upsert import insert_unless_exists
 from app.enums import Modality, ProbeArm
 from app.errors import Conflict, InvalidInput, NotFound, raises
 from app.jobs.state import get_job, request_cancel
@@ -171,13 +173,9 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1–200 characters")
-        existing = session.scalar(select(Job).where(Job.project_id == principal.project_id,
-                                                    Job.idempotency_key == idempotency_key))
-        if existing is not None:
-            if existing.request_digest != digest:
-                raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request "
-                               f"(job {existing.id})")
-            return existing, False
+        if session.scalar(select(Job.id).where(Job.project_id == principal.project_id,
+                                               Job.idempotency_key == idempotency_key)) is not None:
+            return _existing_for_key(session, principal, idempotency_key, digest), False
     settings: Settings = runtime.settings
     resolved = validate_request(session, principal, runtime, request)
     arms = None
@@ -190,12 +188,31 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
                                   "design": _design(request, settings),
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
                                              is not None else settings.probe_margin)})
-    job = Job(project_id=principal.project_id, kind="ranking", dataset_id=resolved.dataset.id,
-              status=JobStatus.PENDING.value, request=stored, request_digest=digest,
-              idempotency_key=idempotency_key)
-    session.add(job)
-    session.flush()
-    return job, True
+    values = dict(id=uuid.uuid4(), project_id=principal.project_id, kind="ranking", dataset_id=resolved.dataset.id,
+                  status=JobStatus.PENDING.value, request=stored, request_digest=digest,
+                  idempotency_key=idempotency_key)
+    if idempotency_key is None:
+        job = Job(**values)
+        session.add(job)
+        session.flush()
+        return job, True
+    # concurrent retries with one key: exactly one INSERT wins; the others answer with the winner's job
+    now = utcnow()
+    defaults = dict(progress={}, result={}, attempts=0, cancel_requested=False, created_at=now, updated_at=now)
+    if insert_unless_exists(session, Job, {**defaults, **values}, ["project_id", "idempotency_key"]):
+        return session.get(Job, values["id"]), True
+    return _existing_for_key(session, principal, idempotency_key, digest), False
+
+
+def _existing_for_key(session: Session, principal: Principal, idempotency_key: str, digest: str) -> Job:
+    existing = session.scalar(select(Job).where(Job.project_id == principal.project_id,
+                                                Job.idempotency_key == idempotency_key))
+    if existing is None:  # pragma: no cover - ON CONFLICT only skips when the row is there
+        raise Conflict(f"Idempotency-Key {idempotency_key!r} is being used by a concurrent request; retry")
+    if existing.request_digest != digest:
+        raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request "
+                       f"(job {existing.id})")
+    return existing
 
 
 @raises(NotFound, Conflict, InvalidInput)
