@@ -4,8 +4,14 @@ Direction contract
 ------------------
 * **Transferability scores and baselines** (``logme``, ``leep``, ``nce``, ``nleep``, ``hscore``,
   ``hscore_shrinkage``, ``gbc``, ``sfda``, ``transrate``, ``parc``, ``knn_accuracy``,
-  ``linear_probe_accuracy``): **higher is better** — a higher value predicts better transfer of the
+  ``linear_probe_accuracy``, ``etran_lda``, ``etran_energy``, ``ncti_seli``, ``ncti_ncc``, ``otce``,
+  ``lfc``, ``rsa``, ``dds``): **higher is better** — a higher value predicts better transfer of the
   source model to the target task.
+* **Exceptions, lower is better**: the PACTran bounds (``pactran_dirichlet``, ``pactran_gamma``,
+  ``pactran_gaussian``: PAC-Bayesian risk bounds) and ``ncti_vc`` (within-class variability, which
+  NCTI subtracts). Their registry entries say ``lower_is_better``.
+* **Pool-level scores** (``etran_combine``, ``ncti_combine``, listed in :data:`POOL_SCORES`): computed
+  from the per-model parts of every candidate of a pool; higher is better.
 * **Domain-similarity distances** (``otdd``, ``frechet_distance``, ``mmd``, ``proxy_a_distance``): **lower
   means closer**; their names say distance.
 * ``task_difficulty`` returns a :class:`TaskDifficulty` whose fields each document their direction.
@@ -26,16 +32,24 @@ values and are re-encoded to ``0..C-1`` in sorted order.
 
 from .baselines import knn_accuracy, linear_probe_accuracy
 from .difficulty import TaskDifficulty, task_difficulty
+from .etran import etran_combine, etran_energy, etran_lda
 from .gbc import gbc
 from .hscore import hscore, hscore_shrinkage
 from .leep import SubsampleWarning, leep, nce, nleep
+from .lfc import lfc
 from .logme import ConvergenceWarning, logme
+from .ncti import NCTIComponents, ncti_combine, ncti_components, ncti_ncc, ncti_seli, ncti_vc
+from .otce import OTCEComponents, otce, otce_components
 from .otdd import otdd
+from .pactran import pactran_dirichlet, pactran_gamma, pactran_gaussian
 from .parc import parc
 from .registry import (
     METRICS,
+    NOT_PROVIDED,
+    POOL_SCORES,
     TASK_TYPES,
     MetricSpec,
+    PoolScore,
     UnknownMetricError,
     UnsupportedTaskError,
     capability_matrix,
@@ -48,6 +62,7 @@ from .registry import (
     spec_of,
     subset_metric,
 )
+from .rsa import dds, rsa
 from .sfda import sfda
 from .similarity import frechet_distance, mmd, proxy_a_distance
 from .transrate import transrate
@@ -71,7 +86,28 @@ __all__ = [
     "proxy_a_distance",
     "task_difficulty",
     "TaskDifficulty",
+    "etran_lda",
+    "etran_energy",
+    "etran_combine",
+    "pactran_dirichlet",
+    "pactran_gamma",
+    "pactran_gaussian",
+    "ncti_components",
+    "NCTIComponents",
+    "ncti_seli",
+    "ncti_ncc",
+    "ncti_vc",
+    "ncti_combine",
+    "otce",
+    "otce_components",
+    "OTCEComponents",
+    "lfc",
+    "rsa",
+    "dds",
     "METRICS",
+    "POOL_SCORES",
+    "NOT_PROVIDED",
+    "PoolScore",
     "TASK_TYPES",
     "MetricSpec",
     "UnknownMetricError",

@@ -2,6 +2,16 @@
 ``score``, the one generic entry point a job runner uses.
 
 Registration is explicit (a literal table below); importing this module has no other side effects.
+
+Pool-level scores (ETran's and NCTI's final scores) are not registry metrics: they min–max normalise
+per-model parts over the candidate pool. Their parts are registered (``pool`` names the score they feed)
+and :data:`POOL_SCORES` lists each combination with its parts, for the ranking to call once every
+candidate is scored.
+
+Not provided, by decision (see :data:`NOT_PROVIDED`): EMMS (Meng et al., NeurIPS 2023) needs label
+embeddings from foundation models (CLIP, BERT, GPT-2 text encoders), which cannot be loaded here; the
+GMM variants of PACTran (``pac_ndir``, ``pac_ngam``) fit at least 0.1·N mixture components; OTCE's
+full score needs regression weights fitted on auxiliary tasks (``otce`` is its auxiliary-free −CE).
 """
 
 from __future__ import annotations
@@ -15,12 +25,18 @@ import numpy as np
 
 from .baselines import knn_accuracy, linear_probe_accuracy
 from .difficulty import task_difficulty
+from .etran import ETRAN_PARTS, etran_combine, etran_energy, etran_lda
 from .gbc import gbc
 from .hscore import hscore, hscore_shrinkage
 from .leep import leep, nce, nleep
+from .lfc import lfc
 from .logme import logme
+from .ncti import NCTI_PARTS, ncti_combine, ncti_ncc, ncti_seli, ncti_vc
+from .otce import otce
 from .otdd import otdd
+from .pactran import pactran_dirichlet, pactran_gamma, pactran_gaussian
 from .parc import parc
+from .rsa import dds, rsa
 from .sfda import sfda
 from .similarity import frechet_distance, mmd, proxy_a_distance
 from .transrate import transrate
@@ -29,6 +45,9 @@ __all__ = [
     "TASK_TYPES",
     "MetricSpec",
     "METRICS",
+    "POOL_SCORES",
+    "NOT_PROVIDED",
+    "PoolScore",
     "UnknownMetricError",
     "UnsupportedTaskError",
     "get_metric",
@@ -55,6 +74,7 @@ INPUT_NAMES = (
     "labels",
     "labels_or_targets",
     "source_probs",
+    "source_logits",
     "a",
     "b",
     "source_features",
@@ -104,6 +124,9 @@ class MetricSpec:
     default_for : tuple of str
         Task types for which a ranking that names no metrics computes this one (transferability and
         baseline metrics), or for which ``similarity=true`` computes it (similarity metrics).
+    pool : str
+        Name of the pool-level score (key of :data:`POOL_SCORES`) this per-model part feeds; ``""`` for a
+        metric that is a score on its own.
     """
 
     name: str
@@ -119,6 +142,7 @@ class MetricSpec:
     random_state: bool = False
     bootstrap: bool = False
     default_for: tuple[str, ...] = ()
+    pool: str = ""
 
     def __post_init__(self) -> None:
         if not set(self.default_for) <= set(self.task_types):
@@ -127,9 +151,9 @@ class MetricSpec:
 
     @property
     def needs_source_head(self) -> bool:
-        """Reads the source head's probabilities (LEEP, NCE): one value per backbone, not per layer, and
-        only for backbones that have a head."""
-        return "source_probs" in self.inputs
+        """Reads the source head's output (probabilities: LEEP, NCE, PACTran-Dirichlet/Gamma; logits: RSA,
+        DDS): one value per backbone, not per layer, and only for backbones that have a head."""
+        return "source_probs" in self.inputs or "source_logits" in self.inputs
 
     def supports(self, task_type: str) -> bool:
         return task_type in self.task_types
@@ -149,12 +173,15 @@ class MetricSpec:
             "random_state": self.random_state,
             "bootstrap": self.bootstrap,
             "default_for": list(self.default_for),
+            "pool": self.pool,
         }
 
 
 _C = (CLASSIFICATION,)
 _ALL = TASK_TYPES
 _FL = ("features", "labels")
+_ST = ("source_features", "source_labels", "target_features", "target_labels")
+_FR = ("features", "source_logits")
 
 _SPECS = [
     MetricSpec("logme", logme, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
@@ -195,10 +222,9 @@ _SPECS = [
                bootstrap=True, default_for=_C),
     MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold"),
-    MetricSpec("otdd", otdd, ("source_features", "source_labels", "target_features", "target_labels"), _C,
-               "lower_is_better", "similarity",
-               "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (POT debiased Sinkhorn)",
-               "otdd.exact_inner_relative_entreg",
+    MetricSpec("otdd", otdd, _ST, _C, "lower_is_better", "similarity",
+               "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (debiased Sinkhorn, p=2)",
+               "otdd.microsoft_half_cost_abs_eps0.1_exact_inner_log_sinkhorn", version="2",
                random_state=True, default_for=_C),
     MetricSpec("frechet_distance", frechet_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
                "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov",
@@ -211,10 +237,100 @@ _SPECS = [
     MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
                "Facco et al. 2017 (TwoNN); normalised label entropy; LOO k-NN; Fisher variance ratio",
                "difficulty.v1"),
+    # ---- further metrics of the peers (none is a default)
+    MetricSpec("etran_lda", etran_lda, _FL, _C, "higher_is_better", "transferability",
+               "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::LDA_Score", "etran.lda_score",
+               bootstrap=True, pool="etran"),
+    MetricSpec("etran_energy", etran_energy, ("features",), _ALL, "higher_is_better", "transferability",
+               "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::Energy_Score(features, 0.5, 'bot')",
+               "etran.energy_features_bottom0.5pct",
+               bootstrap=True, pool="etran"),
+    MetricSpec("pactran_dirichlet", pactran_dirichlet, ("source_probs", "labels"), _C, "lower_is_better",
+               "transferability",
+               "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_dir",
+               "pactran.dirichlet_alpha1", bootstrap=True),
+    MetricSpec("pactran_gamma", pactran_gamma, ("source_probs", "labels"), _C, "lower_is_better",
+               "transferability",
+               "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_gamma",
+               "pactran.gamma_alpha1", bootstrap=True),
+    MetricSpec("pactran_gaussian", pactran_gaussian, _FL, _C, "lower_is_better", "transferability",
+               "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_gauss",
+               "pactran.gauss_lda1_s2_100_lbfgs100", random_state=True),
+    MetricSpec("ncti_seli", ncti_seli, _FL, _C, "higher_is_better", "transferability",
+               "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_seli)", "ncti.seli_exact_pca64",
+               bootstrap=True, pool="ncti"),
+    MetricSpec("ncti_ncc", ncti_ncc, _FL, _C, "higher_is_better", "transferability",
+               "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_ncc)", "ncti.ncc_exact_pca64",
+               bootstrap=True, pool="ncti"),
+    MetricSpec("ncti_vc", ncti_vc, _FL, _C, "lower_is_better", "transferability",
+               "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_vc)", "ncti.vc_log_nuc_exact_pca64",
+               bootstrap=True, pool="ncti"),
+    MetricSpec("otce", otce, _ST, _C, "higher_is_better", "transferability",
+               "Tan et al. CVPR 2021; tanyang1231/OTCE_Transferability_CVPR21 compute_otce_demo.py "
+               "(compute_coupling, compute_CE)", "otce.neg_ce_exact_ot_max1000",
+               random_state=True),
+    MetricSpec("lfc", lfc, _FL, _C, "higher_is_better", "transferability",
+               "Deshpande et al. arXiv:2102.00084; public LFC(args).score method lfc-dot (Frobenius cosine)",
+               "lfc.frobenius_global_mean", bootstrap=True),
+    MetricSpec("rsa", rsa, _FR, _ALL, "higher_is_better", "transferability",
+               "Dwivedi & Roig CVPR 2019; dbolya/parc methods.py::RSA (reference = source-head logits)",
+               "rsa.parc_spearman_max5000", random_state=True),
+    MetricSpec("dds", dds, _FR, _ALL, "higher_is_better", "transferability",
+               "Dwivedi et al. ECCV 2020; dbolya/parc methods.py::DDS (reference = source-head logits)",
+               "dds.parc_cosine_debiased_cka", bootstrap=True),
 ]
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
 """Every metric of the library, by name (read-only)."""
+
+
+@dataclass(frozen=True)
+class PoolScore:
+    """A score defined over a pool of candidate models, combined from per-model registry metrics.
+
+    Attributes
+    ----------
+    name : str
+    parts : tuple of str
+        Registry metrics computed for every candidate; their specs carry ``pool=name``.
+    combine : callable
+        ``combine({model: {part: value}}) -> {model: score}``; raises for a pool of fewer than 2.
+    direction : str
+        Of the combined score.
+    reference : str
+    """
+
+    name: str
+    parts: tuple[str, ...]
+    combine: Callable[..., dict[str, float]]
+    direction: str
+    reference: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "parts": list(self.parts), "direction": self.direction,
+                "reference": self.reference}
+
+
+POOL_SCORES: Mapping[str, PoolScore] = MappingProxyType({
+    "etran": PoolScore("etran", ETRAN_PARTS, etran_combine, "higher_is_better",
+                       "Gholami et al. ICCV 2023; mgholamikn/ETran tw.py: 0.85·mm(S_cls) + 0.15·mm(S_en)"),
+    "ncti": PoolScore("ncti", NCTI_PARTS, ncti_combine, "higher_is_better",
+                      "Wang et al. ICCV 2023; BUserName/NCTI evaluate_metric_group1_cpu.py: "
+                      "mm(ncc) + mm(seli) − mm(vc)"),
+})
+"""Pool-level scores, by name (read-only)."""
+
+NOT_PROVIDED: Mapping[str, str] = MappingProxyType({
+    "emms": "EMMS (Meng et al., NeurIPS 2023) regresses the features on label embeddings from foundation "
+            "models (CLIP, BERT, GPT-2 text encoders of the class names); those models cannot be loaded here, "
+            "and a surrogate (one-hot labels) would be a different metric",
+    "pactran_dirichlet_gmm": "PACTran's GMM variants fit a mixture of at least 0.1·N full-covariance "
+                             "components: infeasible at ranking sizes (77–89 s at N = 2000)",
+    "pactran_gamma_gmm": "as pactran_dirichlet_gmm",
+    "otce_full": "OTCE's λ₁·W + λ₂·CE + b needs λ, b regressed on auxiliary tasks of known transfer "
+                 "accuracy; the registry's otce is the auxiliary-free −CE the reference README recommends",
+})
+"""Metrics of the peers that are deliberately not implemented, with the reason (the catalogue's notes)."""
 
 
 #: the metric a multi-source subset is scored with, when the ranking computed it (else the first
@@ -287,13 +403,16 @@ def check_capability(metric: str, task_type: str) -> MetricSpec:
 
 
 def capability_matrix() -> dict[str, Any]:
-    """JSON-able catalogue: task types, and per metric its description and a task-type → bool map."""
+    """JSON-able catalogue: task types, per metric its description and a task-type → bool map, the
+    pool-level scores with their parts, and the notes on metrics not provided."""
     return {
         "task_types": list(TASK_TYPES),
         "metrics": {
             name: {**spec.to_dict(), "supports": {t: spec.supports(t) for t in TASK_TYPES}}
             for name, spec in METRICS.items()
         },
+        "pool_scores": {name: pool.to_dict() for name, pool in POOL_SCORES.items()},
+        "not_provided": dict(NOT_PROVIDED),
     }
 
 
@@ -314,6 +433,7 @@ def score(
     labels: Any = None,
     targets: Any = None,
     source_probs: Any = None,
+    source_logits: Any = None,
     a: Any = None,
     b: Any = None,
     source_features: Any = None,
@@ -326,7 +446,9 @@ def score(
 
     Classification tasks pass ``labels``; regression and multi-label tasks pass ``targets`` (n, k)
     (multi-label: a 0/1 matrix), which metrics with a ``labels_or_targets`` input receive in place of
-    labels (LogME then runs its regression form). Extra keyword ``params`` go to the metric function.
+    labels (LogME then runs its regression form). ``source_logits`` (n, k) is the other representation
+    of the same samples that RSA and DDS compare the features with (the source head's logits). Extra
+    keyword ``params`` go to the metric function.
 
     Raises
     ------
@@ -350,6 +472,7 @@ def score(
         "features": features,
         "labels": labels,
         "source_probs": source_probs,
+        "source_logits": source_logits,
         "a": a,
         "b": b,
         "source_features": source_features,

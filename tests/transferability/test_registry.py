@@ -11,6 +11,8 @@ from conftest import make_classification, make_probs
 import app.transferability as tr
 from app.transferability import (
     METRICS,
+    NOT_PROVIDED,
+    POOL_SCORES,
     TASK_TYPES,
     UnknownMetricError,
     UnsupportedTaskError,
@@ -40,6 +42,17 @@ def case_ab():
     return {"a": rng.normal(size=(30, 4)), "b": rng.normal(size=(25, 4)) + 0.4}, {}
 
 
+def case_features_only(**kw):
+    f, _ = _clf()
+    return {"features": f}, kw
+
+
+def case_features_reference():
+    f, _ = _clf()
+    rng = np.random.default_rng(4)
+    return {"features": f, "source_logits": f[:, :3] @ rng.normal(size=(3, 5)) + rng.normal(size=(48, 5))}, {}
+
+
 def case_otdd():
     xs, ys = _clf(seed=2, n=24)
     xt, yt = _clf(seed=3, n=21)
@@ -66,7 +79,23 @@ CASES = {
     "mmd": (case_ab, {"perm", "torch"}),
     "proxy_a_distance": (case_ab, {"torch"}),
     "task_difficulty": (lambda: case_features_labels(k=3), {"perm", "rename", "torch"}),
+    "etran_lda": (lambda: case_features_labels(), {"perm", "rename", "torch"}),
+    "etran_energy": (lambda: case_features_only(percent=50), {"perm", "torch"}),
+    "pactran_dirichlet": (case_probs, {"perm", "rename", "torch"}),
+    "pactran_gamma": (case_probs, {"perm", "rename", "torch"}),
+    # an optimisation from a seeded start: invariances hold to the optimiser's tolerance (test_pactran.py)
+    "pactran_gaussian": (lambda: case_features_labels(), {"torch"}),
+    "ncti_seli": (lambda: case_features_labels(pca_dim=2), {"perm", "rename", "torch"}),
+    "ncti_ncc": (lambda: case_features_labels(pca_dim=2), {"perm", "rename", "torch"}),
+    "ncti_vc": (lambda: case_features_labels(pca_dim=2), {"perm", "rename", "torch"}),
+    "otce": (case_otdd, {"perm", "rename", "torch"}),
+    "lfc": (lambda: case_features_labels(), {"perm", "rename", "torch"}),
+    "rsa": (case_features_reference, {"perm", "torch"}),
+    "dds": (case_features_reference, {"perm", "torch"}),
 }
+
+#: transferability metrics whose value is a risk bound or a variability (their docstrings say so)
+LOWER_IS_BETTER_TRANSFERABILITY = {"pactran_dirichlet", "pactran_gamma", "pactran_gaussian", "ncti_vc"}
 
 NAMES = sorted(METRICS)
 
@@ -110,7 +139,38 @@ def test_spec_fields(name):
     if spec.kind == "similarity":
         assert spec.direction == "lower_is_better"
     if spec.kind in ("transferability", "baseline"):
-        assert spec.direction == "higher_is_better"
+        expected = "lower_is_better" if name in LOWER_IS_BETTER_TRANSFERABILITY else "higher_is_better"
+        assert spec.direction == expected
+    if spec.direction == "lower_is_better" and spec.kind == "transferability":
+        assert "lower is better" in spec.fn.__doc__.lower()
+    # none of the metrics added after the defaults were chosen is a default
+    if name in CASES and name in NEW_METRICS:
+        assert spec.default_for == ()
+    if spec.pool:
+        assert name in POOL_SCORES[spec.pool].parts
+
+
+NEW_METRICS = {"etran_lda", "etran_energy", "pactran_dirichlet", "pactran_gamma", "pactran_gaussian", "ncti_seli",
+               "ncti_ncc", "ncti_vc", "otce", "lfc", "rsa", "dds"}
+
+
+def test_pool_scores_list_registered_parts():
+    for name, pool in POOL_SCORES.items():
+        assert pool.direction == "higher_is_better"
+        for part in pool.parts:
+            assert METRICS[part].pool == name
+        assert {m for m, s in METRICS.items() if s.pool == name} == set(pool.parts)
+        assert pool.combine.__doc__ and "References" in pool.combine.__doc__
+    matrix = capability_matrix()
+    assert set(matrix["pool_scores"]) == set(POOL_SCORES)
+    assert "emms" in matrix["not_provided"] and "foundation" in NOT_PROVIDED["emms"]
+    assert not set(NOT_PROVIDED) & set(METRICS)
+
+
+def test_needs_source_head_covers_probs_and_logits():
+    heads = {m for m, s in METRICS.items() if s.needs_source_head}
+    assert {"leep", "nce", "pactran_dirichlet", "pactran_gamma", "rsa", "dds"} <= heads
+    assert "logme" not in heads and "otce" not in heads
 
 
 @pytest.mark.parametrize("name", NAMES)

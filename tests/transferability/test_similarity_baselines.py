@@ -146,7 +146,9 @@ def test_similarity_shape_errors():
 
 
 # ------------------------------------------------------------------------------------------------ OTDD
-def slow_otdd(xs, ys, xt, yt, inner, entreg):
+def slow_otdd(xs, ys, xt, yt, inner, entreg, convention="relative"):
+    """OTDD from explicit loops. ``"relative"``: full cost, ε = entreg × mean cost, POT's plain Sinkhorn;
+    ``"otdd"``: ½ cost, absolute ε, POT's log-domain Sinkhorn run to 1e-10."""
     groups = [xs[ys == c] for c in np.unique(ys)] + [xt[yt == c] for c in np.unique(yt)]
     labels_s = np.searchsorted(np.unique(ys), ys)
     labels_t = np.searchsorted(np.unique(yt), yt) + len(np.unique(ys))
@@ -170,14 +172,17 @@ def slow_otdd(xs, ys, xt, yt, inner, entreg):
         return np.array([[np.sum((x1[i] - x2[j]) ** 2) + w[l1[i], l2[j]] for j in range(len(x2))]
                          for i in range(len(x1))])
 
-    c_st = cost(xs, labels_s, xt, labels_t)
-    reg = entreg * c_st.mean()
+    half = 0.5 if convention == "otdd" else 1.0
+    c_st = half * cost(xs, labels_s, xt, labels_t)
+    reg = entreg if convention == "otdd" else entreg * c_st.mean()
+    method, iters, thr = ("sinkhorn_log", 20000, 1e-10) if convention == "otdd" else ("sinkhorn", 1000, 1e-9)
 
     def sink(c):
-        return ot.sinkhorn2(np.full(c.shape[0], 1 / c.shape[0]), np.full(c.shape[1], 1 / c.shape[1]), c, reg,
-                            numItermax=1000, stopThr=1e-9)
+        return ot.sinkhorn2(np.full(c.shape[0], 1 / c.shape[0]), np.full(c.shape[1], 1 / c.shape[1]), half * c,
+                            reg, method=method, numItermax=iters, stopThr=thr)
 
-    return max(sink(c_st) - 0.5 * sink(cost(xs, labels_s, xs, labels_s)) - 0.5 * sink(cost(xt, labels_t, xt, labels_t)), 0)
+    return max(sink(c_st / half) - 0.5 * sink(cost(xs, labels_s, xs, labels_s))
+               - 0.5 * sink(cost(xt, labels_t, xt, labels_t)), 0)
 
 
 @pytest.mark.parametrize("inner", ["exact", "gaussian"])
@@ -187,7 +192,20 @@ def test_otdd_matches_slow(inner):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = slow_otdd(xs, ys, xt, yt, inner, 0.1)
-    assert otdd(xs, ys, xt, yt, inner=inner) == pytest.approx(ref, rel=1e-6)
+    assert otdd(xs, ys, xt, yt, inner=inner, convention="relative", tol=1e-9) == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("inner", ["exact", "gaussian"])
+def test_otdd_convention_matches_slow_log_sinkhorn(inner):
+    # the otdd convention: ½ cost, absolute ε = 0.1; small coordinates keep POT's log-Sinkhorn fast
+    xs, ys = make_classification(n=24, d=3, c=2, seed=48, sep=0.6)
+    xt, yt = make_classification(n=18, d=3, c=3, seed=49, sep=0.6)
+    xs, xt = xs * 0.5, xt * 0.5 + 0.2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = slow_otdd(xs, ys, xt, yt, inner, 0.1, convention="otdd")
+    assert otdd(xs, ys, xt, yt, inner=inner, tol=1e-10) == pytest.approx(ref, rel=1e-6)
+    assert otdd(xs, ys, xt, yt, inner=inner) == pytest.approx(ref, rel=1e-4)  # default tol 1e-4
 
 
 @pytest.mark.parametrize("inner", ["exact", "gaussian"])
@@ -209,6 +227,8 @@ def test_otdd_errors():
     x, y = make_classification(n=10, d=3, c=2)
     with pytest.raises(ValueError, match="inner"):
         otdd(x, y, x, y, inner="bogus")
+    with pytest.raises(ValueError, match="convention"):
+        otdd(x, y, x, y, convention="geomloss")
     with pytest.raises(ValueError, match="feature dimension"):
         otdd(x, y, x[:, :2], y)
 
