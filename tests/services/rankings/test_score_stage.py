@@ -16,6 +16,7 @@ from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.services import job_handlers
 from app.services.rankings.inputs import RankingInputs
+from app.services.rankings.stages import intervals as intervals_stage
 from app.services.rankings.stages import score as score_stage
 from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
 
@@ -44,6 +45,7 @@ def calls(monkeypatch):
         return real_difficulty(*args, **kwargs)
 
     monkeypatch.setattr(score_stage, "metric_value", counted_value)
+    monkeypatch.setattr(intervals_stage, "metric_value", counted_value)
     monkeypatch.setattr(score_stage, "difficulty_value", counted_difficulty)
     return seen
 
@@ -57,7 +59,7 @@ def _run(runtime, body, data):
 
 
 BODY = {"backbones": list(TOY_ZOO), "metrics": ["logme", "gbc", "leep", "knn_accuracy", "parc"], "layers": "all",
-        "bootstrap": 0, "subset_size": 0, "seed": 4}
+        "bootstrap": 4, "subset_size": 0, "seed": 4}
 
 
 def test_a_repeated_job_computes_no_metric(runtime, calls):
@@ -72,10 +74,11 @@ def test_a_repeated_job_computes_no_metric(runtime, calls):
     by_key = {(r.backbone_id, r.layer, r.metric): r.value for r in first_rows}
     assert {(r.backbone_id, r.layer, r.metric): r.value for r in second_rows} == by_key
     a, b = read_table(runtime, first, project)["table"], read_table(runtime, second, project)["table"]
-    assert [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"]) for r in a] == \
-        [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"]) for r in b]
+    assert [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"], r["rank_ci"]) for r in a] == \
+        [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"], r["rank_ci"]) for r in b]
+    assert all(r["rank_ci"] is not None for r in b)
     calls.clear()  # another seed: the seeded metrics, and only those, are computed again
-    _run(runtime, {**BODY, "seed": 5}, data)
+    _run(runtime, {**BODY, "seed": 5, "bootstrap": 0}, data)  # (resamples depend on the seed too)
     seeded = {m for m in transferability.METRICS if transferability.METRICS[m].random_state}
     assert calls and set(calls) <= seeded and "parc" in calls
     calls.clear()  # other rows: everything again
@@ -85,7 +88,7 @@ def test_a_repeated_job_computes_no_metric(runtime, calls):
 
 def test_a_version_bump_recomputes_only_that_metric(runtime, calls, monkeypatch):
     data = image_zip(per_class=10)
-    body = {**BODY, "similarity": False}
+    body = {**BODY, "similarity": False, "bootstrap": 0}
     _, _, rows = _run(runtime, body, data)
     logme_rows = sum(r.metric == "logme" for r in rows)
     bumped = dict(transferability.METRICS)
