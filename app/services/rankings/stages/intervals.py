@@ -19,7 +19,8 @@ from app.db.score_cache import SqlScoreCache, rows_digest
 from app.db.session import unit_of_work
 from app.ranking import bootstrap_resamples, intervals_from_replicates
 from app.services.rankings.inputs import RankingInputs
-from app.services.rankings.stages.score import ScoreKeys, metric_value
+from app.services.rankings.score_keys import ScoreKeys
+from app.services.rankings.stages.score import metric_value
 
 
 def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str], metrics: list[str],
