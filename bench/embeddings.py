@@ -74,6 +74,7 @@ def _median_time(fn, repeats: int) -> float:
 
 def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, tmp: Path, device) -> dict:
     from app.backbones.catalogue import LoadContext, create_adapter
+    from app.db.embedding_index import SqlEmbeddingIndex
     from app.devices import autocast, autocast_dtype
     from app.embeddings import EmbedOptions, embed_dataset, embed_samples
 
@@ -106,7 +107,7 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
 
     def request(digest: str) -> None:
         with sessions() as session:
-            embed_dataset(session, store, stored, digest, spec, layers, "train",
+            embed_dataset(SqlEmbeddingIndex(session), store, stored, digest, spec, layers, "train",
                           adapter_factory=lambda s: create_adapter(s, LoadContext(models_dir=tmp)), options=options)
             session.commit()
 
