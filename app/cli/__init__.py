@@ -3,6 +3,7 @@
 ``serve``  serve (the API) and worker (a standalone executor)      ``db``    schema upgrade/downgrade/current
 ``keys``   API keys                                                 ``rank``  rank a dataset on a running server
 ``zoo``    build the built-in source zoo                            ``demo``  the whole zoo on the bundled target
+``gc``     remove orphan artifacts (no row, older than the grace period)
 
 Commands import their heavy dependencies inside the command, so ``tscout --help`` stays fast.
 """
@@ -13,6 +14,7 @@ import typer
 
 from app.cli.db import db_cli
 from app.cli.demo import demo
+from app.cli.gc import gc
 from app.cli.keys import keys_cli
 from app.cli.rank import rank
 from app.cli.serve import serve, worker
@@ -30,6 +32,7 @@ def build_cli() -> typer.Typer:
     cli.command("rank")(rank)
     cli.command("demo")(demo)
     cli.add_typer(zoo_cli, name="zoo")
+    cli.command("gc")(gc)
     return cli
 
 

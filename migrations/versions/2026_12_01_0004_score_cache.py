@@ -1,7 +1,7 @@
 """score cache across jobs
 
-Revision ID: 0002_score_cache
-Revises: 0001
+Revision ID: 0004_score_cache
+Revises: 0003_ranking_snapshots
 Create Date: 2026-12-01 23:00:00
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 import app.db.types
 
-revision: str = "0002_score_cache"
-down_revision: str | None = "0001"
+revision: str = "0004_score_cache"
+down_revision: str | None = "0003_ranking_snapshots"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
