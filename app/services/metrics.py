@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import MetricScore
 from app.enums import TaskType
+from app.errors import Unavailable, raises
 
 #: the most recent metric rows the cost summary reads
 COST_ROWS = 5000
@@ -26,6 +27,7 @@ COST_BASIS = ("stored job timings: the seconds of values rankings computed (scor
               f"{COST_ROWS} rows")
 
 
+@raises(Unavailable)  # the costs read the database
 def metric_catalogue(session: Session | None = None) -> dict[str, Any]:
     from app.transferability import METRICS, capability_matrix, default_metrics
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from app.api.deps import SessionDep
+from app.api.errors import responses_for
 from app.services.metrics import metric_catalogue
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
@@ -23,6 +24,7 @@ class MetricCatalogue(BaseModel):
     cost_basis: str = Field(description="Where the costs come from and how they are scaled.")
 
 
-@router.get("", operation_id="metrics-list", summary="The metric catalogue and the capability matrix")
+@router.get("", operation_id="metrics-list", summary="The metric catalogue, the capability matrix and typical costs",
+            responses=responses_for(metric_catalogue, public=True, validated=False))
 def list_metrics(session: SessionDep) -> MetricCatalogue:
     return MetricCatalogue(**metric_catalogue(session))
