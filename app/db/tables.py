@@ -126,6 +126,24 @@ class Embedding(IdMixin, CreatedMixin, Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ScoreCacheEntry(IdMixin, CreatedMixin, Base):
+    """The score cache across jobs: one content-addressed row per metric value (see ``app.db.score_cache``).
+
+    ``cache_key`` is a digest of everything the value depends on; the other columns describe it (and let a
+    metric's rows be listed or purged), they are not part of the lookup.
+    """
+
+    __tablename__ = "score_cache"
+
+    cache_key: Mapped[str] = mapped_column(String(64), unique=True)
+    metric: Mapped[str] = mapped_column(String(80), index=True)
+    version: Mapped[str] = mapped_column(String(40))
+    variant: Mapped[str] = mapped_column(String(80), default="")
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class MetricScore(IdMixin, CreatedMixin, Base):
     __tablename__ = "metric_scores"
     __table_args__ = (UniqueConstraint("job_id", "backbone_id", "layer", "metric"),)

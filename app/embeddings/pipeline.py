@@ -1,15 +1,20 @@
 """Batched embedding of a torch dataset at several layers in one pass.
 
-A DataLoader feeds collated batches (worker processes and pinned memory when ``num_workers > 0``); the
-adapter embeds them under ``torch.inference_mode`` (inside ``embed``), on CUDA with channels_last (the
-adapter's ``to``) and autocast (bf16 where supported, else fp16); results are float32 numpy arrays filled
-in dataset order, so identical inputs give identical outputs. A CUDA out-of-memory error halves the batch
-and retries; ``progress(done, total)`` is called after every batch.
+A DataLoader collates batches (in worker processes when ``num_workers > 0``) and a prefetching thread
+(:class:`_Prefetch`) keeps up to ``prefetch`` of them ready — decoded, transformed and, on CUDA, in pinned
+memory so the adapter's ``non_blocking`` copy overlaps — while the adapter embeds the current one, so
+decoding and preprocessing overlap inference instead of alternating with it. The adapter embeds under
+``torch.inference_mode`` (inside ``embed``), on CUDA with channels_last (the adapter's ``to``) and autocast
+(bf16 where supported, else fp16); results are float32 numpy arrays filled in dataset order, so identical
+inputs give identical outputs. A CUDA out-of-memory error halves the batch and retries;
+``progress(done, total)`` is called after every batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +35,15 @@ class EmbedOptions:
     num_workers: int = 0
     device: str = "auto"
     amp: bool = True
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be ≥ 0 (0 = no prefetching thread), got {self.prefetch}")
 
     @classmethod
     def from_settings(cls, settings: Any) -> EmbedOptions:
@@ -50,6 +58,65 @@ class _Collate:
 
     def __call__(self, items: Sequence[tuple[Any, Any]]) -> Any:
         return self.collate([sample for sample, _ in items])
+
+
+_DONE = object()
+
+
+def _pin(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class _Prefetch:
+    """Iterate ``batches`` in a daemon thread, up to ``depth`` batches ahead (pinned when ``pin``).
+
+    The consumer gets the batches in order; an exception in the producer is raised in the consumer at the
+    point it happened; closing (or leaving the ``with`` block early) stops the producer.
+    """
+
+    def __init__(self, batches: Iterable[Any], depth: int, pin: bool) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(batches, pin), name="embed-prefetch",
+                                        daemon=True)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, batches: Iterable[Any], pin: bool) -> None:
+        try:
+            for batch in batches:
+                if not self._put(_pin(batch) if pin else batch):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __enter__(self) -> Iterator[Any]:
+        self._thread.start()
+        return self._items()
+
+    def _items(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _rows(batch: Any) -> int:
@@ -96,14 +163,24 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
     if total == 0:
         return {name: np.zeros((0, adapter.spec.layer(name).dim), np.float32) for name in taps} | (
             {SOURCE_PROBS: np.zeros((0, 0), np.float32)} if want_probs else {})
+    pin = device.type == "cuda"
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
-        collate_fn=_Collate(adapter), pin_memory=options.num_workers > 0 and device.type == "cuda",
-        persistent_workers=False,
+        collate_fn=_Collate(adapter), pin_memory=pin and options.num_workers > 0, persistent_workers=False,
     )
-    chunk = options.batch_size
+    if options.prefetch == 0:
+        _embed_batches(adapter, loader, taps, want_probs, autocast, options.batch_size, total, out, progress)
+    else:
+        with _Prefetch(loader, options.prefetch, pin=pin and options.num_workers == 0) as batches:
+            _embed_batches(adapter, batches, taps, want_probs, autocast, options.batch_size, total, out, progress)
+    return {name: out[name] for name in layers}
+
+
+def _embed_batches(adapter: BackboneAdapter, batches: Iterable[Any], taps: list[str], want_probs: bool,
+                   autocast: Callable[[], Any], chunk: int, total: int, out: dict[str, np.ndarray],
+                   progress: Progress | None) -> None:
     done = 0
-    for batch in loader:
+    for batch in batches:
         n = _rows(batch)
         start = 0
         while start < n:
@@ -125,4 +202,3 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
         done += n
         if progress is not None:
             progress(done, total)
-    return {name: out[name] for name in layers}

@@ -153,3 +153,5 @@ def test_metrics_catalogue(ranking_server):
     assert {"logme", "leep", "otdd", "task_difficulty"} <= names
     assert set(body["defaults"]) == {"classification", "regression", "multilabel"}
     assert json.dumps(body["capability_matrix"])
+    assert isinstance(body["costs"], dict) and "1,000 samples × 512 features" in body["cost_basis"]
+    assert {m["name"]: m["cost"] for m in body["metrics"]}["otdd"] == "expensive"

@@ -92,7 +92,8 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     boot_metrics = [m for m in usable if METRICS[m].bootstrap]
     if plan.bootstrap >= 2 and len(names) >= 2 and boot_metrics:
         intervals = rank_intervals(inputs, names, {b: chosen[b][0] for b in names}, boot_metrics, weights,
-                                   method, should_stop=ctx.cancelled)
+                                   method, should_stop=ctx.cancelled,
+                                   point_ranks={b: float(np.floor(result.rank[i])) for i, b in enumerate(names)})
     baselines = trivial_baselines(inputs, names)
     flags = _flags(names, result.rank, {b: chosen[b][2] for b in names})
     table = []
