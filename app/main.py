@@ -10,15 +10,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.guard import RequestGuard, method_table
 from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
 from app.runtime import Runtime
+from app.services import job_handlers
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("tscout")
@@ -68,12 +72,17 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         if problem is not None:
             runtime.close()
             raise SchemaNotAtHead(f"refusing to serve: {problem}")
-        executor = build_executor(runtime)
+        built_in = len(runtime.catalogue.builtins)  # read the cards now: a broken card fails the start, not a request
+        log.info("catalogue: %d built-in backbones from %s", built_in, settings.models_dir)
+        executor = build_executor(runtime, job_handlers())
         run_worker = settings.run_worker_in_api if start_executor is None else start_executor
         if run_worker:
             executor.start()
         app.state.runtime = runtime
         app.state.executor = executor
+        # admission, request threads and the pool are sized together (app.api.deps.admit)
+        app.state.admission = anyio.Semaphore(settings.api_max_concurrent_requests)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         try:
             yield
         finally:
@@ -92,6 +101,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
-    for router in api_routers():
+    app.add_middleware(RequestGuard)
+    routers = api_routers()
+    for router in routers:
         app.include_router(router)
+    app.state.route_methods = method_table([*app.router.routes, *(r for router in routers for r in router.routes)])
     return app

@@ -74,21 +74,23 @@ def _median_time(fn, repeats: int) -> float:
 
 def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, tmp: Path, device) -> dict:
     from app.backbones.catalogue import LoadContext, create_adapter
+    from app.db.embedding_index import SqlEmbeddingIndex
+    from app.devices import autocast, autocast_dtype
     from app.embeddings import EmbedOptions, embed_dataset, embed_samples
-    from app.embeddings.pipeline import _autocast
 
     stored = _dataset(store, f"datasets/{size}", args.images, size)
     spec = _spec(name, size, tmp / "hub")
     adapter = create_adapter(spec, LoadContext(models_dir=tmp)).to(device)
     layers = [spec.layers[len(spec.layers) // 2].name, spec.last_layer]
-    options = EmbedOptions(batch_size=args.batch_size, num_workers=args.workers, device=str(device))
+    options = EmbedOptions(batch_size=args.batch_size, num_workers=args.workers, device=str(device),
+                           prefetch=args.prefetch)
     dataset = stored.torch_dataset("train", transform=adapter.transform)
     tensors = torch.stack([adapter.transform(stored.image(i)) for i in range(len(stored))])
     embed_samples(adapter, torch.utils.data.Subset(dataset, range(args.batch_size)), layers, options=options)
 
     def raw():
         for start in range(0, len(tensors), args.batch_size):
-            with _autocast(device, True):
+            with autocast(device, autocast_dtype(device))():
                 out = adapter.embed(tensors[start:start + args.batch_size], layers)
             for v in out.values():
                 v.float().cpu().numpy()  # the pipeline hands back host float32 too
@@ -105,7 +107,7 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
 
     def request(digest: str) -> None:
         with sessions() as session:
-            embed_dataset(session, store, stored, digest, spec, layers, "train",
+            embed_dataset(SqlEmbeddingIndex(session), store, stored, digest, spec, layers, "train",
                           adapter_factory=lambda s: create_adapter(s, LoadContext(models_dir=tmp)), options=options)
             session.commit()
 
@@ -125,7 +127,7 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
 def run(args: argparse.Namespace) -> list[dict]:
     from app.db import migrate
     from app.db.session import make_engine, make_sessionmaker
-    from app.embeddings.pipeline import resolve_device
+    from app.devices import resolve_device
     from app.storage import ArtifactStore
 
     tmp = Path(tempfile.mkdtemp(prefix="tscout-bench-"))
@@ -143,13 +145,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--prefetch", type=int, default=2, help="batches the prefetching thread keeps ready (0 = off)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cold-repeats", type=int, default=2)
     parser.add_argument("--resnet-size", type=int, default=64, help="input side for resnet18 (224 is slow on CPU)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     rows = run(args)
-    print(f"images={args.images} batch={args.batch_size} workers={args.workers} threads={torch.get_num_threads()} "
+    print(f"images={args.images} batch={args.batch_size} workers={args.workers} prefetch={args.prefetch} "
+          f"threads={torch.get_num_threads()} "
           f"device={args.device} repeats={args.repeats} (medians)")
     header = (f"{'backbone':<24} {'pipeline img/s':>14} {'raw img/s':>10} {'ratio':>6} "
               f"{'cold s':>8} {'cached s':>9} {'speed-up':>9} {'peak RSS MB':>12}")

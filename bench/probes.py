@@ -1,4 +1,5 @@
-"""Probe cost on one zoo-sized model (a ~100k-parameter CNN on 32×32×3), measured side by side.
+"""Probe cost on one zoo model (the shipped ``cnn_small`` through ``ZooAdapter``, ~100k parameters at width 19,
+on 32×32×3), measured side by side.
 
 Prints (1) optimisation steps per second of each arm on 1,000 target samples (median over repeats), the
 cost of a 5-seed, 3-arm probe at the default budget relative to one full fine-tune of the same model, and
@@ -12,10 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,74 +23,29 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.backbones.base import BackboneSpec, LayerSpec, Preprocessing  # noqa: E402
+from app.backbones.base import BackboneAdapter, Preprocessing  # noqa: E402
+from app.backbones.card_writer import save_zoo_backbone  # noqa: E402
+from app.backbones.cards import load_card  # noqa: E402
+from app.backbones.catalogue import create_adapter  # noqa: E402
+from app.backbones.context import LoadContext  # noqa: E402
+from app.backbones.zoo import ZooModel, build_zoo_model  # noqa: E402
 from app.probes import ProbeBudget, ProbeData, RunCache, judge, run_arm, run_probe  # noqa: E402
 from app.probes.runner import frozen_features  # noqa: E402
 
-
-def conv_bn_act(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-
-class CnnTrunk(nn.Module):
-    """The zoo's ``cnn_small`` layout: three stages of two 3×3 convs + 2× max-pool, then global pooling."""
-
-    def __init__(self, width: int, depth: int = 3) -> None:
-        super().__init__()
-        widths, stages, cin = (width, 2 * width, 4 * width), [], 3
-        for w in widths[:depth]:
-            stages.append(nn.Sequential(conv_bn_act(cin, w), conv_bn_act(w, w), nn.MaxPool2d(2)))
-            cin = w
-        self.stages = nn.Sequential(*stages)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(x).mean(dim=(2, 3))
+PRE32 = Preprocessing(input_size=(3, 32, 32), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+ARCH = "cnn_small"
 
 
-class CnnAdapter:
-    """A ``BackboneAdapter`` over :class:`CnnTrunk`; "pretrained" weights are the given state dict."""
-
-    def __init__(self, tag: str, state: dict[str, torch.Tensor] | None, width: int, *,
-                 like_scratch: bool = False) -> None:
-        self.width, self.state, self.like_scratch = width, state, like_scratch
-        self.spec = BackboneSpec(
-            id=f"zoo:cnn_small.{tag}", family="zoo", modality="image",
-            preprocessing=Preprocessing(input_size=(3, 32, 32)), extra={"arch": "cnn_small"},
-            layers=tuple(LayerSpec(f"stage{i + 1}", width * 2**i, "conv", (i + 1) / 3) for i in range(3)),
-            num_params=sum(p.numel() for p in CnnTrunk(width).parameters()))
-
-    def layers(self) -> list[str]:
-        return [ly.name for ly in self.spec.layers]
-
-    @property
-    def transform(self):
-        return lambda x: x
-
-    def collate(self, samples: Sequence[Any]) -> torch.Tensor:
-        return torch.stack(list(samples))
-
-    def to(self, device):
-        return self
-
-    def embed(self, batch, layers):
-        return {ly: self.trunk(ly).eval()(batch).detach() for ly in layers}
-
-    @property
-    def has_source_head(self) -> bool:
-        return False
-
-    def source_logits(self, batch):
-        raise ValueError(f"{self.spec.id} keeps no source head in this benchmark")
-
-    def trunk(self, layer: str, *, pretrained: bool = True, seed: int = 0) -> nn.Module:
-        depth = self.layers().index(layer) + 1
-        scratch = not pretrained or self.state is None or self.like_scratch
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed if scratch else 0)
-            net = CnnTrunk(self.width, depth)
-        if not scratch:
-            net.load_state_dict({k: v for k, v in self.state.items() if k in net.state_dict()})
-        return net
+def zoo_adapter(folder: Path, tag: str, width: int, model: ZooModel | None = None) -> BackboneAdapter:
+    """The shipped zoo adapter (``ZooAdapter`` via the catalogue's factory) over ``cnn_small`` of ``width``,
+    with ``model``'s weights written as a real card + safetensors (seed-0 initial weights when omitted)."""
+    kwargs = {"num_classes": 4, "width": width}
+    if model is None:
+        torch.manual_seed(0)
+        model = build_zoo_model(ARCH, **kwargs)
+    card = save_zoo_backbone(model, folder, f"zoo:{ARCH}.{tag}", arch_kwargs=kwargs, preprocessing=PRE32,
+                             description=f"bench/probes.py {tag}")
+    return create_adapter(load_card(card), LoadContext(models_dir=folder), device="cpu")
 
 
 def pattern_images(n: int, seed: int, classes: int = 4) -> tuple[torch.Tensor, np.ndarray]:
@@ -105,10 +60,9 @@ def pattern_images(n: int, seed: int, classes: int = 4) -> tuple[torch.Tensor, n
     return torch.from_numpy(x), y
 
 
-def pretrain(width: int, x: torch.Tensor, y: np.ndarray, steps: int) -> dict[str, torch.Tensor]:
+def pretrain(width: int, x: torch.Tensor, y: np.ndarray, steps: int) -> ZooModel:
     torch.manual_seed(0)
-    trunk = CnnTrunk(width)
-    net = nn.Sequential(trunk, nn.Linear(4 * width, int(y.max()) + 1))
+    net = build_zoo_model(ARCH, num_classes=int(y.max()) + 1, width=width)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
     yt, gen = torch.from_numpy(y), torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -117,19 +71,22 @@ def pretrain(width: int, x: torch.Tensor, y: np.ndarray, steps: int) -> dict[str
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {k: v.detach().clone() for k, v in trunk.state_dict().items()}
+    return net.eval()
 
 
-def switched_off(width: int) -> dict[str, torch.Tensor]:
-    """Adversarial weights: the first stage's BatchNorm shift kills every ReLU, so nothing gets through."""
-    state = CnnTrunk(width).state_dict()
-    state["stages.0.0.1.bias"] = torch.full_like(state["stages.0.0.1.bias"], -50.0)
-    return state
+def switched_off(width: int) -> ZooModel:
+    """Adversarial weights: the first BatchNorm's shift kills every ReLU after it, so nothing gets through."""
+    torch.manual_seed(0)
+    net = build_zoo_model(ARCH, num_classes=4, width=width)
+    first_bn = next(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        first_bn.bias.fill_(-50.0)
+    return net
 
 
-def measure_rates(args: argparse.Namespace) -> None:
+def measure_rates(args: argparse.Namespace, folder: Path) -> None:
     x, y = pattern_images(args.samples, 1)
-    adapter = CnnAdapter("bench", None, args.width)
+    adapter = zoo_adapter(folder, "bench", args.width)
     data = ProbeData(x, y, task_type="classification")
     layer = "stage3"
     t0 = time.perf_counter()
@@ -153,7 +110,7 @@ def measure_rates(args: argparse.Namespace) -> None:
     full_s = full_steps / med["finetune"]
     per_arm = {arm: len(probe_budget.grid(arm)) * probe_budget.steps / med[arm] for arm in med}
     probe_s = args.seeds * sum(per_arm.values()) + embed_s
-    print(f"# model: cnn_small width {args.width}, {adapter.spec.num_params:,} trunk parameters, "
+    print(f"# model: the shipped zoo cnn_small (ZooAdapter), width {args.width}, {adapter.spec.num_params:,} parameters, "
           f"{args.samples} target samples (32×32×3), batch {probe_budget.batch_size}, "
           f"{torch.get_num_threads()} CPU thread(s), {args.repeats} repeats × {args.measure_steps} steps")
     print(f"{'arm':10} {'steps/s (median)':>17} {'min':>8} {'max':>8} {'vs finetune':>12}")
@@ -173,16 +130,16 @@ def measure_rates(args: argparse.Namespace) -> None:
           f"{args.seeds * (per_arm['finetune'] + per_arm['linear']) / full_s:.2f}×)")
 
 
-def verdict_example(args: argparse.Namespace) -> None:
+def verdict_example(args: argparse.Namespace, folder: Path) -> None:
     width = args.verdict_width
     xs, ys = pattern_images(3000, 99)
     t0 = time.perf_counter()
     sources = [
-        CnnAdapter("same_distribution", pretrain(width, xs, ys, args.pretrain_steps), width),
-        CnnAdapter("shuffled_labels", pretrain(width, xs, np.random.default_rng(0).permutation(ys),
-                                               args.pretrain_steps), width),
-        CnnAdapter("scratch_twin", None, width, like_scratch=True),
-        CnnAdapter("switched_off", switched_off(width), width),
+        zoo_adapter(folder, "same_distribution", width, pretrain(width, xs, ys, args.pretrain_steps)),
+        zoo_adapter(folder, "shuffled_labels", width,
+                    pretrain(width, xs, np.random.default_rng(0).permutation(ys), args.pretrain_steps)),
+        zoo_adapter(folder, "random_init", width),
+        zoo_adapter(folder, "switched_off", width, switched_off(width)),
     ]
     pre_s = time.perf_counter() - t0
     x, y = pattern_images(args.samples, 1)
@@ -226,10 +183,11 @@ def main() -> None:
     parser.add_argument("--verdict-samples", type=int, default=400)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not args.skip_rates:
-        measure_rates(args)
-    if not args.skip_verdicts:
-        verdict_example(args)
+    with tempfile.TemporaryDirectory(prefix="bench-probes-") as tmp:
+        if not args.skip_rates:
+            measure_rates(args, Path(tmp))
+        if not args.skip_verdicts:
+            verdict_example(args, Path(tmp))
 
 
 if __name__ == "__main__":

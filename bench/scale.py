@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 
 from app.db import migrate  # noqa: E402
 from app.execution import tasks  # noqa: E402
-from app.execution.units import InlineUnitRunner  # noqa: E402
+from app.jobs.context import InlineUnitRunner  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
+from app.services import job_handlers  # noqa: E402
 from app.services.rankings import rank_upload  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.transfer.targets import target  # noqa: E402
@@ -56,7 +57,7 @@ def prepare(folder: Path, data: bytes, body: dict, executor: str, ray_cpus: int)
 def stage_seconds(runtime: Runtime, job_id) -> dict[str, float]:
     from datetime import datetime
 
-    from app.services.jobs import get_job
+    from app.jobs.state import get_job
 
     with runtime.sessions() as s:
         stages = get_job(s, job_id).progress.get("stages", {})
@@ -94,14 +95,14 @@ def main() -> None:
             runtime, job_id = prepare(folder, data, body, executor, args.ray_cpus)
             units = None
             if executor == "ray":
-                ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False,
+                ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                          runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-                ray_exec = RayExecutor(runtime)
+                ray_exec = RayExecutor(runtime, job_handlers())
                 ray_exec.connect()
                 units = ray_exec.units
                 units.map("bench.scale:noop_unit", [(0,)], on_done=lambda d: None, check_cancelled=lambda: None)
             started = time.perf_counter()
-            status = tasks.run_job(runtime, job_id, f"bench-{executor}", units)
+            status = tasks.run_job(runtime, job_id, f"bench-{executor}", job_handlers(), units)
             walls[executor] = time.perf_counter() - started
             stages[executor] = stage_seconds(runtime, job_id)
             print(f"{executor:>5}: {status} in {walls[executor]:.1f} s  stages: "

@@ -8,14 +8,14 @@ family knows how to load a spec (``create``) and, for hub families, how to descr
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.backbones.base import BackboneAdapter, BackboneId, BackboneSpec
 from app.backbones.cards import load_card, replace_spec, spec_from_card, spec_to_dict
-from app.errors import BackboneUnavailable, InvalidInput, NotFound
+from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.errors import InvalidBackbone, UnknownBackbone, WeightsUnavailable
 
 __all__ = [
     "AdapterFamily",
@@ -33,30 +33,11 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class LoadContext:
-    """Where weights are looked up. ``weights_path`` is a local copy of uploaded weights, when any."""
-
-    models_dir: Path = Path("models")
-    hub_cache_dir: Path = Path("var/hub-cache")
-    offline: bool = True
-    weights_path: Path | None = None
-
-    @classmethod
-    def from_settings(cls, settings, weights_path: Path | None = None) -> LoadContext:
-        return cls(Path(settings.models_dir), Path(settings.hub_cache_dir), bool(settings.offline), weights_path)
-
-
-@dataclass(frozen=True)
 class AdapterFamily:
     name: str
     create: Callable[[BackboneSpec, LoadContext], BackboneAdapter]
     describe: Callable[[BackboneId, LoadContext], BackboneSpec] | None = None
     doc: str = ""
-
-
-def random_weights_digest(backbone_id: str) -> str:
-    """Digest standing for "randomly initialised with seed 0" (``weights = "random"`` in a card)."""
-    return hashlib.sha256(f"random-init:seed0:{backbone_id}".encode()).hexdigest()
 
 
 def _zoo_create(spec: BackboneSpec, ctx: LoadContext) -> BackboneAdapter:
@@ -101,7 +82,6 @@ _FAMILY_LOADERS: dict[str, Callable[[], AdapterFamily]] = {
     "hf": _hf_family,
     "torchscript": _torchscript_family,
 }
-_FAMILIES: dict[str, AdapterFamily] = {}
 
 
 def builtin_families() -> dict[str, AdapterFamily]:
@@ -112,10 +92,8 @@ def builtin_families() -> dict[str, AdapterFamily]:
 def family(name: str) -> AdapterFamily:
     """One registered family (loading only that family's adapter module)."""
     if name not in _FAMILY_LOADERS:
-        raise InvalidInput(f"unknown backbone family {name!r}; known: {sorted(_FAMILY_LOADERS)}")
-    if name not in _FAMILIES:
-        _FAMILIES[name] = _FAMILY_LOADERS[name]()
-    return _FAMILIES[name]
+        raise InvalidBackbone(f"unknown backbone family {name!r}; known: {sorted(_FAMILY_LOADERS)}")
+    return _FAMILY_LOADERS[name]()  # cheap: the adapter module is imported once by Python itself
 
 
 @dataclass
@@ -137,7 +115,7 @@ class Catalogue:
                 return spec
         if backbone_id in self.builtins:
             return self.builtins[backbone_id]
-        raise NotFound(f"backbone {backbone_id!r} is neither built in nor registered in this project")
+        raise UnknownBackbone(f"backbone {backbone_id!r} is neither built in nor registered in this project")
 
     def list(self, extra: Iterable[BackboneSpec] = (), **filters) -> list[BackboneSpec]:
         return list_backbones([*self.builtins.values(), *extra], **filters)
@@ -189,15 +167,15 @@ def list_backbones(specs: Iterable[BackboneSpec], *, family: str | None = None, 
 def describe_backbone(backbone_id: str, ctx: LoadContext) -> BackboneSpec:
     """A spec for a bare hub id (``timm:…``, ``torchvision:…``, ``hf:…``), built offline.
 
-    Raises :class:`BackboneUnavailable` (422) saying where to place the weights when they are not local.
+    Raises :class:`WeightsUnavailable` (422) saying where to place the weights when they are not local.
     """
     try:
         bid = BackboneId.parse(backbone_id)
     except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
+        raise InvalidBackbone(str(exc)) from exc
     fam = family(bid.family)
     if fam.describe is None:
-        raise InvalidInput(
+        raise InvalidBackbone(
             f"{bid.family} backbones cannot be registered by id alone; upload their weights with a card"
         )
     return fam.describe(bid, ctx)
@@ -210,17 +188,17 @@ def create_adapter(spec_or_id: BackboneSpec | str, ctx: LoadContext | None = Non
     if isinstance(spec_or_id, str):
         try:
             spec = (catalogue or Catalogue(ctx.models_dir)).get(spec_or_id)
-        except NotFound:
+        except UnknownBackbone:
             spec = describe_backbone(spec_or_id, ctx)
     elif isinstance(spec_or_id, BackboneSpec):
         spec = spec_or_id
     else:
-        raise InvalidInput(f"create_adapter needs a BackboneSpec or an id, got {type(spec_or_id).__name__}")
+        raise InvalidBackbone(f"create_adapter needs a BackboneSpec or an id, got {type(spec_or_id).__name__}")
     spec = complete_spec(spec)
     try:
         adapter = family(spec.family).create(spec, ctx)
-    except (BackboneUnavailable, InvalidInput, NotFound):
+    except (WeightsUnavailable, InvalidBackbone, UnknownBackbone):
         raise
     except (ValueError, TypeError, RuntimeError, KeyError) as exc:
-        raise InvalidInput(f"backbone {spec.id} cannot be built: {exc}") from exc
+        raise InvalidBackbone(f"backbone {spec.id} cannot be built: {exc}") from exc
     return adapter.to(device) if device else adapter

@@ -1,4 +1,5 @@
-"""Finding hub weights on local disk, offline. Nothing here opens a network connection.
+"""Finding hub weights on local disk, offline. Nothing here opens a network connection, and nothing edits
+the process environment: every hub call passes ``local_files_only`` or only reads the cache layout.
 
 Layout under ``settings.hub_cache_dir`` (``var/hub-cache`` by default):
 
@@ -11,20 +12,13 @@ Layout under ``settings.hub_cache_dir`` (``var/hub-cache`` by default):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from app.errors import BackboneUnavailable
+from app.backbones.errors import WeightsUnavailable
 
 
 def hf_cache_dir(hub_cache_dir: Path) -> Path:
     return Path(hub_cache_dir) / "huggingface"
-
-
-def force_offline() -> None:
-    """Make transformers / huggingface_hub / timm fail fast instead of retrying against a hub."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
 def cached_hf_file(hub_cache_dir: Path, repo_id: str, filename: str) -> Path | None:
@@ -48,9 +42,9 @@ def cached_hf_snapshot(hub_cache_dir: Path, repo_id: str, revision: str | None =
     return Path(config).parent if isinstance(config, str) else None
 
 
-def unavailable(backbone_id: str, *places: Path | str, hint: str = "") -> BackboneUnavailable:
+def unavailable(backbone_id: str, *places: Path | str, hint: str = "") -> WeightsUnavailable:
     where = " or ".join(str(p) for p in places)
-    return BackboneUnavailable(
+    return WeightsUnavailable(
         f"weights for {backbone_id} are not available offline: place them at {where}"
         + (f" ({hint})" if hint else "")
         + "; the server never downloads from a model hub while TSCOUT_OFFLINE=true"

@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from app.errors import BackboneUnavailable, InvalidInput, UnsupportedMediaType
+from app.backbones.errors import InvalidBackbone, UnsupportedWeights, WeightsUnavailable
 
 WeightsFormat = Literal["safetensors", "torchscript", "state_dict"]
 _CHUNK = 1024 * 1024
@@ -51,7 +51,7 @@ def sniff_format(path: Path) -> WeightsFormat:
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
             return "state_dict"
-    raise UnsupportedMediaType(
+    raise UnsupportedWeights(
         f"weights file {path.name!r} is neither safetensors, a TorchScript archive nor a torch state-dict "
         "archive; bare pickle files are refused (convert with safetensors.torch.save_file)"
     )
@@ -60,10 +60,10 @@ def sniff_format(path: Path) -> WeightsFormat:
 def verify_digest(path: Path, expected: str | None) -> str:
     """The file's sha256; raises when it differs from ``expected`` (a card's ``weights_sha256``)."""
     if not path.is_file():
-        raise BackboneUnavailable(f"weights file not found: place it at {path}")
+        raise WeightsUnavailable(f"weights file not found: place it at {path}")
     actual = sha256_file(path)
     if expected is not None and actual != expected:
-        raise InvalidInput(f"weights {path.name!r} have sha256 {actual}, but the card says {expected}")
+        raise InvalidBackbone(f"weights {path.name!r} have sha256 {actual}, but the card says {expected}")
     return actual
 
 
@@ -77,30 +77,30 @@ def load_state_dict(path: Path, *, expected_sha256: str | None = None) -> dict[s
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # malformed header or tensors: the caller's file, not our bug
-            raise InvalidInput(f"weights {path.name!r} are not valid safetensors: {exc}") from exc
+            raise InvalidBackbone(f"weights {path.name!r} are not valid safetensors: {exc}") from exc
     if fmt == "state_dict":
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise InvalidInput(f"weights {path.name!r} were refused by the weights-only loader: {exc}") from exc
+            raise InvalidBackbone(f"weights {path.name!r} were refused by the weights-only loader: {exc}") from exc
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise InvalidInput(f"weights {path.name!r} do not hold a mapping of names to tensors")
+            raise InvalidBackbone(f"weights {path.name!r} do not hold a mapping of names to tensors")
         return state
-    raise InvalidInput(f"weights {path.name!r} are a TorchScript module, not a state dict")
+    raise InvalidBackbone(f"weights {path.name!r} are a TorchScript module, not a state dict")
 
 
 def load_torchscript(path: Path, *, expected_sha256: str | None = None) -> torch.jit.ScriptModule:
     verify_digest(path, expected_sha256)
     if sniff_format(path) != "torchscript":
-        raise InvalidInput(f"weights {path.name!r} are not a TorchScript archive")
+        raise InvalidBackbone(f"weights {path.name!r} are not a TorchScript archive")
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated upstream but is the upload format we accept
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise InvalidInput(f"TorchScript archive {path.name!r} cannot be loaded: {exc}") from exc
+        raise InvalidBackbone(f"TorchScript archive {path.name!r} cannot be loaded: {exc}") from exc
 
 
 def safetensors_header(path: Path) -> dict[str, object]:

@@ -24,7 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, CreatedMixin, IdMixin, utcnow
-from app.enums import JobStatus
 
 
 class Project(IdMixin, CreatedMixin, Base):
@@ -92,7 +91,7 @@ class Job(IdMixin, CreatedMixin, Base):
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("datasets.id", ondelete="RESTRICT"), index=True, default=None
     )
-    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING.value, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="PENDING", index=True)  # JobStatus.PENDING: tables sit below app.jobs
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     request_digest: Mapped[str] = mapped_column(String(64), default="")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -127,6 +126,24 @@ class Embedding(IdMixin, CreatedMixin, Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ScoreCacheEntry(IdMixin, CreatedMixin, Base):
+    """The score cache across jobs: one content-addressed row per metric value (see ``app.db.score_cache``).
+
+    ``cache_key`` is a digest of everything the value depends on; the other columns describe it (and let a
+    metric's rows be listed or purged), they are not part of the lookup.
+    """
+
+    __tablename__ = "score_cache"
+
+    cache_key: Mapped[str] = mapped_column(String(64), unique=True)
+    metric: Mapped[str] = mapped_column(String(80), index=True)
+    version: Mapped[str] = mapped_column(String(40))
+    variant: Mapped[str] = mapped_column(String(80), default="")
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 class MetricScore(IdMixin, CreatedMixin, Base):
     __tablename__ = "metric_scores"
     __table_args__ = (UniqueConstraint("job_id", "backbone_id", "layer", "metric"),)
@@ -159,7 +176,12 @@ class Ranking(IdMixin, CreatedMixin, Base):
 
 
 class ProbeRun(IdMixin, CreatedMixin, Base):
-    """One short training run: job × backbone × arm × seed, with its learning curve."""
+    """One short training run: job × backbone × arm × seed, with its learning curve.
+
+    ``reuse_key`` digests everything the run's result depends on (dataset, split, arm, weights or
+    architecture, cut, recipe, seed): a later job whose unit has the same key copies the stored result
+    instead of training again (``app.services.rankings.stages.probe``).
+    """
 
     __tablename__ = "probe_runs"
     __table_args__ = (UniqueConstraint("job_id", "backbone_id", "arm", "seed"),)
@@ -174,6 +196,7 @@ class ProbeRun(IdMixin, CreatedMixin, Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     curve: Mapped[list[Any]] = mapped_column(default=list)
+    reuse_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
 
 
 class VerdictRow(IdMixin, CreatedMixin, Base):
@@ -190,3 +213,14 @@ class VerdictRow(IdMixin, CreatedMixin, Base):
     n_seeds: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RankingSnapshot(Base):
+    """The response body of a finished ranking job, serialised once: a terminal job never changes, so its
+    reads serve these bytes instead of rebuilding the table from rows."""
+
+    __tablename__ = "ranking_snapshots"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,10 +1,12 @@
 """The content-addressed embedding cache.
 
 key = sha256 over (dataset digest, weights digest, layer, preprocessing digest, split). The array is the
-artifact ``embeddings/<key[:2]>/<key>.npy``; the ``embeddings`` table indexes it. Because the artifact key
-is a function of the cache key and writes are atomic, the artifact is the truth and the row an index: a hit
-loads the array without building the model; a per-key in-process lock makes concurrent requests compute
-once, and insert-or-ignore on the unique ``cache_key`` makes concurrent processes agree on one row.
+artifact ``embeddings/<key[:2]>/<key>.npy``; an :class:`EmbeddingIndex` (the service's database table,
+behind this protocol: this package knows no database) records where each key's array lives. Because the
+artifact key is a function of the cache key and writes are atomic, the artifact is the truth and the index
+a catalogue: a hit loads the array without building the model; a per-key lock (``locks``, owned by the
+runtime) makes concurrent requests of one process compute once, and the index's insert-or-ignore on the
+unique key makes concurrent processes agree on one row.
 """
 
 from __future__ import annotations
@@ -14,22 +16,40 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from app.backbones.base import BackboneAdapter, BackboneSpec
 from app.backbones.preprocess import preprocess_digest
 from app.datasets.stored import StoredDataset
-from app.db.tables import Embedding
 from app.embeddings.pipeline import SOURCE_PROBS, EmbedOptions, Progress, embed_samples
 from app.storage import ArtifactStore, content_key
 
 AdapterFactory = Callable[[BackboneSpec], BackboneAdapter]
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+Locks = Callable[[str], threading.Lock]
+
+
+class EmbeddingIndex(Protocol):
+    """Where cached arrays are recorded (implemented by the service over its ``embeddings`` table)."""
+
+    def artifact(self, key: str) -> str | None:
+        """The artifact key recorded for cache ``key``, or ``None``."""
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Record a computed array (insert-or-ignore on ``entry["cache_key"]``)."""
+
+
+def _own_locks() -> Locks:
+    locks: dict[str, threading.Lock] = {}
+    guard = threading.Lock()
+
+    def lock(key: str) -> threading.Lock:
+        with guard:
+            return locks.setdefault(key, threading.Lock())
+
+    return lock
 
 
 def cache_key(dataset_digest: str, weights_digest: str, layer: str, preprocess_digest: str, split: str) -> str:
@@ -45,43 +65,25 @@ def artifact_key(key: str) -> str:
     return content_key("embeddings", key, ".npy")
 
 
-def _lock(key: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
-
-
-def _insert_row(session: Session, values: dict) -> None:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # other backends: check first (a race then surfaces as an IntegrityError)
-        if session.scalar(select(Embedding.id).where(Embedding.cache_key == values["cache_key"])) is None:
-            session.add(Embedding(**values))
-            session.flush()
-        return
-    session.execute(insert(Embedding).values(**values).on_conflict_do_nothing(index_elements=["cache_key"]))
-
-
-def _cached(session: Session, store: ArtifactStore, key: str) -> np.ndarray | None:
-    row = session.scalar(select(Embedding).where(Embedding.cache_key == key))
-    target = row.artifact_key if row is not None else artifact_key(key)
+def _cached(index: EmbeddingIndex, store: ArtifactStore, key: str) -> np.ndarray | None:
+    target = index.artifact(key) or artifact_key(key)
     if not store.exists(target):
         return None
     return store.get_array(target)
 
 
-def embed_dataset(session: Session, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
+def embed_dataset(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
                   adapter_or_spec: BackboneAdapter | BackboneSpec, layers: Sequence[str], split: str = "train",
                   *, adapter_factory: AdapterFactory | None = None, options: EmbedOptions = EmbedOptions(),
-                  progress: Progress | None = None) -> dict[str, np.ndarray]:
+                  progress: Progress | None = None, locks: Locks | None = None) -> dict[str, np.ndarray]:
     """``{layer: float32 (n_split, dim)}`` from the cache, computing (in one pass) only what is missing.
 
     ``adapter_or_spec``: a ready adapter, or a spec plus ``adapter_factory`` (called only on a miss, so a
-    hit never loads the model). ``layers`` may include :data:`SOURCE_PROBS`. The session's transaction is
-    the caller's (rows are inserted, never committed here).
+    hit never loads the model). ``layers`` may include :data:`SOURCE_PROBS`. ``locks`` gives one lock per
+    key (the runtime's, shared by every job of the process; a private set when omitted). The index's
+    transaction is the caller's.
     """
+    lock = locks or _own_locks()
     spec = adapter_or_spec if isinstance(adapter_or_spec, BackboneSpec) else adapter_or_spec.spec
     if not spec.weights_digest:
         raise ValueError(f"backbone {spec.id} has no weights digest; its embeddings cannot be cached")
@@ -96,7 +98,7 @@ def embed_dataset(session: Session, store: ArtifactStore, stored: StoredDataset,
     keys = {name: cache_key(dataset_digest, spec.weights_digest, name, pre, split) for name in layers}
     result: dict[str, np.ndarray] = {}
     for name, key in keys.items():
-        hit = _cached(session, store, key)
+        hit = _cached(index, store, key)
         if hit is not None:
             result[name] = hit
     missing = [name for name in layers if name not in result]
@@ -107,9 +109,9 @@ def embed_dataset(session: Session, store: ArtifactStore, stored: StoredDataset,
         return {name: result[name] for name in layers}
     with ExitStack() as stack:
         for key in sorted(keys[name] for name in missing):  # sorted: two requests never wait on each other
-            stack.enter_context(_lock(key))
+            stack.enter_context(lock(key))
         for name in list(missing):  # another thread may have computed it while we waited
-            hit = _cached(session, store, keys[name])
+            hit = _cached(index, store, keys[name])
             if hit is not None:
                 result[name] = hit
                 missing.remove(name)
@@ -122,7 +124,7 @@ def embed_dataset(session: Session, store: ArtifactStore, stored: StoredDataset,
                 key = keys[name]
                 store.put_array(artifact_key(key), array)
                 result[name] = array
-                _insert_row(session, dict(
+                index.record(dict(
                     cache_key=key, dataset_digest=dataset_digest, backbone_id=spec.id,
                     weights_digest=spec.weights_digest, layer=name, preprocess_digest=pre, split=split,
                     artifact_key=artifact_key(key), num_samples=int(array.shape[0]), dim=int(array.shape[1]),
@@ -137,8 +139,8 @@ def _build(spec: BackboneSpec, factory: AdapterFactory | None) -> BackboneAdapte
     return factory(spec)
 
 
-def source_probs(session: Session, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
+def source_probs(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
                  adapter_or_spec: BackboneAdapter | BackboneSpec, split: str = "train", **kwargs) -> np.ndarray:
     """Softmax of the source head ``(n_split, source_classes)`` on a split (LEEP/NCE), cached like a layer."""
-    return embed_dataset(session, store, stored, dataset_digest, adapter_or_spec, [SOURCE_PROBS], split,
+    return embed_dataset(index, store, stored, dataset_digest, adapter_or_spec, [SOURCE_PROBS], split,
                          **kwargs)[SOURCE_PROBS]

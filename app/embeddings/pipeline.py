@@ -1,16 +1,20 @@
 """Batched embedding of a torch dataset at several layers in one pass.
 
-A DataLoader feeds collated batches (worker processes and pinned memory when ``num_workers > 0``); the
-adapter embeds them under ``torch.inference_mode`` (inside ``embed``), on CUDA with channels_last (the
-adapter's ``to``) and autocast (bf16 where supported, else fp16); results are float32 numpy arrays filled
-in dataset order, so identical inputs give identical outputs. A CUDA out-of-memory error halves the batch
-and retries; ``progress(done, total)`` is called after every batch.
+A DataLoader collates batches (in worker processes when ``num_workers > 0``) and a prefetching thread
+(:class:`_Prefetch`) keeps up to ``prefetch`` of them ready — decoded, transformed and, on CUDA, in pinned
+memory so the adapter's ``non_blocking`` copy overlaps — while the adapter embeds the current one, so
+decoding and preprocessing overlap inference instead of alternating with it. The adapter embeds under
+``torch.inference_mode`` (inside ``embed``), on CUDA with channels_last (the adapter's ``to``) and autocast
+(bf16 where supported, else fp16); results are float32 numpy arrays filled in dataset order, so identical
+inputs give identical outputs. A CUDA out-of-memory error halves the batch and retries;
+``progress(done, total)`` is called after every batch.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +22,8 @@ import numpy as np
 import torch
 
 from app.backbones.base import BackboneAdapter
+from app.devices import autocast as amp_context
+from app.devices import autocast_dtype, resolve_device
 
 SOURCE_PROBS = "__source_probs__"
 Progress = Callable[[int, int], None]
@@ -29,29 +35,19 @@ class EmbedOptions:
     num_workers: int = 0
     device: str = "auto"
     amp: bool = True
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch must be ≥ 0 (0 = no prefetching thread), got {self.prefetch}")
 
     @classmethod
     def from_settings(cls, settings: Any) -> EmbedOptions:
         return cls(settings.embed_batch_size, settings.embed_num_workers, settings.device)
-
-
-def resolve_device(setting: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(setting)
-    except RuntimeError as exc:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {setting!r}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {setting!r} was asked for, but CUDA is not available on this machine")
-    return device
 
 
 class _Collate:
@@ -64,6 +60,65 @@ class _Collate:
         return self.collate([sample for sample, _ in items])
 
 
+_DONE = object()
+
+
+def _pin(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class _Prefetch:
+    """Iterate ``batches`` in a daemon thread, up to ``depth`` batches ahead (pinned when ``pin``).
+
+    The consumer gets the batches in order; an exception in the producer is raised in the consumer at the
+    point it happened; closing (or leaving the ``with`` block early) stops the producer.
+    """
+
+    def __init__(self, batches: Iterable[Any], depth: int, pin: bool) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(batches, pin), name="embed-prefetch",
+                                        daemon=True)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, batches: Iterable[Any], pin: bool) -> None:
+        try:
+            for batch in batches:
+                if not self._put(_pin(batch) if pin else batch):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __enter__(self) -> Iterator[Any]:
+        self._thread.start()
+        return self._items()
+
+    def _items(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _rows(batch: Any) -> int:
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0])
@@ -74,13 +129,6 @@ def _slice(batch: Any, a: int, b: int) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch[a:b]
     return {k: v[a:b] for k, v in batch.items()}
-
-
-def _autocast(device: torch.device, enabled: bool):
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
 
 
 def _forward(adapter: BackboneAdapter, batch: Any, layers: list[str], want_probs: bool) -> dict[str, torch.Tensor]:
@@ -108,26 +156,37 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
     if want_probs and not adapter.has_source_head:
         raise ValueError(f"backbone {adapter.spec.id} has no source head, so it has no source probabilities")
     device = resolve_device(options.device)
+    autocast = amp_context(device, autocast_dtype(device, options.amp))
     adapter.to(device)
     total = len(dataset)
     out: dict[str, np.ndarray] = {}
     if total == 0:
         return {name: np.zeros((0, adapter.spec.layer(name).dim), np.float32) for name in taps} | (
             {SOURCE_PROBS: np.zeros((0, 0), np.float32)} if want_probs else {})
+    pin = device.type == "cuda"
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
-        collate_fn=_Collate(adapter), pin_memory=options.num_workers > 0 and device.type == "cuda",
-        persistent_workers=False,
+        collate_fn=_Collate(adapter), pin_memory=pin and options.num_workers > 0, persistent_workers=False,
     )
-    chunk = options.batch_size
+    if options.prefetch == 0:
+        _embed_batches(adapter, loader, taps, want_probs, autocast, options.batch_size, total, out, progress)
+    else:
+        with _Prefetch(loader, options.prefetch, pin=pin and options.num_workers == 0) as batches:
+            _embed_batches(adapter, batches, taps, want_probs, autocast, options.batch_size, total, out, progress)
+    return {name: out[name] for name in layers}
+
+
+def _embed_batches(adapter: BackboneAdapter, batches: Iterable[Any], taps: list[str], want_probs: bool,
+                   autocast: Callable[[], Any], chunk: int, total: int, out: dict[str, np.ndarray],
+                   progress: Progress | None) -> None:
     done = 0
-    for batch in loader:
+    for batch in batches:
         n = _rows(batch)
         start = 0
         while start < n:
             stop = min(n, start + chunk)
             try:
-                with _autocast(device, options.amp):
+                with autocast():
                     result = _forward(adapter, _slice(batch, start, stop), taps, want_probs)
             except torch.cuda.OutOfMemoryError:
                 if chunk == 1:
@@ -143,4 +202,3 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
         done += n
         if progress is not None:
             progress(done, total)
-    return {name: out[name] for name in layers}

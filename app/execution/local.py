@@ -15,17 +15,20 @@ import threading
 import time
 import uuid
 
+from app.db.session import is_database_outage
 from app.execution import tasks
-from app.execution.units import UnitRunner
+from app.execution.tasks import Handlers
+from app.jobs import state as job_state
+from app.jobs.context import UnitRunner
 from app.runtime import Runtime
-from app.services import jobs as job_state
 
 log = logging.getLogger("tscout.executor")
 
 
 class LocalExecutor:
-    def __init__(self, runtime: Runtime, *, poll_seconds: float = 1.0) -> None:
+    def __init__(self, runtime: Runtime, handlers: Handlers, *, poll_seconds: float = 1.0) -> None:
         self.runtime = runtime
+        self.handlers = dict(handlers)
         self.units: UnitRunner | None = None  # None: units run inline in the worker thread
         self.poll_seconds = poll_seconds
         self.worker_id = f"local:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -73,7 +76,7 @@ class LocalExecutor:
                 ids = job_state.pending_job_ids(session, limit=1)
             if not ids:
                 return
-            tasks.run_job(self.runtime, ids[0], self.worker_id, self.units)
+            tasks.run_job(self.runtime, ids[0], self.worker_id, self.handlers, self.units)
 
     def _next_job(self) -> uuid.UUID | None:
         try:
@@ -90,10 +93,15 @@ class LocalExecutor:
             try:
                 job_id = self._next_job()
                 if job_id is not None and not self._stop.is_set():
-                    tasks.run_job(self.runtime, job_id, self.worker_id, self.units)
+                    tasks.run_job(self.runtime, job_id, self.worker_id, self.handlers, self.units)
                 now = time.monotonic()
                 if now - last_reconcile > self.runtime.settings.job_stale_seconds / 2:
                     self.reconcile()
                     last_reconcile = now
-            except Exception:  # keep the worker alive whatever one job or one poll did
-                log.exception("worker loop error")
+            except Exception as exc:  # keep the worker alive whatever one job or one poll did
+                if is_database_outage(exc):
+                    log.warning("worker: database unavailable (%s); polling again in %.0f s",
+                                type(exc).__name__, self.poll_seconds)
+                    self._stop.wait(self.poll_seconds)
+                else:
+                    log.exception("worker loop error")

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from app.execution.local import LocalExecutor
-from app.execution.units import resolve_unit
+from app.execution.tasks import Handlers
+from app.jobs.context import Unit
 from app.runtime import Runtime
 from app.settings import Settings
 
 log = logging.getLogger("tscout.ray")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: one Runtime per settings in each Ray worker process: a Ray worker is its own composition root, and
+#: building a Runtime (engine, catalogue) per task would cost more than most units
 _WORKER_RUNTIMES: dict[str, Runtime] = {}
 
 
@@ -40,13 +43,14 @@ def portable_settings(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def execute_unit(settings_json: dict[str, Any], unit: str, args: tuple[Any, ...]) -> Any:
-    """Body of every Ray task: one unit of work with a per-process cached runtime."""
+def execute_unit(settings_json: dict[str, Any], unit: Unit, args: tuple[Any, ...]) -> Any:
+    """Body of every Ray task: one unit of work (a module-level function, pickled by reference) with a
+    per-process cached runtime."""
     key = repr(sorted(settings_json.items()))
     runtime = _WORKER_RUNTIMES.get(key)
     if runtime is None:
         runtime = _WORKER_RUNTIMES[key] = Runtime.from_settings(Settings(**settings_json))
-    return resolve_unit(unit)(runtime, *args)
+    return unit(runtime, *args)
 
 
 class RayUnitRunner:
@@ -55,7 +59,7 @@ class RayUnitRunner:
     def __init__(self, executor: RayExecutor) -> None:
         self.executor = executor
 
-    def map(self, unit: str, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
+    def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
             check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
         import ray
 
@@ -66,6 +70,7 @@ class RayUnitRunner:
             "num_gpus": settings.ray_num_gpus if wants_gpu else 0,
             "max_retries": settings.ray_max_retries,
             "retry_exceptions": False,  # a unit's own error is deterministic; only lost workers are retried
+            "name": getattr(unit, "__name__", "unit"),  # what Ray's dashboard and state API show
         }
         if settings.ray_memory_bytes:
             options["memory"] = settings.ray_memory_bytes
@@ -92,8 +97,8 @@ class RayUnitRunner:
 class RayExecutor(LocalExecutor):
     """``TSCOUT_EXECUTOR=ray``: jobs are claimed and orchestrated here, their units run on Ray."""
 
-    def __init__(self, runtime: Runtime, *, poll_seconds: float = 1.0) -> None:
-        super().__init__(runtime, poll_seconds=poll_seconds)
+    def __init__(self, runtime: Runtime, handlers: Handlers, *, poll_seconds: float = 1.0) -> None:
+        super().__init__(runtime, handlers, poll_seconds=poll_seconds)
         self.worker_id = self.worker_id.replace("local:", "ray:", 1)
         self.settings_json = portable_settings(runtime.settings)
         self.remote_fn: Any = None
@@ -116,6 +121,7 @@ class RayExecutor(LocalExecutor):
                 ray.init(address=settings.ray_address, log_to_driver=False)
             else:
                 ray.init(num_cpus=settings.ray_local_num_cpus, include_dashboard=False, log_to_driver=False,
+                         _node_ip_address="127.0.0.1",  # a local cluster talks over loopback only
                          runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
                 self._started_cluster = True
             log.info("connected to Ray in %.1f s: %s", time.perf_counter() - started, ray.cluster_resources())

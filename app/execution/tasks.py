@@ -1,85 +1,33 @@
-"""Task entry points: they take ids, open their own sessions, and own every job transition.
+"""Running one job: claim it, dispatch it to the handler registered for its ``kind``, record the outcome.
 
-``run_job`` claims a PENDING job, dispatches it to the handler registered for its ``kind`` and records
-the outcome. A handler receives a :class:`JobContext` to report progress, send heartbeats and honour
-cancellation between units of work. Handlers must write results idempotently (upserts keyed by the
-unit of work) because a job re-queued after a worker death runs again from the start.
+Handlers come from the table the executor was built with (callables, e.g. ``app.services.job_handlers()``);
+this package never imports a service. A handler receives a :class:`~app.jobs.context.JobContext` to
+report progress, send heartbeats and honour cancellation between units of work, and must write results
+idempotently (upserts keyed by the unit of work) because a job re-queued after a worker death runs again
+from the start.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
 
-from app.enums import JobStatus
-from app.execution.units import InlineUnitRunner, UnitRunner
+from app.db.session import is_database_outage
+from app.errors import describe_failure
+from app.jobs import state as job_state
+from app.jobs.context import Handler, JobCancelled, JobContext, UnitRunner
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import jobs as job_state
 
 log = logging.getLogger("tscout.tasks")
 
-#: job kind → "module:function" of its handler, imported on first use (explicit, no import side effects)
-JOB_HANDLERS: dict[str, str] = {
-    "ranking": "app.services.ranking_job:run_ranking_job",
-}
+Handlers = Mapping[str, Handler]
 
 
-class JobCancelled(Exception):
-    """Raised inside a handler when the job was asked to stop."""
-
-
-class JobContext:
-    """What a running job may do: report progress, check for cancellation, keep its heartbeat."""
-
-    def __init__(self, runtime: Runtime, job_id: uuid.UUID, worker_id: str,
-                 units: UnitRunner | None = None) -> None:
-        self.runtime = runtime
-        self.job_id = job_id
-        self.worker_id = worker_id
-        self.units: UnitRunner = units or InlineUnitRunner(runtime)
-        self._last_beat = 0.0
-        self._lock = threading.Lock()
-
-    def progress(self, stage: str, done: int, total: int, **extra: Any) -> None:
-        with self._lock, self.runtime.sessions.begin() as session:
-            job_state.set_progress(session, self.job_id, stage, done, total, **extra)
-            self._last_beat = time.monotonic()
-
-    def heartbeat(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_beat < self.runtime.settings.job_heartbeat_seconds:
-            return
-        with self._lock, self.runtime.sessions.begin() as session:
-            job_state.heartbeat(session, self.job_id, self.worker_id)
-            self._last_beat = time.monotonic()
-
-    def cancelled(self) -> bool:
-        with self.runtime.sessions() as session:
-            job = job_state.get_job(session, self.job_id)
-            # a worker presumed dead whose job was handed to another stops as if cancelled
-            lost = job.worker_id != self.worker_id
-            return bool(job.cancel_requested) or JobStatus(job.status).is_terminal() or lost
-
-    def check_cancelled(self) -> None:
-        """Call between units of work: raises :class:`JobCancelled` if a cancel was requested."""
-        self.heartbeat()
-        if self.cancelled():
-            raise JobCancelled(str(self.job_id))
-
-
-def _resolve(kind: str) -> Callable[[JobContext], None]:
-    target = JOB_HANDLERS.get(kind)
-    if target is None:
-        raise LookupError(f"no handler for job kind {kind!r}")
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
+def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str, handlers: Handlers,
             units: UnitRunner | None = None) -> JobStatus | None:
     """Claim and run one job to a terminal status. Returns the final status, or None if not claimed."""
     with runtime.sessions.begin() as session:
@@ -91,21 +39,55 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str,
     beat = threading.Thread(target=_keep_alive, args=(ctx, beating), name=f"heartbeat-{job_id}", daemon=True)
     beat.start()
     try:
-        handler = _resolve(kind)
+        handler = handlers.get(kind)
+        if handler is None:
+            raise LookupError(f"no handler for job kind {kind!r}; this worker handles {sorted(handlers)}")
         handler(ctx)
     except JobCancelled:
         final, error = JobStatus.CANCELLED, None
     except Exception as exc:  # a failing job must never take the worker down
-        log.exception("job %s failed", job_id)
-        final, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        if is_database_outage(exc):
+            # not the job's fault: it runs again from the start (results are upserts) once the database is back
+            log.warning("job %s lost its database mid-run (%s); re-queueing it without spending an attempt",
+                        job_id, type(exc).__name__)
+            final, error = JobStatus.PENDING, None
+        else:
+            log.exception("job %s failed", job_id)
+            final, error = JobStatus.FAILED, describe_failure(exc, runtime.store.root_paths)
     else:
         final, error = (JobStatus.CANCELLED if ctx.cancelled() else JobStatus.SUCCEEDED), None
     finally:
         beating.set()
         beat.join(timeout=5)
-    with runtime.sessions.begin() as session:
-        job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error, owner=worker_id)
-        return JobStatus(job_state.get_job(session, job_id).status)
+    return finish(runtime, job_id, worker_id, final, error)
+
+
+def finish(runtime: Runtime, job_id: uuid.UUID, worker_id: str, final: JobStatus,
+           error: str | None = None) -> JobStatus:
+    """Record the outcome of a run — a terminal status, or PENDING to re-queue the job and give back the
+    attempt an outage interrupted — retrying while the database is unreachable (for up to
+    ``TSCOUT_JOB_OUTAGE_RETRY_SECONDS``), so an outage never leaves the job RUNNING until the reconciler
+    notices. Returns the job's status afterwards."""
+    deadline = time.monotonic() + runtime.settings.job_outage_retry_seconds
+    delay = 0.25
+    while True:
+        try:
+            with runtime.sessions.begin() as session:
+                if final is JobStatus.PENDING:
+                    job = job_state.get_job(session, job_id)
+                    job_state.transition(session, job_id, JobStatus.PENDING, expected=JobStatus.RUNNING,
+                                         owner=worker_id, worker_id=None, attempts=max(job.attempts - 1, 0))
+                else:
+                    job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error,
+                                         owner=worker_id)
+                return JobStatus(job_state.get_job(session, job_id).status)
+        except Exception as exc:
+            if not is_database_outage(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job %s: recording %s failed (%s); retrying in %.1f s", job_id, final.value,
+                        type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _keep_alive(ctx: JobContext, stop: threading.Event) -> None:

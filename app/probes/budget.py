@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import torch
-
 
 class ProbeCancelled(Exception):
     """Raised at the next evaluation (every ``eval_every`` steps) once ``should_stop()`` returns true."""
@@ -16,9 +14,12 @@ class ProbeCancelled(Exception):
 class ProbeBudget:
     """One recipe for all arms, so that the only difference between them is the initialisation.
 
-    ``steps`` optimisation steps are given to every learning rate of the grid (equal steps per arm);
-    ``seconds`` caps the wall-clock time of one arm × seed unit, shared evenly among the grid's learning
-    rates — a run that hits it stops, keeps its best checkpoint and is flagged ``timed_out``.
+    A *training run* is one learning rate of the grid for one arm × seed unit. ``steps`` optimisation
+    steps are given to every training run (equal steps per arm); ``seconds`` caps the wall-clock time of
+    every training run the same way — it is not shared among the grid's rates, so a unit with a grid of
+    k rates may take up to k × ``seconds`` (plus evaluation). A run that hits the cap stops, keeps its best
+    checkpoint and is flagged ``timed_out``; the unit is ``timed_out`` when any of its rates was
+    (the choice of rate was then made on unequal footing).
     """
 
     steps: int = 300
@@ -66,20 +67,3 @@ class ProbeBudget:
         data["lr_grid"] = list(self.lr_grid)
         data["linear_lr_grid"] = list(self.linear_lr_grid)
         return data
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when present, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available")
-    return resolved
-
-
-def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The mixed-precision dtype on CUDA (bfloat16 where supported, else float16); ``None`` means fp32."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -6,7 +6,6 @@ frozen features) and never in how they are trained.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.devices import autocast as autocast_context
 from app.probes.budget import ProbeBudget, ProbeCancelled
 from app.probes.evaluation import scores
 
@@ -90,12 +90,6 @@ def evaluate(model: nn.Module, feeder: Feeder, rows: np.ndarray, objective: Obje
     return scores(objective.task_type, y_true, np.concatenate(preds))
 
 
-def autocast_factory(device: torch.device, dtype: torch.dtype | None) -> Callable[[], Any]:
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objective: Objective, *,
              train_rows: np.ndarray, val_rows: np.ndarray, plan: list[np.ndarray], lr: float,
              budget: ProbeBudget, device: torch.device, amp_dtype: torch.dtype | None, deadline: float | None,
@@ -103,7 +97,7 @@ def train_lr(model: nn.Module, params: list[nn.Parameter], feeder: Feeder, objec
     """Train ``params`` of ``model`` at ``lr`` over ``plan``; keep the best checkpoint on the inner val."""
     run = LrRun(lr=lr)
     started = time.perf_counter()
-    autocast = autocast_factory(device, amp_dtype)
+    autocast = autocast_context(device, amp_dtype)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=budget.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     bad_evals = 0

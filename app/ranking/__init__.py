@@ -12,7 +12,7 @@ from app.ranking.aggregate import (
     normalise,
     rank_with_ties,
 )
-from app.ranking.bootstrap import bootstrap_rank_intervals
+from app.ranking.bootstrap import bootstrap_rank_intervals, bootstrap_resamples, intervals_from_replicates
 from app.ranking.subset import SubsetStep, greedy_subset
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "SubsetStep",
     "aggregate",
     "bootstrap_rank_intervals",
+    "bootstrap_resamples",
+    "intervals_from_replicates",
     "choose_layers",
     "greedy_subset",
     "normalise",

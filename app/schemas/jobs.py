@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
-from app.enums import JobStatus
+from app.jobs.status import JobStatus
 from app.schemas.common import ReadModel
 
 

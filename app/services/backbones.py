@@ -1,6 +1,10 @@
-"""The backbone catalogue as a project sees it: built-in cards plus the project's registered backbones,
+r"""The backbone catalogue as a project sees it: built-in cards plus the project's registered backbones,
 registration (hub ids described offline; uploaded safetensors / TorchScript weights), and the one way jobs
 turn a backbone id into a loaded adapter (:func:`load_adapter`).
+
+``app.backbones`` raises plain :class:`~app.backbones.errors.BackboneError`\ s; this module translates them
+once (:func:`translated`) into the HTTP-aware :mod:`app.errors` tree. The built-in catalogue is the
+runtime's (read once per process, in the lifespan), never a module-level cache.
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ import dataclasses
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,17 +24,21 @@ from sqlalchemy.orm import Session
 
 from app.backbones.base import BackboneAdapter, BackboneId, BackboneSpec, Preprocessing, SourceTask
 from app.backbones.cards import replace_spec, spec_from_card, spec_from_dict, spec_to_dict
-from app.backbones.catalogue import (
-    Catalogue,
-    LoadContext,
-    complete_spec,
-    create_adapter,
-    family,
-    list_backbones,
-)
+from app.backbones.catalogue import Catalogue, complete_spec, create_adapter, family, list_backbones
+from app.backbones.context import LoadContext
+from app.backbones.errors import BackboneError, UnknownBackbone, UnsupportedWeights, WeightsUnavailable
 from app.backbones.weights import sha256_file, sniff_format
 from app.db.tables import Backbone
-from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from app.errors import (
+    BackboneUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    raises,
+)
+from app.runtime import Runtime
 from app.settings import Settings
 from app.storage import ArtifactStore, content_key, copy_capped
 
@@ -37,14 +46,19 @@ _CHUNK = 1024 * 1024
 _EXT = {"safetensors": ".safetensors", "torchscript": ".pt", "state_dict": ".pth"}
 
 
-@lru_cache(maxsize=8)
-def _catalogue(models_dir: str) -> Catalogue:
-    return Catalogue(Path(models_dir))
-
-
-def catalogue(settings: Settings) -> Catalogue:
-    """The built-in cards of ``settings.models_dir``, read once per process."""
-    return _catalogue(str(Path(settings.models_dir).resolve()))
+@contextmanager
+def translated() -> Iterator[None]:
+    """Map the backbone package's plain errors to the API's error tree (the one place this happens)."""
+    try:
+        yield
+    except UnknownBackbone as exc:
+        raise NotFound(str(exc)) from None
+    except WeightsUnavailable as exc:
+        raise BackboneUnavailable(str(exc)) from None
+    except UnsupportedWeights as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except BackboneError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _project_specs(session: Session, project_id: uuid.UUID) -> list[tuple[Backbone, BackboneSpec]]:
@@ -61,31 +75,36 @@ def to_read(spec: BackboneSpec, *, builtin: bool) -> dict[str, Any]:
             "recipe": extra.get("recipe")}
 
 
-def list_project_backbones(session: Session, project_id: uuid.UUID, settings: Settings, *,
+@raises(InvalidInput)
+def list_project_backbones(session: Session, project_id: uuid.UUID, catalogue: Catalogue, *,
                            family_name: str | None = None, modality: str | None = None, q: str | None = None,
                            offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
     own = [spec for _, spec in _project_specs(session, project_id)]
-    builtins = catalogue(settings).builtins
+    builtins = catalogue.builtins
     specs = list_backbones([*builtins.values(), *own], family=family_name, modality=modality, q=q)
     page = specs[offset: offset + limit]
     return [to_read(s, builtin=s.id in builtins) for s in page], len(specs)
 
 
-def get_spec(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> tuple[BackboneSpec, Backbone | None]:
+@raises(NotFound)
+def get_spec(session: Session, project_id: uuid.UUID, catalogue: Catalogue,
+             backbone_id: str) -> tuple[BackboneSpec, Backbone | None]:
     """The project's registered spec for ``backbone_id``, else the built-in one; 404 otherwise."""
     row = session.scalar(select(Backbone).where(Backbone.project_id == project_id, Backbone.backbone_id == backbone_id))
     if row is not None:
         return spec_from_dict(row.spec), row
-    return catalogue(settings).get(backbone_id), None
+    with translated():
+        return catalogue.get(backbone_id), None
 
 
-def get_backbone(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> dict[str, Any]:
-    spec, row = get_spec(session, project_id, settings, backbone_id)
+@raises(NotFound)
+def get_backbone(session: Session, project_id: uuid.UUID, catalogue: Catalogue, backbone_id: str) -> dict[str, Any]:
+    spec, row = get_spec(session, project_id, catalogue, backbone_id)
     return to_read(spec, builtin=row is None)
 
 
-def _check_free(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str) -> None:
-    if backbone_id in catalogue(settings).builtins:
+def _check_free(session: Session, project_id: uuid.UUID, catalogue: Catalogue, backbone_id: str) -> None:
+    if backbone_id in catalogue.builtins:
         raise Conflict(f"backbone {backbone_id} is built in; use it directly")
     exists = session.scalar(select(Backbone.id).where(Backbone.project_id == project_id,
                                                        Backbone.backbone_id == backbone_id))
@@ -114,23 +133,27 @@ def _add_row(session: Session, project_id: uuid.UUID, spec: BackboneSpec, artifa
     return row
 
 
-def register_hub(session: Session, project_id: uuid.UUID, settings: Settings, backbone_id: str, *,
+@raises(Conflict, InvalidInput, BackboneUnavailable)
+def register_hub(session: Session, project_id: uuid.UUID, runtime: Runtime, backbone_id: str, *,
                  weights: str | None = None, description: str | None = None, licence: str | None = None,
                  source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Register a hub id described offline; 422 (``backbone_unavailable``) says where to put missing weights."""
+    settings = runtime.settings
     try:
         bid = BackboneId.parse(backbone_id)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    fam = family(bid.family)
+    with translated():
+        fam = family(bid.family)
     if fam.describe is None:
         raise InvalidInput(f"{bid.family} backbones are registered by uploading their weights, not by id")
-    _check_free(session, project_id, settings, str(bid))
+    _check_free(session, project_id, runtime.catalogue, str(bid))
     if weights:
         weights = str(_server_weights_path(settings, weights))
     ctx = LoadContext.from_settings(settings)
     module_describe: Any = fam.describe
-    spec = module_describe(bid, ctx, weights) if weights else module_describe(bid, ctx)
+    with translated():
+        spec = module_describe(bid, ctx, weights) if weights else module_describe(bid, ctx)
     spec = _card_overrides(spec, description, licence, source)
     _add_row(session, project_id, spec, None)
     return to_read(spec, builtin=False)
@@ -157,12 +180,20 @@ def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
     return path
 
 
-def register_upload(session: Session, project_id: uuid.UUID, settings: Settings, store: ArtifactStore,
-                    stream: BinaryIO, card: dict[str, Any]) -> dict[str, Any]:
+@raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType, BackboneUnavailable)
+def register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, stream: BinaryIO,
+                    card: dict[str, Any]) -> dict[str, Any]:
     """Register uploaded weights: TorchScript (id derived from its sha256) or zoo safetensors/state dict.
 
     The bytes are identified by content, never by name; a pickle or anything else is refused unread.
     """
+    with translated():
+        return _register_upload(session, project_id, runtime, stream, card)
+
+
+def _register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, stream: BinaryIO,
+                     card: dict[str, Any]) -> dict[str, Any]:
+    settings, store = runtime.settings, runtime.store
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["preprocessing"].items()})
     with tempfile.TemporaryDirectory(prefix="tscout-upload-") as tmp:
         path = _receive(stream, settings.max_weights_bytes, Path(tmp))
@@ -185,7 +216,7 @@ def register_upload(session: Session, project_id: uuid.UUID, settings: Settings,
             if spec.family != "zoo":
                 raise InvalidInput(f"uploaded state dicts are registered as zoo backbones, got id {spec.id!r}")
             spec = complete_spec(spec)
-        _check_free(session, project_id, settings, spec.id)
+        _check_free(session, project_id, runtime.catalogue, spec.id)
         create_adapter(spec, LoadContext.from_settings(settings, weights_path=path))  # loads strictly: proves it works
         artifact = store.put_file(content_key("backbones", digest, _EXT[fmt]), path)
     _add_row(session, project_id, spec, artifact)
@@ -206,13 +237,16 @@ def local_weights(settings: Settings, store: ArtifactStore, artifact: str) -> Pa
     return dest
 
 
-def load_adapter(session: Session, project_id: uuid.UUID, settings: Settings, store: ArtifactStore,
-                 backbone_id: str, *, device: str | None = None) -> BackboneAdapter:
+@raises(NotFound, InvalidInput, BackboneUnavailable)
+def load_adapter(session: Session, project_id: uuid.UUID, runtime: Runtime, backbone_id: str, *,
+                 device: str | None = None) -> BackboneAdapter:
     """The adapter for a built-in or project backbone (what ranking jobs call)."""
-    spec, row = get_spec(session, project_id, settings, backbone_id)
-    weights = local_weights(settings, store, row.artifact_key) if row is not None and row.artifact_key else None
-    return create_adapter(spec, LoadContext.from_settings(settings, weights_path=weights), device=device)
+    spec, row = get_spec(session, project_id, runtime.catalogue, backbone_id)
+    weights = local_weights(runtime.settings, runtime.store, row.artifact_key) \
+        if row is not None and row.artifact_key else None
+    with translated():
+        return create_adapter(spec, LoadContext.from_settings(runtime.settings, weights_path=weights), device=device)
 
 
-__all__ = ["NotFound", "catalogue", "get_backbone", "get_spec", "list_project_backbones", "load_adapter",
-           "register_hub", "register_upload"]
+__all__ = ["get_backbone", "get_spec", "list_project_backbones", "load_adapter", "register_hub",
+           "register_upload", "translated"]

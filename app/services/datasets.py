@@ -25,8 +25,17 @@ from app.datasets.errors import DatasetRejected, LimitExceeded, UnknownFormat
 from app.datasets.ingest import prepare
 from app.db.pagination import keyset, split_page
 from app.db.tables import Dataset, Job
-from app.enums import JobStatus, Modality, TaskType
-from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from app.enums import Modality, TaskType
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+    raises,
+)
+from app.jobs.status import JobStatus
 from app.settings import Settings
 from app.storage import ArtifactStore, copy_capped
 
@@ -59,6 +68,7 @@ def _delete_after_commit(session: Session, store: ArtifactStore, prefix: str) ->
     sa_event.listen(session, "after_commit", lambda _: store.delete_prefix(prefix), once=True)
 
 
+@raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unavailable)
 def create_dataset(session: Session, store: ArtifactStore, settings: Settings, project_id: uuid.UUID, *,
                    source: BinaryIO, name: str | None, options: IngestOptions) -> tuple[Dataset, bool]:
     """Ingest an upload. Returns ``(dataset, created)``; ``created`` is False when the project already
@@ -88,7 +98,11 @@ def create_dataset(session: Session, store: ArtifactStore, settings: Settings, p
             dataset_id = uuid.uuid4()
             prefix = f"datasets/{dataset_id}"
             try:
-                size = prepared.write(store, prefix)
+                try:
+                    size = prepared.write(store, prefix)
+                except OSError as exc:  # a read-only or full store: named by its reason, never its path
+                    raise Unavailable(f"the artifact store cannot be written ({exc.strerror or type(exc).__name__}); "
+                                      "retry later") from None
                 row = Dataset(
                     id=dataset_id, project_id=project_id, name=name, modality=prepared.manifest.modality,
                     task_type=prepared.manifest.task_type, format=prepared.format, digest=prepared.digest,
@@ -113,6 +127,7 @@ def create_dataset(session: Session, store: ArtifactStore, settings: Settings, p
             prepared.close()
 
 
+@raises(NotFound)
 def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) -> Dataset:
     """The dataset if it belongs to ``project_id``; another project's dataset is 'not found'."""
     row = session.get(Dataset, dataset_id)
@@ -121,6 +136,7 @@ def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) 
     return row
 
 
+@raises(InvalidInput)
 def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None = None,
                   modality: Modality | None = None, task_type: TaskType | None = None, limit: int = 50,
                   cursor: str | None = None) -> tuple[list[Dataset], int, str | None]:
@@ -142,6 +158,7 @@ def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None =
     return rows, total, next_cursor
 
 
+@raises(NotFound, Conflict)
 def delete_dataset(session: Session, store: ArtifactStore, dataset_id: uuid.UUID, project_id: uuid.UUID) -> None:
     """Delete the row, and its artifacts once that is committed. Refused (409) while a pending or running
     job uses the dataset; finished jobs keep their results and lose the link."""

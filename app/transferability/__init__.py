@@ -55,9 +55,11 @@ from .registry import (
     capability_matrix,
     check_capability,
     default_metrics,
+    far_domain_metric,
     get_metric,
     score,
     similarity_metrics,
+    spec_of,
     subset_metric,
 )
 from .rsa import dds, rsa
@@ -119,4 +121,6 @@ __all__ = [
     "default_metrics",
     "similarity_metrics",
     "subset_metric",
+    "spec_of",
+    "far_domain_metric",
 ]

@@ -57,6 +57,8 @@ __all__ = [
     "default_metrics",
     "similarity_metrics",
     "subset_metric",
+    "spec_of",
+    "far_domain_metric",
 ]
 
 CLASSIFICATION = "classification"
@@ -64,6 +66,7 @@ REGRESSION = "regression"
 MULTILABEL = "multilabel"
 TASK_TYPES: tuple[str, ...] = (CLASSIFICATION, REGRESSION, MULTILABEL)
 DIRECTIONS = ("higher_is_better", "lower_is_better", "per_field")
+COSTS = ("cheap", "expensive")
 
 # Input names a job runner can supply. "labels_or_targets" means: class labels for a classification
 # task, the (n, k) target matrix for regression / multi-label tasks.
@@ -125,6 +128,12 @@ class MetricSpec:
     pool : str
         Name of the pool-level score (key of :data:`POOL_SCORES`) this per-model part feeds; ``""`` for a
         metric that is a score on its own.
+    cost : {"cheap", "expensive"}
+        ``"expensive"``: a ranking computes it only at a backbone's candidate layers (the last one and the
+        best by the cheap metrics), not at every layer it embeds. Measured, not guessed (``bench/metrics.py``).
+    job_kwargs : mapping
+        Keyword arguments the ranking job passes to the function (e.g. a per-side sample cap where the
+        exact computation on every row buys nothing); stored with each score and part of its cache key.
     """
 
     name: str
@@ -141,8 +150,12 @@ class MetricSpec:
     bootstrap: bool = False
     default_for: tuple[str, ...] = ()
     pool: str = ""
+    cost: str = "cheap"
+    job_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.cost not in COSTS:
+            raise ValueError(f"metric {self.name!r}: cost must be one of {COSTS}, got {self.cost!r}")
         if not set(self.default_for) <= set(self.task_types):
             raise ValueError(f"metric {self.name!r}: default_for {self.default_for} names task types it does not "
                              f"support ({self.task_types})")
@@ -172,8 +185,15 @@ class MetricSpec:
             "bootstrap": self.bootstrap,
             "default_for": list(self.default_for),
             "pool": self.pool,
+            "cost": self.cost,
+            "job_kwargs": dict(self.job_kwargs),
         }
 
+
+#: per-side cap on the samples a ranking job hands OTDD: the source side is a stored sample of 256, and past
+#: this the target side's share of the estimate's error is small next to the cost (exact inner OT over all
+#: class pairs and three n×n Sinkhorn problems); the metric subsamples stratified and says so in a warning
+OTDD_JOB_SAMPLES = 512
 
 _C = (CLASSIFICATION,)
 _ALL = TASK_TYPES
@@ -195,7 +215,7 @@ _SPECS = [
     MetricSpec("nleep", nleep, _FL, _C, "higher_is_better", "transferability",
                "Li et al. CVPR 2021; google-research stable_transfer nleep.py (log form)",
                "nleep.log_pca0.8_k5c_seeded",
-               random_state=True),
+               random_state=True, cost="expensive"),
     MetricSpec("hscore", hscore, _FL, _C, "higher_is_better", "transferability",
                "Bao et al. ICIP 2019; README getHscore, tllib ranking/hscore.py::h_score", "hscore.bao_pinv",
                bootstrap=True),
@@ -214,16 +234,18 @@ _SPECS = [
                bootstrap=True, default_for=_C),
     MetricSpec("parc", parc, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
                "Bolya et al. NeurIPS 2021; dbolya/parc methods.py::PARC", "parc.pca32_max5000",
-               random_state=True, default_for=(REGRESSION, MULTILABEL)),
+               random_state=True, default_for=(REGRESSION, MULTILABEL), cost="expensive"),
     MetricSpec("knn_accuracy", knn_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_euclidean_k5",
                bootstrap=True, default_for=_C),
     MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
-               "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold"),
+               "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold",
+               cost="expensive"),
     MetricSpec("otdd", otdd, _ST, _C, "lower_is_better", "similarity",
                "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (debiased Sinkhorn, p=2)",
                "otdd.microsoft_half_cost_abs_eps0.1_exact_inner_log_sinkhorn", version="2",
-               random_state=True, default_for=_C),
+               random_state=True, default_for=_C, cost="expensive",
+               job_kwargs={"max_samples": OTDD_JOB_SAMPLES}),
     MetricSpec("frechet_distance", frechet_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
                "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov",
                default_for=_ALL),
@@ -231,7 +253,8 @@ _SPECS = [
                "Gretton et al. JMLR 2012; unbiased MMD², RBF, median heuristic", "mmd2.unbiased_rbf_median",
                default_for=_ALL),
     MetricSpec("proxy_a_distance", proxy_a_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
-               "Ben-David et al. NeurIPS 2006; logistic domain classifier, 5-fold", "pad.logistic_5fold"),
+               "Ben-David et al. NeurIPS 2006; logistic domain classifier, 5-fold", "pad.logistic_5fold",
+               cost="expensive"),
     MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
                "Facco et al. 2017 (TwoNN); normalised label entropy; LOO k-NN; Fisher variance ratio",
                "difficulty.v1"),
@@ -336,6 +359,15 @@ NOT_PROVIDED: Mapping[str, str] = MappingProxyType({
 _SUBSET_PREFERENCE = ("logme",)
 
 
+#: the domain distance whose farthest third the ranking flags ``far_domain``
+_FAR_DOMAIN_DISTANCE = "frechet_distance"
+
+
+def far_domain_metric() -> str:
+    """The similarity metric by which a ranking flags sources whose domain is far from the target."""
+    return _FAR_DOMAIN_DISTANCE
+
+
 def default_metrics(task_type: str) -> tuple[str, ...]:
     """Transferability and baseline metrics a ranking computes when the request names none, in registry order."""
     return tuple(name for name, spec in METRICS.items()
@@ -354,6 +386,14 @@ def subset_metric(computed: tuple[str, ...] | list[str]) -> str | None:
         if name in computed:
             return name
     return next((m for m in computed if METRICS[m].inputs[0] == "features"), None)
+
+
+def spec_of(fn: Callable[..., Any]) -> MetricSpec:
+    """The spec of a metric function (e.g. ``spec_of(task_difficulty).variant``)."""
+    for spec in METRICS.values():
+        if spec.fn is fn:
+            return spec
+    raise UnknownMetricError(f"{getattr(fn, '__name__', fn)!r} is not a registered metric function")
 
 
 def get_metric(name: str) -> MetricSpec:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from app.transferability import task_difficulty
 from app.zoo import images as im
 from app.zoo.domains import generate
 from app.zoo.recipe import deterministic, pooled_features, predict, train
-from app.zoo.sources import ZOO_SOURCES, ZooSource
+from app.zoo.sources import ZooSource
 
 PREPROCESSING = Preprocessing(input_size=(3, im.SIZE, im.SIZE), mean=im.MEAN, std=im.STD,
                               interpolation="bilinear", crop_pct=1.0)
@@ -148,15 +147,3 @@ def build_source(source: ZooSource, models_dir: Path) -> BuiltSource:
         recipe=recipe, source_stats=stats_file)
     return BuiltSource(source.id, card, sha256_file(models_dir / f"{source.name}.safetensors"), facts["accuracy"],
                        round(time.perf_counter() - started, 2))
-
-
-def build_zoo(models_dir: Path, sources: Sequence[ZooSource] = ZOO_SOURCES,
-              progress: Callable[[BuiltSource], None] | None = None) -> list[BuiltSource]:
-    """Train and publish every source in order; returns what was written."""
-    built = []
-    for source in sources:
-        result = build_source(source, models_dir)
-        built.append(result)
-        if progress is not None:
-            progress(result)
-    return built

@@ -110,12 +110,11 @@ MODELS_DIR = Path("models")
 
 
 def default_aggregate(ctx: TargetContext, per_metric: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The service's default ranking: rank mean of ``DEFAULT_METRICS['classification']`` (``app.ranking``)."""
+    """The service's default ranking: rank mean of ``default_metrics('classification')`` (``app.ranking``)."""
     from app.ranking import aggregate
-    from app.services.rankings import DEFAULT_METRICS
-    from app.transferability import METRICS
+    from app.transferability import METRICS, default_metrics
 
-    names = list(DEFAULT_METRICS["classification"])
+    names = list(default_metrics("classification"))
     sources = sorted(ctx.features)
     cols = {n: [per_metric[f"{n} ({METRICS[n].kind})"][s] for s in sources] for n in names}
     result = aggregate(cols, {n: True for n in names}, method="rank_mean")

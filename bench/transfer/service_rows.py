@@ -25,8 +25,8 @@ def ranking_service_scores(target_name: str, sources: list[str], models_dir: Pat
     from app.db import migrate
     from app.execution import tasks
     from app.runtime import Runtime
-    from app.services.ranking_reads import read_ranking
-    from app.services.rankings import rank_upload
+    from app.services import job_handlers
+    from app.services.rankings import rank_upload, read_ranking
     from app.settings import Settings
     from app.zoo.export import class_folder_zip
     from bench.transfer.targets import target
@@ -40,7 +40,7 @@ def ranking_service_scores(target_name: str, sources: list[str], models_dir: Pat
         try:
             job_id, project_id = rank_upload(runtime, "evaluate", class_folder_zip(xtr, ytr, "target"), f"{target_name}.zip",
                                              {"backbones": sources, "bootstrap": 0, "subset_size": 0})
-            status = tasks.run_job(runtime, job_id, "evaluate")
+            status = tasks.run_job(runtime, job_id, "evaluate", job_handlers())
             with runtime.sessions() as session:
                 job = read_ranking(session, job_id, project_id)
             if status is None or status.value != "SUCCEEDED":

@@ -11,7 +11,7 @@ import numpy as np
 
 from app.datasets.stored import StoredDataset
 from app.db.tables import Dataset
-from tests.datasets.builders import (
+from tests.kits.datasets import (
     class_folder_files,
     color_for,
     image_bytes,

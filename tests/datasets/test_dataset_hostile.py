@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.datasets.builders import (
+from tests.kits.datasets import (
     assert_nothing_left,
     class_folder_files,
     jsonl_bytes,

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from app.datasets.collected import IngestOptions
 from app.db.session import make_engine, make_sessionmaker, unit_of_work
 from app.db.tables import Dataset, Job
-from app.enums import JobStatus
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.services.auth import create_key, get_or_create_project
 from app.services.datasets import create_dataset
-from tests.datasets.builders import class_folder_files, dataset_rows, stored_files, upload, zip_bytes
+from tests.kits.datasets import class_folder_files, dataset_rows, stored_files, upload, zip_bytes
 
 ARCHIVE = zip_bytes(class_folder_files(per_class=3))
 

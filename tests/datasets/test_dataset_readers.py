@@ -13,7 +13,7 @@ from app.datasets.detect import detect_format
 from app.datasets.errors import InvalidDataset, LimitExceeded, UnknownFormat
 from app.datasets.images import BadImage, normalize_image
 from app.datasets.labels import parse_labels
-from tests.datasets.builders import (
+from tests.kits.datasets import (
     image_bytes,
     npz_bytes,
     parquet_bytes,

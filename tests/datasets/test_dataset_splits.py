@@ -16,7 +16,7 @@ from app.datasets.split import stratified_split
 from app.datasets.stored import StoredDataset
 from app.db.tables import Dataset
 from app.storage import ArtifactStore
-from tests.datasets.builders import class_folder_files, tar_bytes, upload, zip_bytes
+from tests.kits.datasets import class_folder_files, tar_bytes, upload, zip_bytes
 
 LIMITS = Limits(max_total_bytes=10**8, max_member_bytes=10**7, max_ratio=200, max_files=10_000, max_pixels=10**6)
 

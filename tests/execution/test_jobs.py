@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
 
 from app.db.base import utcnow
-from app.db.tables import Job, Project
-from app.enums import JobStatus
 from app.execution import tasks
 from app.execution.local import LocalExecutor
+from app.jobs import state as job_state
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import jobs as job_state
+from tests.kits.jobs import job_status as _status
+from tests.kits.jobs import make_job as _job
 
 
 @pytest.fixture
@@ -25,26 +25,10 @@ def runtime(settings_factory):
 
 
 @pytest.fixture
-def handlers(monkeypatch):
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-ok", "tests.execution.handlers:ok")
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-boom", "tests.execution.handlers:boom")
-    monkeypatch.setitem(tasks.JOB_HANDLERS, "test-slow", "tests.execution.handlers:slow")
+def handlers():
+    from tests.kits import handlers as h
 
-
-def _job(runtime, kind="test-ok", status=JobStatus.PENDING, **values) -> uuid.UUID:
-    with runtime.sessions.begin() as s:
-        project = s.query(Project).filter_by(name="p").one_or_none() or Project(name="p")
-        s.add(project)
-        s.flush()
-        job = Job(project_id=project.id, kind=kind, status=status.value, **values)
-        s.add(job)
-        s.flush()
-        return job.id
-
-
-def _status(runtime, job_id) -> JobStatus:
-    with runtime.sessions() as s:
-        return JobStatus(job_state.get_job(s, job_id).status)
+    return {"test-ok": h.ok, "test-boom": h.boom, "test-slow": h.slow}
 
 
 def test_terminal_states_are_final(runtime):
@@ -69,12 +53,12 @@ def test_only_one_claim_wins(runtime):
 
 def test_run_job_records_success_and_failure(runtime, handlers):
     ok, boom = _job(runtime), _job(runtime, kind="test-boom")
-    assert tasks.run_job(runtime, ok, "w") is JobStatus.SUCCEEDED
-    assert tasks.run_job(runtime, boom, "w") is JobStatus.FAILED
+    assert tasks.run_job(runtime, ok, "w", handlers) is JobStatus.SUCCEEDED
+    assert tasks.run_job(runtime, boom, "w", handlers) is JobStatus.FAILED
     with runtime.sessions() as s:
         assert "boom: the handler failed" in job_state.get_job(s, boom).error
         assert job_state.get_job(s, ok).progress["stages"]["work"]["done"] == 1
-    assert tasks.run_job(runtime, ok, "w") is None  # terminal: never run again
+    assert tasks.run_job(runtime, ok, "w", handlers) is None  # terminal: never run again
 
 
 def test_reconciler_requeues_dead_workers_and_gives_up(runtime):
@@ -91,7 +75,7 @@ def test_reconciler_requeues_dead_workers_and_gives_up(runtime):
 
 
 def test_local_executor_survives_a_failing_job_and_cancels(runtime, handlers):
-    executor = LocalExecutor(runtime, poll_seconds=0.05)
+    executor = LocalExecutor(runtime, handlers, poll_seconds=0.05)
     executor.start()
     try:
         boom, ok, slow = _job(runtime, kind="test-boom"), _job(runtime), _job(runtime, kind="test-slow")

@@ -6,30 +6,23 @@ import time
 
 import pytest
 
-from app.enums import JobStatus
-from app.execution import tasks
-from app.execution.ray import REPO_ROOT, RayExecutor, portable_settings
+from app.execution.ray import RayExecutor, portable_settings
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from tests.execution.test_jobs import _job, _status
+from tests.kits.jobs import job_status as _status
+from tests.kits.jobs import make_job as _job
 
 ray = pytest.importorskip("ray", reason="the ray extra is part of make test; install it with .[ray]")
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture
-def ray_executor(ray_cluster, settings_factory, monkeypatch):
-    for kind in ("units_ok", "units_fail", "units_slow"):
-        monkeypatch.setitem(tasks.JOB_HANDLERS, kind, f"tests.execution.handlers:{kind}")
+def ray_executor(ray_cluster, settings_factory):
+    from tests.kits import handlers as h
+
+    handlers = {kind: getattr(h, kind) for kind in ("units_ok", "units_fail", "units_slow")}
     runtime = Runtime.from_settings(settings_factory(executor="ray", ray_max_retries=1))
-    executor = RayExecutor(runtime, poll_seconds=0.05)
+    executor = RayExecutor(runtime, handlers, poll_seconds=0.05)
     executor.start()
     yield executor
     executor.shutdown()
@@ -50,7 +43,7 @@ def test_units_run_as_ray_tasks(ray_executor):
     ray_executor.submit(job_id)
     assert _wait(runtime, job_id, {JobStatus.SUCCEEDED, JobStatus.FAILED}) is JobStatus.SUCCEEDED
     with runtime.sessions() as s:
-        from app.services.jobs import get_job
+        from app.jobs.state import get_job
 
         job = get_job(s, job_id)
         assert job.result == {"squares": [0, 1, 4, 9, 16, 25]}
@@ -64,7 +57,7 @@ def test_failing_unit_fails_the_job_with_its_cause(ray_executor):
     ray_executor.submit(job_id)
     assert _wait(runtime, job_id, {JobStatus.SUCCEEDED, JobStatus.FAILED}) is JobStatus.FAILED
     with runtime.sessions() as s:
-        from app.services.jobs import get_job
+        from app.jobs.state import get_job
 
         assert "unit failed on" in get_job(s, job_id).error
 
@@ -76,7 +69,7 @@ def test_cancel_stops_outstanding_ray_tasks(ray_executor):
     _wait(runtime, job_id, {JobStatus.RUNNING})
     started = time.monotonic()
     with runtime.sessions.begin() as s:
-        from app.services.jobs import get_job, request_cancel
+        from app.jobs.state import get_job, request_cancel
 
         request_cancel(s, job_id, get_job(s, job_id).project_id)
     assert _wait(runtime, job_id, {JobStatus.CANCELLED, JobStatus.FAILED}) is JobStatus.CANCELLED

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from app.enums import JobStatus
 from app.execution import tasks
 from app.execution.ray import RayExecutor
+from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from tests.execution.test_ray import ray_cluster  # noqa: F401 - the module-scoped local cluster
-from tests.ranking.kit import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
+from app.services import job_handlers
+from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
 
 pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def test_local_and_ray_rank_identically(ray_cluster, settings_factory, tmp_path):  # noqa: F811
+def test_local_and_ray_rank_identically(ray_cluster, settings_factory, tmp_path):
     models = toy_models_dir(tmp_path / "models")
     body = {"backbones": list(TOY_ZOO), "metrics": ["logme", "hscore_shrinkage", "knn_accuracy"],
             "bootstrap": 5, "seed": 3,
@@ -29,10 +29,10 @@ def test_local_and_ray_rank_identically(ray_cluster, settings_factory, tmp_path)
         job_id, project_id = submit_job(runtime, f"project-{executor}", data, "target.zip", body)
         units = None
         if executor == "ray":
-            ray_exec = RayExecutor(runtime)
+            ray_exec = RayExecutor(runtime, job_handlers())
             ray_exec.connect()
             units = ray_exec.units
-        assert tasks.run_job(runtime, job_id, f"test-{executor}", units) is JobStatus.SUCCEEDED
+        assert tasks.run_job(runtime, job_id, f"test-{executor}", job_handlers(), units) is JobStatus.SUCCEEDED
         tables[executor] = read_table(runtime, job_id, project_id)
         runtime.close()
     local, ray_ = tables["local"]["table"], tables["ray"]["table"]

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
-from app.api.errors import error_responses
+from app.api.errors import responses_for
+from app.api.params import Cursor
 from app.api.upload_limit import UploadLimitedRoute
 from app.datasets.collected import IngestOptions
 from app.enums import Modality, TaskType
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UploadL
     ),
     status_code=201,
     responses={200: {"model": DatasetRead, "description": "The same content was already uploaded: the existing dataset"},
-               **error_responses(401, 413, 415, 422)},
+               **responses_for(service.create_dataset, body=True)},
 )
 def create_dataset(
     file: Annotated[UploadFile, File(description="The dataset file.")],
@@ -57,7 +58,7 @@ def create_dataset(
 
 
 @router.get("", operation_id="datasets-list", summary="List datasets, newest first",
-            responses=error_responses(401, 422))
+            responses=responses_for(service.list_datasets))
 def list_datasets(
     session: SessionDep,
     principal: PrincipalDep,
@@ -65,7 +66,7 @@ def list_datasets(
     modality: Modality | None = None,
     task_type: TaskType | None = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> DatasetPage:
     rows, total, next_cursor = service.list_datasets(
         session, principal.project_id, name=name, modality=modality, task_type=task_type, limit=limit, cursor=cursor
@@ -74,13 +75,13 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", operation_id="datasets-get", summary="A dataset with its statistics and split",
-            responses=error_responses(401, 404, 422))
+            responses=responses_for(service.get_dataset))
 def get_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> DatasetRead:
     return DatasetRead.model_validate(service.get_dataset(session, dataset_id, principal.project_id))
 
 
 @router.delete("/{dataset_id}", operation_id="datasets-delete", summary="Delete a dataset and its artifacts",
-               status_code=204, responses=error_responses(401, 404, 409, 422))
+               status_code=204, responses=responses_for(service.delete_dataset))
 def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, principal: PrincipalDep, store: StoreDep) -> Response:
     service.delete_dataset(session, store, dataset_id, principal.project_id)
     return Response(status_code=204)

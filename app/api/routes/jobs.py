@@ -7,9 +7,9 @@ import uuid
 from fastapi import APIRouter
 
 from app.api.deps import PrincipalDep, SessionDep
-from app.api.errors import error_responses
+from app.api.errors import responses_for
+from app.jobs import state as job_state
 from app.schemas.jobs import JobRead
-from app.services import jobs as job_state
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
     "/{job_id}",
     operation_id="jobs-get",
     summary="A job's status and progress",
-    responses=error_responses(401, 404, 422),
+    responses=responses_for(job_state.get_job),
 )
 def get_job(job_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> JobRead:
     return JobRead.model_validate(job_state.get_job(session, job_id, principal.project_id))

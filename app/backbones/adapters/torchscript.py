@@ -17,9 +17,9 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter
 from app.backbones.base import BackboneSpec, LayerSpec, Preprocessing
-from app.backbones.catalogue import LoadContext
+from app.backbones.context import LoadContext
+from app.backbones.errors import InvalidBackbone, WeightsUnavailable
 from app.backbones.weights import load_torchscript, sha256_file
-from app.errors import BackboneUnavailable, InvalidInput
 
 OUTPUT = "output"
 
@@ -30,26 +30,26 @@ def _outputs(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {OUTPUT: out}
     if isinstance(out, dict) and out and all(isinstance(v, torch.Tensor) for v in out.values()):
         return dict(out)
-    raise InvalidInput("a TorchScript backbone must return a tensor or a Dict[str, Tensor] from forward()")
+    raise InvalidBackbone("a TorchScript backbone must return a tensor or a Dict[str, Tensor] from forward()")
 
 
 def describe_upload(path: Path, preprocessing: Preprocessing, **card) -> BackboneSpec:
     """A spec for an uploaded archive: taps measured with one dummy forward at ``input_size``."""
     if preprocessing.input_size is None:
-        raise InvalidInput("a TorchScript backbone needs preprocessing.input_size [c, h, w]")
+        raise InvalidBackbone("a TorchScript backbone needs preprocessing.input_size [c, h, w]")
     module = load_torchscript(path).eval()
     try:
         with torch.inference_mode():
             outs = _outputs(module, torch.zeros(2, *preprocessing.input_size))
-    except InvalidInput:
+    except InvalidBackbone:
         raise
     except Exception as exc:  # the caller's module failed on its declared input: their mistake
-        raise InvalidInput(f"the TorchScript module fails on input {(2, *preprocessing.input_size)}: {exc}") from exc
+        raise InvalidBackbone(f"the TorchScript module fails on input {(2, *preprocessing.input_size)}: {exc}") from exc
     layers = []
     for i, (name, t) in enumerate(outs.items()):
         kind = {4: "conv", 3: "tokens", 2: "vector"}.get(t.ndim)
         if kind is None:
-            raise InvalidInput(f"TorchScript output {name!r} has shape {tuple(t.shape)}; expected 2-, 3- or 4-D")
+            raise InvalidBackbone(f"TorchScript output {name!r} has shape {tuple(t.shape)}; expected 2-, 3- or 4-D")
         layers.append(LayerSpec(name, int(t.shape[1] if kind == "conv" else t.shape[-1]), kind,
                                 round((i + 1) / len(outs), 3)))
     digest = sha256_file(path)
@@ -116,8 +116,8 @@ def create(spec: BackboneSpec, ctx: LoadContext) -> TorchScriptAdapter:
     if path is None:
         ref = spec.extra.get("weights")
         if not isinstance(ref, str) or not ref:
-            raise BackboneUnavailable(f"{spec.id} has no TorchScript archive; upload it with POST /v1/backbones")
+            raise WeightsUnavailable(f"{spec.id} has no TorchScript archive; upload it with POST /v1/backbones")
         path = Path(ref) if Path(ref).is_absolute() else Path(spec.extra.get("card_dir") or ctx.models_dir) / ref
     if not path.is_file():
-        raise BackboneUnavailable(f"the TorchScript archive of {spec.id} is missing: place it at {path}")
+        raise WeightsUnavailable(f"the TorchScript archive of {spec.id} is missing: place it at {path}")
     return TorchScriptAdapter(spec, path)

@@ -17,10 +17,10 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
-from app.backbones.catalogue import LoadContext, random_weights_digest
+from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.errors import InvalidBackbone
 from app.backbones.hub import unavailable
 from app.backbones.weights import sha256_file, verify_digest
-from app.errors import InvalidInput
 
 PRE_LOGITS = "pre_logits"
 _SKIP = (nn.BatchNorm2d, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Dropout,
@@ -36,13 +36,13 @@ def _enum(bid: BackboneId):
     from torchvision.models import get_model_weights, list_models
 
     if bid.arch not in list_models():
-        raise InvalidInput(f"torchvision has no model {bid.arch!r} (from {bid}); see torchvision.models.list_models()")
+        raise InvalidBackbone(f"torchvision has no model {bid.arch!r} (from {bid}); see torchvision.models.list_models()")
     weights = get_model_weights(bid.arch)
     tag = bid.tag or "DEFAULT"
     try:
         return weights[tag]
     except KeyError:
-        raise InvalidInput(f"torchvision {bid.arch} has no weights {tag!r}; known: {[w.name for w in weights]}") from None
+        raise InvalidBackbone(f"torchvision {bid.arch} has no weights {tag!r}; known: {[w.name for w in weights]}") from None
 
 
 def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path | None:
@@ -169,13 +169,13 @@ class TorchvisionAdapter(ModuleAdapter):
                 state = torch.load(weights, map_location="cpu", weights_only=True)
                 model.load_state_dict(state, strict=True)
             except (RuntimeError, ValueError, OSError) as exc:
-                raise InvalidInput(f"weights {weights.name!r} for {self.bid} cannot be loaded: {exc}") from exc
+                raise InvalidBackbone(f"weights {weights.name!r} for {self.bid} cannot be loaded: {exc}") from exc
         self._state = state_copy(model)
         self._nodes, own = _taps(model, spec.preprocessing.input_size or (3, 224, 224))
         known = {ly.name: ly.dim for ly in own}
         for layer in spec.layers:
             if known.get(layer.name) != layer.dim:
-                raise InvalidInput(f"{spec.id}: layer {layer.name!r} (dim {layer.dim}) is not one of {known}")
+                raise InvalidBackbone(f"{spec.id}: layer {layer.name!r} (dim {layer.dim}) is not one of {known}")
         self._extractors: dict[tuple[str, ...], nn.Module] = {}
         super().__init__(spec, model, head=True)
 

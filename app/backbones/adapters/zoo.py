@@ -10,17 +10,17 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneSpec, LayerSpec
+from app.backbones.errors import InvalidBackbone, WeightsUnavailable
 from app.backbones.zoo import ZooModel, build_zoo_model
-from app.errors import BackboneUnavailable, InvalidInput
 
 
 def zoo_arch(spec: BackboneSpec) -> tuple[str, dict[str, Any]]:
     arch = spec.extra.get("arch")
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise InvalidInput(f"zoo backbone {spec.id} needs an [arch] table with a 'name', got {arch!r}")
+        raise InvalidBackbone(f"zoo backbone {spec.id} needs an [arch] table with a 'name', got {arch!r}")
     kwargs = arch.get("kwargs") or {}
     if not isinstance(kwargs, dict):
-        raise InvalidInput(f"zoo backbone {spec.id}: arch.kwargs must be a table, got {kwargs!r}")
+        raise InvalidBackbone(f"zoo backbone {spec.id}: arch.kwargs must be a table, got {kwargs!r}")
     return arch["name"], dict(kwargs)
 
 
@@ -34,7 +34,7 @@ def zoo_layers(spec: BackboneSpec) -> tuple[LayerSpec, ...]:
 def zoo_weights_path(spec: BackboneSpec, models_dir: Path) -> Path:
     weights = spec.extra.get("weights")
     if not isinstance(weights, str) or not weights:
-        raise InvalidInput(f"zoo backbone {spec.id} has no 'weights' file in its card")
+        raise InvalidBackbone(f"zoo backbone {spec.id} has no 'weights' file in its card")
     path = Path(weights)
     if not path.is_absolute():
         path = Path(spec.extra.get("card_dir") or models_dir) / path
@@ -49,11 +49,11 @@ class ZooAdapter(ModuleAdapter):
         try:
             model = build_zoo_model(self.arch, **self.kwargs)
         except (ValueError, TypeError) as exc:
-            raise InvalidInput(f"zoo backbone {spec.id}: {exc}") from exc
+            raise InvalidBackbone(f"zoo backbone {spec.id}: {exc}") from exc
         own = {t.name: t for t in model.layer_specs()}
         for layer in spec.layers:
             if layer.name not in own or own[layer.name].dim != layer.dim:
-                raise InvalidInput(
+                raise InvalidBackbone(
                     f"zoo backbone {spec.id}: card layer {layer.name!r} (dim {layer.dim}) does not match "
                     f"{self.arch}'s taps {[(t.name, t.dim) for t in own.values()]}"
                 )
@@ -63,14 +63,14 @@ class ZooAdapter(ModuleAdapter):
             self._state = state_copy(model)
         else:
             if not weights_path.is_file():
-                raise BackboneUnavailable(
+                raise WeightsUnavailable(
                     f"weights of {spec.id} not found: place the safetensors file at {weights_path}"
                 )
             self._state = load_state_dict(weights_path, expected_sha256=spec.weights_digest)
             try:
                 model.load_state_dict(self._state, strict=True)
             except RuntimeError as exc:
-                raise InvalidInput(f"weights of {spec.id} do not fit {self.arch}{self.kwargs}: {exc}") from exc
+                raise InvalidBackbone(f"weights of {spec.id} do not fit {self.arch}{self.kwargs}: {exc}") from exc
         super().__init__(spec, model, head=True)
 
     @property

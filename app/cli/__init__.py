@@ -1,0 +1,43 @@
+"""``tscout``, the command line: one module per command group, registered explicitly below.
+
+``serve``  serve (the API) and worker (a standalone executor)      ``db``    schema upgrade/downgrade/current
+``keys``   API keys                                                 ``rank``  rank a dataset on a running server
+``zoo``    build the built-in source zoo                            ``demo``  the whole zoo on the bundled target
+``gc``     remove orphan artifacts (no row, older than the grace period)
+
+Commands import their heavy dependencies inside the command, so ``tscout --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli.db import db_cli
+from app.cli.demo import demo
+from app.cli.gc import gc
+from app.cli.keys import keys_cli
+from app.cli.rank import rank
+from app.cli.serve import serve, worker
+from app.cli.zoo import zoo_cli
+
+
+def build_cli() -> typer.Typer:
+    """The ``tscout`` app with every command group attached (each command group adds one line here)."""
+    cli = typer.Typer(name="tscout", help="Transfer Scout: rank pretrained sources for a target dataset.",
+                      no_args_is_help=True, add_completion=False)
+    cli.command("serve")(serve)
+    cli.command("worker")(worker)
+    cli.add_typer(db_cli, name="db")
+    cli.add_typer(keys_cli, name="keys")
+    cli.command("rank")(rank)
+    cli.command("demo")(demo)
+    cli.add_typer(zoo_cli, name="zoo")
+    cli.command("gc")(gc)
+    return cli
+
+
+def main() -> None:
+    build_cli()()
+
+
+__all__ = ["build_cli", "main"]

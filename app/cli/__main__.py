@@ -1,0 +1,5 @@
+"""``python -m app.cli …`` runs ``tscout …``."""
+
+from app.cli import main
+
+main()

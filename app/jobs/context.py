@@ -1,0 +1,103 @@
+"""What a running job may do — report progress, keep its heartbeat, honour cancellation, run units of work —
+and the protocol of the unit runners the executors provide.
+
+A *unit* is a module-level function ``fn(runtime, *args)`` that writes its own results idempotently and
+returns a small JSON-able value; being module-level, it is pickled by reference when an executor ships it
+to another process. A *handler* is ``fn(ctx)`` for one job kind; the table of handlers is handed to the
+executor by whoever builds it (``app.services.job_handlers``), so nothing here names a service.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from app.jobs import state
+from app.jobs.status import JobStatus
+from app.runtime import Runtime
+
+Unit = Callable[..., Any]
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler when the job was asked to stop."""
+
+
+class UnitRunner(Protocol):
+    def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
+            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
+        """Run ``unit(runtime, *a)`` for each ``a``; results in input order. ``on_done(n_done)`` reports
+        progress; ``check_cancelled()`` raises to stop between units; ``resources`` asks for accelerators
+        (``{"gpu": 1.0}``) where the runner can place units."""
+
+
+class InlineUnitRunner:
+    """Runs units one after the other in the calling thread (the local executor)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
+            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
+        results = []
+        for i, a in enumerate(args):
+            check_cancelled()
+            results.append(unit(self.runtime, *a))
+            on_done(i + 1)
+        return results
+
+
+class JobContext:
+    """What a running job may do: report progress, check for cancellation, keep its heartbeat, run units."""
+
+    def __init__(self, runtime: Runtime, job_id: uuid.UUID, worker_id: str,
+                 units: UnitRunner | None = None) -> None:
+        self.runtime = runtime
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.units: UnitRunner = units or InlineUnitRunner(runtime)
+        self._last_beat = 0.0
+        self._lock = threading.Lock()
+
+    def progress(self, stage: str, done: int, total: int, **extra: Any) -> None:
+        with self._lock, self.runtime.sessions.begin() as session:
+            state.set_progress(session, self.job_id, stage, done, total, **extra)
+            self._last_beat = time.monotonic()
+
+    def record(self, **values: Any) -> None:
+        """Merge ``values`` into the job's result document."""
+        with self.runtime.sessions.begin() as session:
+            state.merge_result(session, self.job_id, **values)
+
+    def heartbeat(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_beat < self.runtime.settings.job_heartbeat_seconds:
+            return
+        with self._lock, self.runtime.sessions.begin() as session:
+            state.heartbeat(session, self.job_id, self.worker_id)
+            self._last_beat = time.monotonic()
+
+    def cancelled(self) -> bool:
+        with self.runtime.sessions() as session:
+            job = state.get_job(session, self.job_id)
+            # a worker presumed dead whose job was handed to another stops as if cancelled
+            lost = job.worker_id != self.worker_id
+            return bool(job.cancel_requested) or JobStatus(job.status).is_terminal() or lost
+
+    def check_cancelled(self) -> None:
+        """Call between units of work: raises :class:`JobCancelled` if a cancel was requested."""
+        self.heartbeat()
+        if self.cancelled():
+            raise JobCancelled(str(self.job_id))
+
+    def stage(self, name: str, unit: Unit, args: Sequence[tuple[Any, ...]],
+              resources: dict[str, float] | None = None) -> list[Any]:
+        """Run one stage's units through the runner, reporting ``name`` progress as they finish."""
+        self.progress(name, 0, len(args))
+        return self.units.map(unit, args, on_done=lambda d: self.progress(name, d, len(args)),
+                              check_cancelled=self.check_cancelled, resources=resources)
+
+
+Handler = Callable[[JobContext], None]

@@ -1,0 +1,26 @@
+"""Stage 1, embed: every (backbone, layer) over the target's train split, into the content-addressed cache
+(a repeated question costs a lookup). Source-head probabilities are cached too when a head metric is asked."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from app.runtime import Runtime
+from app.services.rankings.inputs import RankingInputs
+
+
+def embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[str, Any]:
+    """Embed the target's train split with one backbone at the job's layers (cache-aware)."""
+    from app.transferability import METRICS
+
+    inputs = RankingInputs.load(runtime, job_id)
+    if inputs.plan.is_features:
+        return {"backbone": backbone_id, "cached": True}
+    started = time.perf_counter()
+    layers = inputs.layers(backbone_id)
+    inputs.embeddings(backbone_id, layers)
+    if any(METRICS[m].needs_source_head for m in inputs.plan.metrics):
+        inputs.source_probs(backbone_id)
+    return {"backbone": backbone_id, "layers": layers, "seconds": time.perf_counter() - started}

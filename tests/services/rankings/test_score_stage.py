@@ -1,0 +1,123 @@
+"""The score stage: a repeated job does no metric work (score cache across jobs), a version bump recomputes
+only that metric, expensive metrics run at the candidate layers only and similarity at the chosen one."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import MappingProxyType
+
+import pytest
+from sqlalchemy import select
+
+import app.transferability as transferability
+from app.db.tables import MetricScore
+from app.execution import tasks
+from app.jobs.status import JobStatus
+from app.runtime import Runtime
+from app.services import job_handlers
+from app.services.rankings.inputs import RankingInputs
+from app.services.rankings.stages import intervals as intervals_stage
+from app.services.rankings.stages import score as score_stage
+from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def runtime(settings_factory, tmp_path):
+    rt = Runtime.from_settings(settings_factory(models_dir=toy_models_dir(tmp_path / "models")))
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Every metric the score stage computes, by name (task difficulty included)."""
+    seen: list[str] = []
+    real_value, real_difficulty = score_stage.metric_value, score_stage.difficulty_value
+
+    def counted_value(name, *args, **kwargs):
+        seen.append(name)
+        return real_value(name, *args, **kwargs)
+
+    def counted_difficulty(*args, **kwargs):
+        seen.append("task_difficulty")
+        return real_difficulty(*args, **kwargs)
+
+    monkeypatch.setattr(score_stage, "metric_value", counted_value)
+    monkeypatch.setattr(intervals_stage, "metric_value", counted_value)
+    monkeypatch.setattr(score_stage, "difficulty_value", counted_difficulty)
+    return seen
+
+
+def _run(runtime, body, data):
+    job_id, project_id = submit_job(runtime, "p", data, "target.zip", body)
+    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
+    with runtime.sessions() as s:
+        rows = list(s.scalars(select(MetricScore).where(MetricScore.job_id == job_id)))
+    return job_id, project_id, rows
+
+
+BODY = {"backbones": list(TOY_ZOO), "metrics": ["logme", "gbc", "leep", "knn_accuracy", "parc"], "layers": "all",
+        "bootstrap": 4, "subset_size": 0, "seed": 4}
+
+
+def test_a_repeated_job_computes_no_metric(runtime, calls):
+    data = image_zip(per_class=10)
+    first, project, first_rows = _run(runtime, BODY, data)
+    assert len(calls) > 0 and not any(r.details["cached"] for r in first_rows)
+    calls.clear()
+    second, _, second_rows = _run(runtime, BODY, data)
+    assert calls == []
+    assert second_rows and all(r.details["cached"] for r in second_rows)
+    assert sum(r.seconds for r in second_rows) == 0.0
+    by_key = {(r.backbone_id, r.layer, r.metric): r.value for r in first_rows}
+    assert {(r.backbone_id, r.layer, r.metric): r.value for r in second_rows} == by_key
+    a, b = read_table(runtime, first, project)["table"], read_table(runtime, second, project)["table"]
+    assert [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"], r["rank_ci"]) for r in a] == \
+        [(r["backbone_id"], r["rank"], r["best_layer"], r["aggregate"], r["rank_ci"]) for r in b]
+    assert all(r["rank_ci"] is not None for r in b)
+    calls.clear()  # another seed: the seeded metrics, and only those, are computed again
+    _run(runtime, {**BODY, "seed": 5, "bootstrap": 0}, data)  # (resamples depend on the seed too)
+    seeded = {m for m in transferability.METRICS if transferability.METRICS[m].random_state}
+    assert calls and set(calls) <= seeded and "parc" in calls
+    calls.clear()  # other rows: everything again
+    _run(runtime, {**BODY, "max_samples": 20}, data)
+    assert {"logme", "gbc", "leep", "knn_accuracy", "parc", "task_difficulty"} <= set(calls)
+
+
+def test_a_version_bump_recomputes_only_that_metric(runtime, calls, monkeypatch):
+    data = image_zip(per_class=10)
+    body = {**BODY, "similarity": False, "bootstrap": 0}
+    _, _, rows = _run(runtime, body, data)
+    logme_rows = sum(r.metric == "logme" for r in rows)
+    bumped = dict(transferability.METRICS)
+    bumped["logme"] = dataclasses.replace(bumped["logme"], version="bumped")
+    proxy = MappingProxyType(bumped)
+    monkeypatch.setattr(transferability, "METRICS", proxy)
+    monkeypatch.setattr(transferability.registry, "METRICS", proxy)
+    calls.clear()
+    _, _, rows = _run(runtime, body, data)
+    assert calls == ["logme"] * logme_rows
+    assert {r.metric for r in rows if not r.details["cached"]} == {"logme"}
+
+
+def test_expensive_metrics_at_candidate_layers_and_similarity_at_the_chosen_one(settings_factory):
+    runtime = Runtime.from_settings(settings_factory())  # the built-in zoo: its cards ship source samples
+    zoo = ["zoo:cnn_small.digits", "zoo:cnn_small.shapes", "zoo:resnet_small.noise"]
+    body = {**BODY, "backbones": zoo, "metrics": ["logme", "gbc", "linear_probe_accuracy"], "similarity": True}
+    try:
+        job_id, project, rows = _run(runtime, body, image_zip(per_class=10))
+        table = {r["backbone_id"]: r for r in read_table(runtime, job_id, project)["table"]}
+        inputs = RankingInputs.load(runtime, job_id)
+        for backbone in zoo:
+            layers = inputs.layers(backbone)
+            mine = [r for r in rows if r.backbone_id == backbone]
+            assert {r.layer for r in mine if r.metric == "logme"} == set(layers)
+            probe_layers = {r.layer for r in mine if r.metric == "linear_probe_accuracy"}
+            assert layers[-1] in probe_layers and len(probe_layers) <= 2 < len(layers)
+            similarity = {(r.layer, r.metric) for r in mine if r.metric.startswith("similarity.")}
+            assert similarity and {layer for layer, _ in similarity} == {table[backbone]["best_layer"]}
+            assert all(table[backbone]["similarity"][m.split(".", 1)[1]] is not None for _, m in similarity)
+    finally:
+        runtime.close()
