@@ -124,10 +124,16 @@ class VerdictRead(ReadModel):
 
 
 class RankingRow(BaseModel):
-    rank: int
+    """One candidate of a job: ranked, or ``failed`` (its embedding or scoring raised; ``error`` says why,
+    and the job finished with the others)."""
+
+    status: Literal["ranked", "failed"] = Field(default="ranked")
+    error: str | None = Field(default=None, description="Why a failed candidate could not be ranked.")
+    failed_stage: str | None = Field(default=None, description="The stage that failed: embed, score or rank.")
+    rank: int | None = Field(default=None, description="1 = best; null for a failed candidate.")
     backbone_id: str
-    best_layer: str
-    aggregate: float
+    best_layer: str | None = None
+    aggregate: float | None = None
     rank_ci: tuple[float, float] | None = None
     p_top1: float | None = Field(default=None, description="Share of bootstrap replicates ranking it first.")
     scores: dict[str, Any] = Field(default_factory=dict, description="{metric: {raw, normalised}}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
 from pydantic import ValidationError
 
 from app.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
 from app.errors import InvalidInput
-from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
+from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead, BackboneUpdate
 from app.services import backbones as service
 
 router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
@@ -64,3 +64,21 @@ def upload_backbone(
             responses=responses_for(service.get_backbone, validated=False))
 def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**service.get_backbone(session, principal.project_id, runtime.catalogue, backbone_id))
+
+
+@router.patch("/{backbone_id:path}", operation_id="backbones-update",
+              summary="Change a registered backbone's description, licence or source task",
+              responses=responses_for(service.update_backbone))
+def update_backbone(backbone_id: str, body: BackboneUpdate, session: SessionDep, principal: PrincipalDep,
+                    runtime: RuntimeDep) -> BackboneRead:
+    return BackboneRead(**service.update_backbone(
+        session, principal.project_id, runtime, backbone_id, description=body.description, licence=body.licence,
+        source=body.source.model_dump() if body.source else None))
+
+
+@router.delete("/{backbone_id:path}", operation_id="backbones-delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Forget a registered backbone (409 while a pending or running job uses it)",
+               responses=responses_for(service.delete_backbone, validated=False))
+def delete_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    service.delete_backbone(session, principal.project_id, runtime, backbone_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

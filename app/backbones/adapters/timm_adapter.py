@@ -15,7 +15,7 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
-from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.context import RANDOM_WEIGHTS, LoadContext, random_weights_digest
 from app.backbones.errors import InvalidBackbone
 from app.backbones.hub import cached_hf_file, unavailable
 from app.backbones.weights import load_state_dict, sha256_file
@@ -29,13 +29,12 @@ def _timm():
     return timm
 
 
-def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path | None:
+def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any, card_dir: str | None = None) -> Path | None:
     """``None`` for random init; otherwise a local weights file (raises 422 when there is none)."""
-    if weights == "random":
-        return None
     if isinstance(weights, str) and weights:
-        path = Path(weights)
-        path = path if path.is_absolute() else ctx.models_dir / path
+        path = ctx.resolve(weights, card_dir)
+        if path is None:
+            return None
         if not path.is_file():
             raise unavailable(str(bid), path)
         return path
@@ -124,7 +123,7 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
         weights_digest=random_weights_digest(str(bid)) if path is None else sha256_file(path),
         num_params=sum(p.numel() for p in model.parameters()),
         description=f"timm {bid.name}",
-        extra={"weights": "random" if path is None else str(weights or path)},
+        extra={"weights": RANDOM_WEIGHTS if path is None else ctx.portable(path)},
     )
 
 
@@ -209,4 +208,4 @@ def create(spec: BackboneSpec, ctx: LoadContext) -> TimmAdapter:
     bid = BackboneId.parse(spec.id)
     _pretrained_cfg(bid)
     weights = spec.extra.get("weights")
-    return TimmAdapter(spec, _weights_file(bid, ctx, weights))
+    return TimmAdapter(spec, _weights_file(bid, ctx, weights, spec.extra.get("card_dir")))
