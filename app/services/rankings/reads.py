@@ -39,7 +39,9 @@ def _eta(job: Job) -> float | None:
     return max(0.0, elapsed / done * (total - done))
 
 
-def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
+def ranking_table(session: Session, job_id: uuid.UUID,
+                  failed: dict[str, dict[str, str]] | None = None) -> list[RankingRow]:
+    """The ranked rows, best first, then one ``status = "failed"`` row per candidate in ``failed``."""
     verdicts = {v.backbone_id: v for v in session.scalars(select(VerdictRow).where(VerdictRow.job_id == job_id))}
     rows = session.scalars(select(Ranking).where(Ranking.job_id == job_id).order_by(Ranking.rank,
                                                                                        Ranking.backbone_id))
@@ -55,6 +57,9 @@ def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
             baselines=details.get("baselines", {}), flags=details.get("flags", []),
             verdict=VerdictRead.model_validate(verdict) if verdict else None,
         ))
+    for backbone_id, failure in sorted((failed or {}).items()):
+        table.append(RankingRow(status="failed", backbone_id=backbone_id, error=failure.get("error"),
+                                failed_stage=failure.get("stage")))
     return table
 
 
@@ -69,7 +74,7 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
                           total=progress.get("total", 0), eta_seconds=_eta(job),
                           stages=progress.get("stages", {})),
         error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        table=ranking_table(session, job.id),
+        table=ranking_table(session, job.id, result.get("failed_backbones")),
         subset=SubsetRead(**result["subset"]) if result.get("subset") else None,
         target_difficulty=result.get("target_difficulty"), warnings=result.get("warnings", []),
         plots=[f"/v1/rankings/{job.id}/plots/{name}" for name in PLOT_NAMES],
