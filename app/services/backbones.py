@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.backbones.base import BackboneAdapter, BackboneId, BackboneSpec, Preprocessing, SourceTask
@@ -28,7 +28,7 @@ from app.backbones.catalogue import Catalogue, complete_spec, create_adapter, fa
 from app.backbones.context import RANDOM_WEIGHTS, LoadContext
 from app.backbones.errors import BackboneError, UnknownBackbone, UnsupportedWeights, WeightsUnavailable
 from app.backbones.weights import sha256_file, sniff_format
-from app.db.tables import Backbone, Job
+from app.db.tables import Backbone
 from app.errors import (
     BackboneUnavailable,
     Conflict,
@@ -38,7 +38,6 @@ from app.errors import (
     UnsupportedMediaType,
     raises,
 )
-from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.settings import Settings
 from app.storage import ArtifactStore, content_key, copy_capped
@@ -224,69 +223,6 @@ def _register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, 
     return to_read(spec, builtin=False)
 
 
-_ACTIVE = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
-
-
-def _registered_row(session: Session, project_id: uuid.UUID, catalogue: Catalogue, backbone_id: str) -> Backbone:
-    row = session.scalar(select(Backbone).where(Backbone.project_id == project_id,
-                                                Backbone.backbone_id == backbone_id))
-    if row is not None:
-        return row
-    if backbone_id in catalogue.builtins:
-        raise Conflict(f"backbone {backbone_id} is built in (models/*.toml); only registered backbones change")
-    raise NotFound(f"backbone {backbone_id!r} is not registered in this project")
-
-
-def _check_unused(session: Session, project_id: uuid.UUID, backbone_id: str) -> None:
-    """409 while a pending or running job of the project ranks ``backbone_id`` or uses it as its reference."""
-    jobs = session.execute(select(Job.id, Job.status, Job.request).where(
-        Job.project_id == project_id, Job.kind == "ranking", Job.status.in_(_ACTIVE)).with_for_update())
-    for job_id, job_status, request in jobs:
-        resolved = (request or {}).get("resolved") or {}
-        if backbone_id in (resolved.get("backbones") or []) or backbone_id == resolved.get("reference_backbone"):
-            raise Conflict(f"backbone {backbone_id} is in use by job {job_id} ({job_status}); cancel the job or "
-                           "wait for it to finish")
-
-
-@raises(NotFound, Conflict)
-def delete_backbone(session: Session, project_id: uuid.UUID, runtime: Runtime, backbone_id: str) -> None:
-    """Forget a registered backbone (finished jobs keep their rows); 409 for built-ins and while a job uses it.
-
-    Uploaded weights stay in the artifact store: they are content-addressed and may back another project's
-    registration of the same bytes.
-    """
-    row = _registered_row(session, project_id, runtime.catalogue, backbone_id)
-    _check_unused(session, project_id, backbone_id)
-    session.execute(delete(Backbone).where(Backbone.id == row.id))
-    session.flush()
-
-
-@raises(NotFound, Conflict, InvalidInput)
-def update_backbone(session: Session, project_id: uuid.UUID, runtime: Runtime, backbone_id: str, *,
-                    description: str | None = None, licence: str | None = None,
-                    source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Change a registered backbone's card (description, licence, source task); 409 while a job uses it.
-
-    Weights, layers and preprocessing are what the id stands for: to change them, delete and register again.
-    """
-    if description is None and licence is None and source is None:
-        raise InvalidInput("nothing to change: send at least one of description, licence, source")
-    row = _registered_row(session, project_id, runtime.catalogue, backbone_id)
-    _check_unused(session, project_id, backbone_id)
-    spec = spec_from_dict(row.spec)
-    changes: dict[str, Any] = {}
-    if description is not None:
-        changes["description"] = description
-    if licence is not None:
-        changes["licence"] = licence
-    if source is not None:
-        changes["source"] = SourceTask(**source)
-    spec = replace_spec(spec, **changes)
-    row.spec = spec_to_dict(spec)
-    session.flush()
-    return to_read(spec, builtin=False)
-
-
 def local_weights(settings: Settings, store: ArtifactStore, artifact: str) -> Path:
     """A local file for an uploaded-weights artifact (the store's own file, or a copy in the hub cache)."""
     if store.is_local:
@@ -312,5 +248,5 @@ def load_adapter(session: Session, project_id: uuid.UUID, runtime: Runtime, back
         return create_adapter(spec, LoadContext.from_settings(runtime.settings, weights_path=weights), device=device)
 
 
-__all__ = ["delete_backbone", "get_backbone", "get_spec", "list_project_backbones", "load_adapter",
-           "register_hub", "register_upload", "translated", "update_backbone"]
+__all__ = ["get_backbone", "get_spec", "list_project_backbones", "load_adapter", "register_hub",
+           "register_upload", "translated"]

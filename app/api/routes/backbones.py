@@ -12,6 +12,7 @@ from app.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.api.errors import responses_for
 from app.errors import InvalidInput
 from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead, BackboneUpdate
+from app.services import backbone_changes as changes
 from app.services import backbones as service
 
 router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
@@ -68,17 +69,17 @@ def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep,
 
 @router.patch("/{backbone_id:path}", operation_id="backbones-update",
               summary="Change a registered backbone's description, licence or source task",
-              responses=responses_for(service.update_backbone))
+              responses=responses_for(changes.update_backbone))
 def update_backbone(backbone_id: str, body: BackboneUpdate, session: SessionDep, principal: PrincipalDep,
                     runtime: RuntimeDep) -> BackboneRead:
-    return BackboneRead(**service.update_backbone(
+    return BackboneRead(**changes.update_backbone(
         session, principal.project_id, runtime, backbone_id, description=body.description, licence=body.licence,
         source=body.source.model_dump() if body.source else None))
 
 
 @router.delete("/{backbone_id:path}", operation_id="backbones-delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Forget a registered backbone (409 while a pending or running job uses it)",
-               responses=responses_for(service.delete_backbone, validated=False))
+               responses=responses_for(changes.delete_backbone, validated=False))
 def delete_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
-    service.delete_backbone(session, principal.project_id, runtime, backbone_id)
+    changes.delete_backbone(session, principal.project_id, runtime, backbone_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
