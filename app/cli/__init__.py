@@ -3,6 +3,7 @@
 ``serve``  serve (the API) and worker (a standalone executor)      ``db``    schema upgrade/downgrade/current
 ``keys``   API keys                                                 ``rank``  rank a dataset on a running server
 ``zoo``    build the built-in source zoo                            ``demo``  the whole zoo on the bundled target
+``rankings`` show / export one ranking job (CSV, JSON, HTML)
 
 Commands import their heavy dependencies inside the command, so ``tscout --help`` stays fast.
 """
@@ -15,6 +16,7 @@ from app.cli.db import db_cli
 from app.cli.demo import demo
 from app.cli.keys import keys_cli
 from app.cli.rank import rank
+from app.cli.rankings import rankings_cli
 from app.cli.serve import serve, worker
 from app.cli.zoo import zoo_cli
 
@@ -22,19 +24,34 @@ from app.cli.zoo import zoo_cli
 def build_cli() -> typer.Typer:
     """The ``tscout`` app with every command group attached (each command group adds one line here)."""
     cli = typer.Typer(name="tscout", help="Transfer Scout: rank pretrained sources for a target dataset.",
-                      no_args_is_help=True, add_completion=False)
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
     cli.command("serve")(serve)
     cli.command("worker")(worker)
     cli.add_typer(db_cli, name="db")
     cli.add_typer(keys_cli, name="keys")
     cli.command("rank")(rank)
+    cli.add_typer(rankings_cli, name="rankings")
     cli.command("demo")(demo)
     cli.add_typer(zoo_cli, name="zoo")
     return cli
 
 
 def main() -> None:
-    build_cli()()
+    """Run ``tscout``; a configuration error (an invalid ``TSCOUT_*`` setting) is one line, never a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        build_cli()()
+    except ValidationError as exc:
+        from app.cli.console import fail
+
+        problems = "; ".join(
+            (f"{'.'.join(str(p) for p in e['loc'])}: " if e.get("loc") else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors())
+        try:
+            fail(f"configuration: {problems}")
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
 
 __all__ = ["build_cli", "main"]
