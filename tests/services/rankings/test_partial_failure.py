@@ -14,6 +14,17 @@ QUICK_PROBE = {"top_k": 1, "seeds": 2, "budget_steps": 3, "lr_grid": [0.003], "b
                "include_suspicious": False}
 
 
+def _floats(value):
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _floats(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _floats(v)
+
+
 @pytest.fixture
 def server(live_server_factory, tmp_path):
     folder = toy_models_dir(tmp_path / "models")
@@ -41,6 +52,22 @@ def test_one_broken_candidate_among_good_ones(server):
         assert any(BROKEN in w and "not ranked" in w for w in job["warnings"])
         assert ranked[0]["verdict"] is not None  # later stages ran on the survivors
         assert c.get(f"/v1/rankings/{job['id']}/plots/ranking").status_code == 200
+
+        # the table explained: the aggregate's method and scale, rounded numbers, the probe facts per verdict
+        assert job["aggregation"]["method"] == "rank_mean" and "-1 = ranked first" in job["aggregation"]["scale"]
+        assert set(job["aggregation"]["metrics"]) <= {"logme", "knn_accuracy"}
+        assert all(-len(ranked) <= row["aggregate"] <= -1 for row in ranked)
+        floats = list(_floats(job["table"]))
+        assert floats and all(float(f"{x:.6g}") == x for x in floats), [x for x in floats if float(f"{x:.6g}") != x]
+        verdict = ranked[0]["verdict"]
+        assert set(verdict["arms"]) >= {"finetune", "scratch"} and verdict["arms"]["finetune"]["n"] == 2
+        assert len(verdict["runs"]) >= 4
+        for run in verdict["runs"]:
+            assert run["lr"] > 0 and run["steps"] >= 1 and run["timed_out"] in (True, False)
+            assert run["arm"] not in ("finetune", "scratch") or run["lr"] == 0.003  # the request's grid
+            assert run["metric_name"] == "accuracy" and 0 <= run["metric"] <= 1
+        finetune = [r["metric"] for r in verdict["runs"] if r["arm"] == "finetune"]
+        assert verdict["arms"]["finetune"]["mean"] == pytest.approx(sum(finetune) / len(finetune), rel=1e-5)
 
 
 def test_every_candidate_failing_fails_the_job(server):
