@@ -60,7 +60,9 @@ def test_each_hub_family_registers_with_local_weights_and_ranks(hub_server):
         for body in ({"id": TIMM}, {"id": TORCHVISION, "weights": files["torchvision"]}, {"id": HF}):
             r = c.post("/v1/backbones", json=body)
             assert r.status_code == 201, r.text
-            assert r.json()["builtin"] is False
+            assert r.json()["builtin"] is False and r.json()["num_params"] > 0
+            if body["id"] == TIMM:
+                assert r.json()["source"]["dataset"] == "ImageNet-1k"  # not the tag "r160_in1k"
         with server.runtime.sessions() as session:
             stored = {row.backbone_id: row.spec["extra"]["weights"] for row in session.scalars(select(Backbone))}
         # stored relative to the hub-cache setting, so the job resolves them exactly as registration did

@@ -132,14 +132,27 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
     except (OSError, ValueError) as exc:
         raise InvalidBackbone(f"{bid}: cannot read the transformers config in {model_dir.name}: {exc}") from exc
     ref = weights if isinstance(weights, str) and weights else bid.name
+    num_params = _num_params(config)
     stored = weights if isinstance(weights, str) and weights.startswith("package:") else ctx.portable(model_dir)
     return BackboneSpec(
         id=str(bid), family="hf", modality="image" if _is_vision(config) else "text",
         preprocessing=_preprocessing(model_dir, config, ref), layers=_layers(config),
-        licence="see the model card", weights_digest=weights_digest(model_dir),
+        licence="see the model card", weights_digest=weights_digest(model_dir), num_params=num_params,
         description=f"transformers {getattr(config, 'model_type', 'model')} from {ref}",
         extra={"weights": stored},
     )
+
+
+def _num_params(config: Any) -> int | None:
+    """Parameters of the model the config builds, counted on the meta device (no memory, no weights read)."""
+    from transformers import AutoModel
+
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError):  # an architecture meta cannot build
+        return None
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def _encoder_layers(model: nn.Module) -> tuple[nn.Module, str] | None:

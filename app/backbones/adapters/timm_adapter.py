@@ -101,6 +101,21 @@ def _layers(model: nn.Module) -> tuple[LayerSpec, ...]:
     return tuple(layers)
 
 
+_DATASET_SUFFIXES = (("in22k", "ImageNet-22k"), ("in21k", "ImageNet-21k"), ("in12k", "ImageNet-12k"),
+                     ("in1k", "ImageNet-1k"))
+
+
+def source_dataset(tag: str | None, num_classes: int) -> str:
+    """The source dataset a timm pretrained tag names (``a1_in1k`` → ``ImageNet-1k``; a fine-tune names its
+    last dataset: ``in22k_ft_in1k`` → ``ImageNet-1k``); an unknown tag is kept as it is."""
+    if not tag:
+        return "ImageNet-1k" if num_classes == 1000 else "unknown"
+    for suffix, name in _DATASET_SUFFIXES:
+        if tag == suffix or tag.endswith("_" + suffix):
+            return name
+    return tag
+
+
 def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> BackboneSpec:
     """A spec for a timm name, offline: architecture and taps from timm, preprocessing from its config."""
     path = _weights_file(bid, ctx, weights)  # first: a missing file answers before timm is imported
@@ -115,7 +130,7 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     source = None
     if path is not None and num_classes:
-        source = SourceTask(dataset=bid.tag or "imagenet", classes=num_classes,
+        source = SourceTask(dataset=source_dataset(bid.tag, num_classes), classes=num_classes,
                             description=f"timm pretrained tag {bid.tag or 'default'}")
     return BackboneSpec(
         id=str(bid), family="timm", modality="image", preprocessing=pre, layers=_layers(model), source=source,
