@@ -12,7 +12,15 @@ def metric_catalogue() -> dict[str, Any]:
     from app.transferability import METRICS, capability_matrix, default_metrics
 
     return {
-        "metrics": [spec.to_dict() for spec in METRICS.values()],
+        "metrics": [{**spec.to_dict(), **_guide(spec.name)} for spec in METRICS.values()],
         "capability_matrix": capability_matrix(),
         "defaults": {task.value: list(default_metrics(task.value)) for task in TaskType},
     }
+
+
+def _guide(name: str) -> dict[str, str]:
+    """The metric's meaning and range for readers of the table (``app.schemas.metrics.GUIDE``)."""
+    from app.schemas.metrics import GUIDE
+
+    entry = GUIDE.get(name)
+    return entry.model_dump() if entry is not None else {"meaning": "", "range": ""}
