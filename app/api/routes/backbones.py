@@ -55,10 +55,13 @@ def upload_backbone(
 ) -> BackboneRead:
     try:
         parsed = BackboneCard.model_validate(json.loads(card))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InvalidInput(f"card: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"card: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(the card)'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"card: {problems}") from None
     return BackboneRead(**service.register_upload(session, principal.project_id, runtime, weights.file,
-                                                  parsed.model_dump()))
+                                                  parsed.model_dump(), filename=weights.filename))
 
 
 @router.get("/{backbone_id:path}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
