@@ -6,7 +6,9 @@ the ones a caller caused into these classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,6 +24,13 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+
+
+class BadRequest(DomainError):
+    """The request could not be read at all (malformed JSON or multipart, nesting past the cap)."""
+
+    status = 400
+    error = "bad_request"
 
 
 class NotFound(DomainError):
@@ -54,13 +63,19 @@ class UnsupportedMediaType(DomainError):
     error = "unsupported_media_type"
 
 
+class Unavailable(DomainError):
+    """A dependency (the database, the artifact store) cannot be reached or used right now; retry later.
+    Rendered with ``Retry-After``."""
+
+    status = 503
+    error = "unavailable"
+
+
 class BackboneUnavailable(DomainError):
     """Weights cannot be found offline; the detail says where to place them."""
 
     status = 422
     error = "backbone_unavailable"
-
-
 
 
 def raises(*errors: type[DomainError]) -> Callable[[F], F]:
@@ -83,3 +98,37 @@ def raises(*errors: type[DomainError]) -> Callable[[F], F]:
 def declared_errors(fn: Callable[..., Any]) -> tuple[type[DomainError], ...]:
     """The errors ``fn`` declared with :func:`raises` (empty when it declared none)."""
     return tuple(getattr(fn, "__raises__", ()))
+
+
+# an absolute POSIX path that is not part of a URL (``s3://b/x``, ``http://h/p``) or a relative path
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s'\"`:,;()<>\[\]{}|]+)")
+
+
+def public_text(text: str, roots: Iterable[str] = ()) -> str:
+    """``text`` fit for a response body: a path under one of ``roots`` (the artifact store) becomes its key,
+    any other absolute path its last component — a body never shows where the server keeps its files."""
+    ordered = sorted((r.rstrip("/") for r in roots if r), key=len, reverse=True)
+
+    def hide(match: re.Match[str]) -> str:
+        path = match.group(0)
+        for root in ordered:
+            if path == root:
+                return "<artifact store>"
+            if path.startswith(root + "/"):
+                return f"artifact {path[len(root) + 1:]}"
+        return f"…/{os.path.basename(path.rstrip('/')) or ''}"
+
+    return _ABSOLUTE_PATH.sub(hide, text)
+
+
+def describe_failure(exc: BaseException, roots: Iterable[str] = ()) -> str:
+    """A failure as a caller may read it: the exception type and message, an OS error as its reason and the
+    artifact it concerns (``PermissionError: Permission denied (artifact datasets/…/x.npy)``), never its repr
+    with a server path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{type(exc).__name__}: {exc.strerror}"
+        if exc.filename is not None:
+            text += f" ({os.fspath(exc.filename)})"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return public_text(text, roots)

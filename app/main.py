@@ -10,11 +10,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.errors import install_error_handlers
+from app.api.guard import RequestGuard, method_table
 from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
@@ -77,6 +80,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
             executor.start()
         app.state.runtime = runtime
         app.state.executor = executor
+        # admission, request threads and the pool are sized together (app.api.deps.admit)
+        app.state.admission = anyio.Semaphore(settings.api_max_concurrent_requests)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         try:
             yield
         finally:
@@ -95,6 +101,9 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
-    for router in api_routers():
+    app.add_middleware(RequestGuard)
+    routers = api_routers()
+    for router in routers:
         app.include_router(router)
+    app.state.route_methods = method_table([*app.router.routes, *(r for router in routers for r in router.routes)])
     return app

@@ -3,8 +3,8 @@ process-wide state.
 
 The API lifespan, ``tscout worker`` and each Ray worker process build one ``Runtime``; tasks receive ids
 and open their own sessions from ``runtime.sessions``. What is expensive to rebuild lives here too: the
-built-in backbone catalogue (read once from ``models_dir``), the last few loaded adapters, and the
-per-key locks of the embedding cache — never in module-level globals.
+built-in backbone catalogue (read once from ``models_dir``), the last few loaded adapters, the per-key
+locks of the embedding cache and the decoded probe data — never in module-level globals.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.backbones.catalogue import Catalogue
 from app.db.session import make_engine, make_sessionmaker
+from app.probes.data import ProbeDataCache
 from app.settings import Settings
 from app.storage import ArtifactStore
 
@@ -78,12 +79,15 @@ class Runtime:
     catalogue: Catalogue
     adapters: AdapterCache = field(default_factory=AdapterCache)
     embedding_locks: KeyedLocks = field(default_factory=KeyedLocks)
+    #: decoded, preprocessed probe data per (dataset digest, split, preprocessing): decoded once per process
+    probe_data: ProbeDataCache = field(default_factory=ProbeDataCache)
     #: (dataset digest, backbone id) pairs known to have no source head (LEEP/NCE do not apply)
     no_source_head: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_capacity=settings.db_pool_capacity,
+                             pool_timeout=settings.db_pool_timeout_seconds)
         return cls(
             settings=settings,
             engine=engine,

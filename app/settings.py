@@ -6,6 +6,7 @@ Nothing here is read at import time: the app factory, the CLI and the tests call
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -67,7 +68,8 @@ class Settings(BaseSettings):
     )
 
     executor: ExecutorKind = ExecutorKind.local
-    worker_threads: int = Field(default=1, ge=1, le=64, description="Jobs run at once by the local executor.")
+    worker_threads: int = Field(default=2, ge=1, le=64, description="Jobs run at once by the local executor "
+                                "(more than one, so a long probe job never blocks a short job behind it).")
     run_worker_in_api: bool = Field(
         default=True, description="Run the local executor inside the API process."
     )
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A RUNNING job silent this long is re-queued."
     )
     job_max_attempts: int = Field(default=3, ge=1)
+    job_outage_retry_seconds: float = Field(
+        default=600.0, gt=0, description="How long a worker retries recording a job's outcome while the "
+        "database is unreachable.")
 
     ray_address: str | None = Field(
         default=None, description="Ray cluster address; unset starts a local cluster."
@@ -102,10 +107,40 @@ class Settings(BaseSettings):
     split_seed: int = 0
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
 
-    probe_seeds: int = Field(default=5, ge=2, description="Paired seeds per probed candidate.")
+    probe_first_round: int = Field(default=6, ge=2, le=50, description="Paired seeds of a candidate's first round.")
+    probe_round_size: int = Field(default=3, ge=1, le=50, description="Paired seeds added per further round.")
+    probe_max_seeds: int = Field(default=20, ge=2, le=50, description="Most paired seeds per probed candidate.")
+    probe_time_budget_seconds: float = Field(
+        default=3600.0, gt=0, description="Wall-clock budget of a job's whole probe stage (all rounds)."
+    )
     probe_margin: float = Field(default=0.01, ge=0, description="Practical margin δ (fraction of accuracy).")
     embed_batch_size: int = Field(default=128, ge=1)
     embed_num_workers: int = Field(default=0, ge=0)
+
+    # request handling: admission, threads and the database pool are sized together (app.api.deps)
+    api_max_concurrent_requests: int = Field(
+        default=16, ge=1, le=1024,
+        description="Requests that hold a database session at once; the others wait without a thread.")
+    api_threads: int = Field(default=32, ge=2, le=1024, description="Threads for blocking request work.")
+    api_workers: int = Field(
+        default=0, ge=0, le=64, description="API processes `tscout serve` runs; 0: one per CPU core. With more "
+        "than one, the local executor runs in one `tscout worker` process beside them, never in each.")
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Wait for a pooled connection before answering 503.")
+    retry_after_seconds: int = Field(default=5, ge=1, description="Retry-After sent with a 503.")
+
+    # caps on what a request may carry (uploads have their own, above)
+    max_json_body_bytes: int = Field(default=1024**2, gt=0, description="Bodies outside the upload routes.")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="All request headers together.")
+    max_header_count: int = Field(default=100, ge=8, description="Request headers per request.")
+    max_json_depth: int = Field(default=32, ge=2, description="Nesting of a JSON body or JSON form field.")
+    max_error_echo_chars: int = Field(
+        default=400, ge=40, description="Longest error message (the middle of a longer one is left out), so "
+        "at most this much caller input is repeated.")
+
+    # orphan sweep (tscout gc, also at worker start)
+    gc_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="Artifacts without a row are removed once older than this.")
 
     # CLI client (tscout rank)
     api_url: str = Field(default="http://127.0.0.1:8000", description="Server the CLI talks to.")
@@ -118,6 +153,21 @@ class Settings(BaseSettings):
                 "TSCOUT_KEY_PEPPER is a placeholder; set a real secret before running with TSCOUT_ENV=production"
             )
         return self
+
+    @property
+    def api_processes(self) -> int:
+        """How many API processes ``tscout serve`` starts (``api_workers``, 0 meaning one per CPU core)."""
+        return self.api_workers or max(os.cpu_count() or 1, 1)
+
+    @property
+    def db_pool_capacity(self) -> int:
+        """Connections one process may need at once: every admitted request, every request thread (health
+        checks and key checks open a session in one), every thread of asyncio's default executor (event
+        streams poll the job in one), three per job thread, and a margin — so a thread never waits for a
+        connection held by a request that waits for a thread."""
+        asyncio_default_executor = min(32, (os.cpu_count() or 1) + 4)
+        return (self.api_max_concurrent_requests + self.api_threads + asyncio_default_executor
+                + 3 * self.worker_threads + 4)
 
     @property
     def is_sqlite(self) -> bool:

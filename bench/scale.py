@@ -95,7 +95,7 @@ def main() -> None:
             runtime, job_id = prepare(folder, data, body, executor, args.ray_cpus)
             units = None
             if executor == "ray":
-                ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False,
+                ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
                          runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
                 ray_exec = RayExecutor(runtime, job_handlers())
                 ray_exec.connect()

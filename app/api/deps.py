@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -32,7 +32,19 @@ def get_executor(request: Request) -> Executor:
     return request.app.state.executor
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def admit(request: Request) -> AsyncIterator[None]:
+    """Hold one of ``TSCOUT_API_MAX_CONCURRENT_REQUESTS`` slots while the request holds a database session.
+
+    Waiting requests wait here, in the event loop, holding neither a thread nor a pooled connection. The
+    pool is sized for every admitted request plus every request thread (``Settings.db_pool_capacity``), so
+    no thread ever waits for a connection held by a request that waits for a thread — the deadlock a
+    burst of sync requests otherwise hits when each holds a connection between two thread hops.
+    """
+    async with request.app.state.admission:
+        yield
+
+
+def get_session(request: Request, _: Annotated[None, Depends(admit, scope="function")]) -> Iterator[Session]:
     """The request owns the transaction: commit when the handler returns, roll back if it raises.
 
     ``scope="function"`` (below) ends this before the response is sent, so a client never sees a 2xx for

@@ -3,6 +3,7 @@
 ``serve``  serve (the API) and worker (a standalone executor)      ``db``    schema upgrade/downgrade/current
 ``keys``   API keys                                                 ``rank``  rank a dataset on a running server
 ``zoo``    build the built-in source zoo                            ``demo``  the whole zoo on the bundled target
+``gc``     remove orphan artifacts (no row, older than the grace period)
 ``rankings`` show / export one ranking job (CSV, JSON, HTML)
 
 Commands import their heavy dependencies inside the command, so ``tscout --help`` stays fast.
@@ -14,6 +15,7 @@ import typer
 
 from app.cli.db import db_cli
 from app.cli.demo import demo
+from app.cli.gc import gc
 from app.cli.keys import keys_cli
 from app.cli.rank import rank
 from app.cli.rankings import rankings_cli
@@ -33,6 +35,7 @@ def build_cli() -> typer.Typer:
     cli.add_typer(rankings_cli, name="rankings")
     cli.command("demo")(demo)
     cli.add_typer(zoo_cli, name="zoo")
+    cli.command("gc")(gc)
     return cli
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
+import subprocess
+import sys
 import threading
 from typing import Annotated
 
@@ -45,12 +48,27 @@ def serve(
     if upgrade_db:
         migrate.upgrade(settings.database_url)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    processes = settings.api_processes
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        return
+    # several API processes: the executor runs in exactly one place, a `tscout worker` beside them
+    worker_process = None
+    if settings.run_worker_in_api:
+        worker_process = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "worker"])
+    os.environ["TSCOUT_RUN_WORKER_IN_API"] = "false"  # read by each API process's own get_settings()
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=processes, log_level="info")
+    finally:
+        if worker_process is not None:
+            worker_process.terminate()
+            worker_process.wait(timeout=60)
 
 
 def worker() -> None:
     """Run a standalone worker with the executor TSCOUT_EXECUTOR names (local, or ray at TSCOUT_RAY_ADDRESS):
     it picks up PENDING jobs and re-queues jobs of dead workers."""
+    from app.cli.gc import collect_garbage
     from app.db import migrate
     from app.execution import build_executor
     from app.runtime import Runtime
@@ -63,6 +81,10 @@ def worker() -> None:
     if problem:
         runtime.close()
         fail(problem)
+    try:  # the orphan sweep runs once per worker start; a failing sweep must not keep jobs from running
+        collect_garbage(runtime)
+    except Exception:
+        logging.getLogger("tscout.gc").exception("orphan sweep at worker start failed")
     executor = build_executor(runtime, job_handlers())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

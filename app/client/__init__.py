@@ -11,6 +11,7 @@ works against a remote server with nothing else running. ``tscout rank`` and ``t
 from app.client.async_ import AsyncClient
 from app.client.errors import (
     BackboneUnavailableError,
+    BadRequestError,
     ConflictError,
     InvalidInputError,
     JobFailedError,
@@ -28,7 +29,7 @@ from app.client.errors import (
 from app.client.export import FORMATS as EXPORT_FORMATS
 from app.client.sync import Client
 
-__all__ = ["EXPORT_FORMATS", "AsyncClient", "BackboneUnavailableError", "Client", "ConflictError",
+__all__ = ["EXPORT_FORMATS", "AsyncClient", "BackboneUnavailableError", "BadRequestError", "Client", "ConflictError",
            "InvalidInputError", "JobFailedError", "NotFoundError", "PayloadTooLargeError", "ScoutError",
            "ServerError", "ServiceUnavailableError", "TransportError", "UnauthorizedError",
            "UnsupportedMediaTypeError", "ValidationError", "WaitTimeout"]

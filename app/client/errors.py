@@ -34,6 +34,10 @@ class TransportError(ScoutError):
     error = "transport_error"
 
 
+class BadRequestError(ScoutError):
+    error = "bad_request"
+
+
 class InvalidInputError(ScoutError):
     error = "invalid_input"
 
@@ -67,7 +71,12 @@ class UnsupportedMediaTypeError(ScoutError):
 
 
 class ServiceUnavailableError(ScoutError):
-    error = "service_unavailable"
+    """503: a dependency of the service (database, artifact store) is down; ``retry_after`` is the seconds
+    its ``Retry-After`` header asks to wait, when it sends one."""
+
+    retry_after: float | None = None
+
+    error = "unavailable"
 
 
 class ServerError(ScoutError):
@@ -89,9 +98,9 @@ class WaitTimeout(ScoutError):
 
 
 _BY_CODE: dict[str, type[ScoutError]] = {cls.error: cls for cls in (
-    InvalidInputError, ValidationError, BackboneUnavailableError, UnauthorizedError, NotFoundError,
+    BadRequestError, InvalidInputError, ValidationError, BackboneUnavailableError, UnauthorizedError, NotFoundError,
     ConflictError, PayloadTooLargeError, UnsupportedMediaTypeError, ServiceUnavailableError, ServerError)}
-_BY_STATUS: dict[int, type[ScoutError]] = {400: InvalidInputError, 401: UnauthorizedError, 404: NotFoundError,
+_BY_STATUS: dict[int, type[ScoutError]] = {400: BadRequestError, 401: UnauthorizedError, 404: NotFoundError,
                                            409: ConflictError, 413: PayloadTooLargeError,
                                            415: UnsupportedMediaTypeError, 422: InvalidInputError,
                                            503: ServiceUnavailableError}
@@ -110,4 +119,10 @@ def error_for(response: httpx.Response) -> ScoutError:
         code, detail, fields = None, response.text[:500] or response.reason_phrase, None
     cls = _BY_CODE.get(code or "") or _BY_STATUS.get(response.status_code) or \
         (ServerError if response.status_code >= 500 else ScoutError)
-    return cls(detail, status=response.status_code, error=code, fields=fields)
+    exc = cls(detail, status=response.status_code, error=code, fields=fields)
+    if isinstance(exc, ServiceUnavailableError):
+        try:
+            exc.retry_after = float(response.headers.get("Retry-After", ""))
+        except ValueError:
+            exc.retry_after = None
+    return exc

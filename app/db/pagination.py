@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
@@ -17,11 +18,15 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The (created_at, id) a cursor points after; a timestamp without a timezone is read as UTC (cursors this
+    API returns always carry one), anything that is not a cursor is 422."""
     try:
         stamp, _, raw_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(raw_id)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"cursor {cursor!r} is not a cursor returned by this API") from None
+        when = datetime.fromisoformat(stamp)
+        return (when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)), uuid.UUID(raw_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        shown = cursor if len(cursor) <= 80 else f"{cursor[:80]}…"
+        raise InvalidInput(f"cursor {shown!r} is not a cursor returned by this API") from None
 
 
 def keyset(query: Select, model: Any, cursor: str | None, *, descending: bool = True, limit: int) -> Select:

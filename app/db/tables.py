@@ -158,7 +158,12 @@ class Ranking(IdMixin, CreatedMixin, Base):
 
 
 class ProbeRun(IdMixin, CreatedMixin, Base):
-    """One short training run: job × backbone × arm × seed, with its learning curve."""
+    """One short training run: job × backbone × arm × seed, with its learning curve.
+
+    ``reuse_key`` digests everything the run's result depends on (dataset, split, arm, weights or
+    architecture, cut, recipe, seed): a later job whose unit has the same key copies the stored result
+    instead of training again (``app.services.rankings.stages.probe``).
+    """
 
     __tablename__ = "probe_runs"
     __table_args__ = (UniqueConstraint("job_id", "backbone_id", "arm", "seed"),)
@@ -173,6 +178,7 @@ class ProbeRun(IdMixin, CreatedMixin, Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     curve: Mapped[list[Any]] = mapped_column(default=list)
+    reuse_key: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
 
 
 class VerdictRow(IdMixin, CreatedMixin, Base):
@@ -189,3 +195,14 @@ class VerdictRow(IdMixin, CreatedMixin, Base):
     n_seeds: Mapped[int] = mapped_column(Integer, default=0)
     text: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RankingSnapshot(Base):
+    """The response body of a finished ranking job, serialised once: a terminal job never changes, so its
+    reads serve these bytes instead of rebuilding the table from rows."""
+
+    __tablename__ = "ranking_snapshots"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from app.db.session import is_database_outage
 from app.execution import tasks
 from app.execution.tasks import Handlers
 from app.jobs import state as job_state
@@ -97,5 +98,10 @@ class LocalExecutor:
                 if now - last_reconcile > self.runtime.settings.job_stale_seconds / 2:
                     self.reconcile()
                     last_reconcile = now
-            except Exception:  # keep the worker alive whatever one job or one poll did
-                log.exception("worker loop error")
+            except Exception as exc:  # keep the worker alive whatever one job or one poll did
+                if is_database_outage(exc):
+                    log.warning("worker: database unavailable (%s); polling again in %.0f s",
+                                type(exc).__name__, self.poll_seconds)
+                    self._stop.wait(self.poll_seconds)
+                else:
+                    log.exception("worker loop error")

@@ -121,6 +121,7 @@ class RayExecutor(LocalExecutor):
                 ray.init(address=settings.ray_address, log_to_driver=False)
             else:
                 ray.init(num_cpus=settings.ray_local_num_cpus, include_dashboard=False, log_to_driver=False,
+                         _node_ip_address="127.0.0.1",  # a local cluster talks over loopback only
                          runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
                 self._started_cluster = True
             log.info("connected to Ray in %.1f s: %s", time.perf_counter() - started, ray.cluster_resources())

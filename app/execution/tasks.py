@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 
+from app.db.session import is_database_outage
+from app.errors import describe_failure
 from app.jobs import state as job_state
 from app.jobs.context import Handler, JobCancelled, JobContext, UnitRunner
 from app.jobs.status import JobStatus
@@ -43,16 +46,48 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str, handlers: Handl
     except JobCancelled:
         final, error = JobStatus.CANCELLED, None
     except Exception as exc:  # a failing job must never take the worker down
-        log.exception("job %s failed", job_id)
-        final, error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"
+        if is_database_outage(exc):
+            # not the job's fault: it runs again from the start (results are upserts) once the database is back
+            log.warning("job %s lost its database mid-run (%s); re-queueing it without spending an attempt",
+                        job_id, type(exc).__name__)
+            final, error = JobStatus.PENDING, None
+        else:
+            log.exception("job %s failed", job_id)
+            final, error = JobStatus.FAILED, describe_failure(exc, runtime.store.root_paths)
     else:
         final, error = (JobStatus.CANCELLED if ctx.cancelled() else JobStatus.SUCCEEDED), None
     finally:
         beating.set()
         beat.join(timeout=5)
-    with runtime.sessions.begin() as session:
-        job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error, owner=worker_id)
-        return JobStatus(job_state.get_job(session, job_id).status)
+    return finish(runtime, job_id, worker_id, final, error)
+
+
+def finish(runtime: Runtime, job_id: uuid.UUID, worker_id: str, final: JobStatus,
+           error: str | None = None) -> JobStatus:
+    """Record the outcome of a run — a terminal status, or PENDING to re-queue the job and give back the
+    attempt an outage interrupted — retrying while the database is unreachable (for up to
+    ``TSCOUT_JOB_OUTAGE_RETRY_SECONDS``), so an outage never leaves the job RUNNING until the reconciler
+    notices. Returns the job's status afterwards."""
+    deadline = time.monotonic() + runtime.settings.job_outage_retry_seconds
+    delay = 0.25
+    while True:
+        try:
+            with runtime.sessions.begin() as session:
+                if final is JobStatus.PENDING:
+                    job = job_state.get_job(session, job_id)
+                    job_state.transition(session, job_id, JobStatus.PENDING, expected=JobStatus.RUNNING,
+                                         owner=worker_id, worker_id=None, attempts=max(job.attempts - 1, 0))
+                else:
+                    job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error,
+                                         owner=worker_id)
+                return JobStatus(job_state.get_job(session, job_id).status)
+        except Exception as exc:
+            if not is_database_outage(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("job %s: recording %s failed (%s); retrying in %.1f s", job_id, final.value,
+                        type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _keep_alive(ctx: JobContext, stop: threading.Event) -> None:

@@ -7,6 +7,8 @@ a job and a cancel racing a finish resolves to exactly one terminal status.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -160,10 +162,34 @@ def pending_job_ids(session: Session, limit: int = 100) -> list[uuid.UUID]:
     return list(rows)
 
 
+def owner_is_dead_here(worker_id: str | None) -> bool:
+    """True if ``worker_id`` (``local:<host>:<pid>:…`` or ``ray:<host>:<pid>:…``, see the executors) names a
+    process on this host that no longer exists — its jobs need not wait out the stale window. A reused pid
+    reads as alive, and then the heartbeat's stale window still applies."""
+    if not worker_id:
+        return False
+    kind, _, rest = worker_id.partition(":")
+    host, _, rest = rest.partition(":")
+    pid_text = rest.partition(":")[0]
+    if kind not in ("local", "ray") or host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else
+        return False
+    return False
+
+
 def reconcile_stale(
     session: Session, *, stale_after: float, max_attempts: int, dead_workers: set[str] | None = None
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """Re-queue RUNNING jobs whose worker is gone (silent past ``stale_after`` s, or named dead).
+    """Re-queue RUNNING jobs whose worker is gone (silent past ``stale_after`` s, named dead, or a process of
+    this host that no longer exists).
 
     A job that has already used ``max_attempts`` ends FAILED with the reason. Returns (requeued, failed).
     """
@@ -172,7 +198,8 @@ def reconcile_stale(
     failed: list[uuid.UUID] = []
     for job in session.scalars(select(Job).where(Job.status == JobStatus.RUNNING.value)).all():
         beat = job.heartbeat_at or job.started_at or job.created_at
-        dead = (dead_workers is not None and job.worker_id in dead_workers) or beat < cutoff
+        dead = ((dead_workers is not None and job.worker_id in dead_workers) or beat < cutoff
+                or owner_is_dead_here(job.worker_id))
         if not dead:
             continue
         if job.cancel_requested:

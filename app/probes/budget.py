@@ -14,9 +14,12 @@ class ProbeCancelled(Exception):
 class ProbeBudget:
     """One recipe for all arms, so that the only difference between them is the initialisation.
 
-    ``steps`` optimisation steps are given to every learning rate of the grid (equal steps per arm);
-    ``seconds`` caps the wall-clock time of one arm × seed unit, shared evenly among the grid's learning
-    rates — a run that hits it stops, keeps its best checkpoint and is flagged ``timed_out``.
+    A *training run* is one learning rate of the grid for one arm × seed unit. ``steps`` optimisation
+    steps are given to every training run (equal steps per arm); ``seconds`` caps the wall-clock time of
+    every training run the same way — it is not shared among the grid's rates, so a unit with a grid of
+    k rates may take up to k × ``seconds`` (plus evaluation). A run that hits the cap stops, keeps its best
+    checkpoint and is flagged ``timed_out``; the unit is ``timed_out`` when any of its rates was
+    (the choice of rate was then made on unequal footing).
     """
 
     steps: int = 300

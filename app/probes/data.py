@@ -9,7 +9,9 @@ the dataset is never touched here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +164,49 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
+
+
+class ProbeDataCache:
+    """Probe data built once per key and reused by every unit that asks for it (in one process).
+
+    The key is the caller's, and must name everything the decoded rows depend on — for the ranking job
+    (dataset digest, split, the backbone's preprocessing) — so that the units of one job, and of later
+    jobs on the same dataset, decode and transform each image once. Least recently used entries beyond
+    ``max_entries`` are dropped. Thread-safe: concurrent units asking for one key build it once.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, ProbeData] = OrderedDict()
+        self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Lock] = {}
+        self.hits = 0
+        self.builds = 0
+
+    def get(self, key: Hashable, build: Callable[[], ProbeData]) -> ProbeData:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return self._entries[key]
+            gate = self._building.setdefault(key, threading.Lock())
+        with gate:
+            with self._lock:
+                if key in self._entries:
+                    self.hits += 1
+                    return self._entries[key]
+            data = build()
+            if not isinstance(data, ProbeData):
+                raise ValueError(f"build() must return a ProbeData, got {type(data).__name__}")
+            with self._lock:
+                self.builds += 1
+                self._entries[key] = data
+                self._building.pop(key, None)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+            return data
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,18 +1,29 @@
-"""Successive halving over many candidate sources, so a probe over N sources costs a bounded multiple of
-one fine-tune (Jamieson & Talwalkar, 2016; Li et al., Hyperband, 2018).
+"""Successive halving over many candidate sources, fitted to the sequential verdict: abandon hopeless
+fine-tunes early, so a probe over N sources costs a bounded multiple of one fine-tune (Jamieson &
+Talwalkar, 2016; Li et al., Hyperband, 2018).
 
-Rung r trains the survivors' ``finetune`` arm (and the ``scratch`` baseline) at ``steps_r``, budgets
-growing by ``eta`` each rung up to the full budget; the top ``1/eta`` by mean validation metric go on.
-The last rung runs the full set of arms. Scratch runs depend only on the architecture, the preprocessing,
-the seed and the budget, so candidates sharing an architecture share them (``RunCache``). A candidate
-dropped at a short rung keeps its paired finetune/scratch runs there: since short budgets favour
-pretrained weights (He et al., 2019), a deficit found early is still evidence of negative transfer.
+Rung r trains the survivors' ``finetune`` arm and the ``scratch`` baseline at ``steps_r``, budgets
+growing by ``eta`` each rung up to the full budget. At a short rung each survivor gets the design's first
+round of paired seeds; :func:`halving_step` then stops those whose negative transfer is already settled
+(short budgets favour pretrained weights — He et al., 2019 — so a deficit found early is strong
+evidence) and promotes the top ``1/eta`` of the rest by mean fine-tune metric; the others are
+*abandoned*: their verdict is the short rung's, and its record says so. The last rung runs the full
+sequential design (rounds until settled, ``max_seeds``, the time budget). Scratch runs depend only on the
+architecture, the preprocessing, the seed and the budget, so candidates sharing an architecture share
+them (``RunCache``).
+
+Each (candidate, rung) is its own Δ — the effect of the weights at that budget — so the Holm family is
+candidates × rungs (``family_size``), fixed before anything runs: every verdict, from whichever rung,
+keeps the family-wise error control of ``sequential``.
+
+:func:`halving_step` is the decision alone (what the ranking job calls between its own rounds);
+:func:`successive_halving` drives ``run_probe`` with it in one process (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +33,10 @@ import torch
 from app.backbones.base import BackboneAdapter
 from app.probes.budget import ProbeBudget
 from app.probes.data import ProbeData
-from app.probes.runner import DEFAULT_ARMS, ProbeResult, ReferenceArm, RunCache, run_probe
+from app.probes.record import paired_evidence, verdict_records
+from app.probes.runner import DEFAULT_ARMS, ArmRun, ProbeResult, ReferenceArm, RunCache, run_probe
+from app.probes.sequential import CandidateLook, SequentialDesign, look
+from app.probes.types import VerdictRecord
 
 
 @dataclass(frozen=True)
@@ -41,20 +55,25 @@ class ProbeCandidate:
 
 @dataclass
 class Rung:
+    """One rung's decision: who ran at ``steps``, their mean fine-tune metric, who goes on, who stopped."""
+
     steps: int
     candidates: list[str]
     scores: dict[str, float | None]
     kept: list[str]
+    stopped: dict[str, str] = field(default_factory=dict)  # backbone id → "settled" | "abandoned" | …
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "candidates": self.candidates, "scores": self.scores, "kept": self.kept}
+        return {"steps": self.steps, "candidates": self.candidates, "scores": self.scores, "kept": self.kept,
+                "stopped": self.stopped}
 
 
 @dataclass
 class HalvingResult:
-    """Each candidate's runs at the last rung it reached, the rung history, and what it all cost."""
+    """Each candidate's runs and verdict record at the last rung it reached, the rungs, and the cost."""
 
     results: dict[str, ProbeResult] = field(default_factory=dict)
+    records: dict[str, VerdictRecord] = field(default_factory=dict)
     rungs: list[Rung] = field(default_factory=list)
     reached: dict[str, int] = field(default_factory=dict)
     trained_steps: int = 0  # optimisation steps actually trained (shared runs counted once)
@@ -71,6 +90,7 @@ class HalvingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"results": {k: v.to_dict() for k, v in self.results.items()},
+                "records": {k: v.to_dict() for k, v in self.records.items()},
                 "rungs": [r.to_dict() for r in self.rungs], "reached": self.reached,
                 "trained_steps": self.trained_steps, "full_finetune_steps": self.full_finetune_steps,
                 "cost_ratio": self.cost_ratio}
@@ -89,59 +109,135 @@ def rung_schedule(n_candidates: int, steps: int, *, eta: int = 2, min_steps: int
     return [(min(steps, max(min_steps, steps // eta ** (last - r))), c) for r, c in enumerate(counts)]
 
 
-def successive_halving(candidates: Sequence[ProbeCandidate], *, seeds: int | Sequence[int] = 5,
+def halving_step(looks: Mapping[str, CandidateLook], finetune_means: Mapping[str, float | None], *,
+                 keep: int, steps: int) -> Rung:
+    """The decision after a short rung's round: who is promoted to the next (longer) budget.
+
+    Parameters
+    ----------
+    looks : mapping backbone id → CandidateLook
+        ``sequential.look`` over this rung's candidates (with ``family_size`` = candidates × rungs).
+    finetune_means : mapping backbone id → mean fine-tune metric at this rung (``None`` if none finished)
+    keep : int
+        How many candidates the next rung holds (``rung_schedule``).
+    steps : int
+        This rung's step budget (recorded).
+
+    Returns
+    -------
+    Rung
+        ``kept``: the promoted, best mean fine-tune metric first. ``stopped``: ``"settled"`` for a
+        negative transfer already settled at this budget (strong evidence: short budgets favour the
+        pretrained arm), ``"abandoned"`` for the rest that did not make the cut. Positive or no-benefit
+        verdicts are *not* final at a short budget (weak evidence), so those candidates compete on their
+        fine-tune metric like the inconclusive ones.
+    """
+    ids = list(looks)
+    if set(finetune_means) != set(ids):
+        raise ValueError("finetune_means must name exactly the candidates of looks")
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep!r}")
+    stopped = {cid: "settled" for cid in ids if looks[cid].verdict.value == "negative_transfer"}
+    rest = [cid for cid in ids if cid not in stopped]
+    ranked = sorted(rest, key=lambda c: -np.inf if finetune_means[c] is None else finetune_means[c], reverse=True)
+    kept = ranked[:keep]
+    stopped.update({cid: "abandoned" for cid in ranked[keep:]})
+    return Rung(int(steps), ids, {c: finetune_means[c] for c in ids}, kept, stopped)
+
+
+def successive_halving(candidates: Sequence[ProbeCandidate], *, design: SequentialDesign | None = None,
                        budget: ProbeBudget | None = None, eta: int = 2, min_steps: int | None = None,
                        final_candidates: int = 1, final_arms: Sequence[str] = DEFAULT_ARMS,
                        device: str | torch.device | None = None, reference: ReferenceArm | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        should_stop: Callable[[], bool] | None = None) -> HalvingResult:
+    """Successive halving with sequential seeds, in one process (see the module docstring).
+
+    Short rungs run the design's first round (finetune and scratch); the last rung runs ``final_arms``
+    in rounds until each finalist settles or reaches ``design.max_seeds``. ``progress(done, total)``
+    counts units; ``total`` grows when the last rung adds rounds.
+    """
+    design = design or SequentialDesign()
     budget = budget or ProbeBudget()
     ids = [c.id for c in candidates]
     if not ids or len(set(ids)) != len(ids):
         raise ValueError(f"candidates must be non-empty with distinct backbone ids, got {ids!r}")
     if not {"finetune", "scratch"} <= set(final_arms):
         raise ValueError(f"final_arms must include 'finetune' and 'scratch' for a verdict, got {list(final_arms)!r}")
-    n_seeds = seeds if isinstance(seeds, int) else len(seeds)
     schedule = rung_schedule(len(ids), budget.steps, eta=eta, min_steps=min_steps or budget.eval_every,
                              final_candidates=final_candidates)
+    family = len(ids) * len(schedule)
     by_id = {c.id: c for c in candidates}
     cache = RunCache()
     out = HalvingResult(full_finetune_steps=budget.steps * len(budget.lr_grid))
-    arms_at = [("finetune", "scratch")] * (len(schedule) - 1) + [tuple(final_arms)]
-    total = sum(c * n_seeds * len(a) for (_, c), a in zip(schedule, arms_at, strict=True))
-    done = 0
+    planned = sum(count * design.first_round * 2 for _, count in schedule[:-1])
+    counter = {"done": 0, "total": planned + schedule[-1][1] * design.first_round * len(final_arms)}
     survivors = list(ids)
     for r, (steps, _) in enumerate(schedule):
+        final = r == len(schedule) - 1
+        arms = tuple(final_arms) if final else ("finetune", "scratch")
         rung_budget = budget.with_steps(steps)
+        runs: dict[str, list[ArmRun]] = {cid: [] for cid in survivors}
+        rounds = dict.fromkeys(survivors, 0)
+        stopped: dict[str, str] = {}
+        pending = {cid: design.next_seeds(0) for cid in survivors}
+        while pending:
+            for cid, seeds in pending.items():
+                if counter["done"] + len(seeds) * len(arms) > counter["total"]:
+                    counter["total"] = counter["done"] + len(seeds) * len(arms)
+                res = _run(by_id[cid], arms, seeds, rung_budget, device, reference if final else None, cache,
+                           counter, progress, should_stop)
+                runs[cid].extend(res.runs)
+                rounds[cid] += 1
+                out.results[cid] = ProbeResult(res.backbone_id, res.layer, res.task_type, res.metric_name,
+                                               list(runs[cid]))
+                out.trained_steps += sum(run.details["total_steps"] for run in res.runs
+                                         if "shared_from" not in run.details)
+            looks = look({cid: paired_evidence(runs[cid])[0] for cid in survivors}, design, stopped=stopped,
+                         attempted={cid: {x.seed for x in runs[cid]} for cid in survivors}, family_size=family)
+            for cid, lk in looks.items():
+                if lk.settled and cid not in stopped:
+                    stopped[cid] = lk.action
+            pending = {cid: lk.next_seeds for cid, lk in looks.items() if final and lk.action == "continue"}
         for cid in survivors:
-            cand = by_id[cid]
-            offset = done
-
-            def report(k: int, _n: int, offset: int = offset) -> None:
-                if progress is not None:
-                    progress(offset + k, total)
-
-            out.results[cid] = run_probe(
-                cand.adapter, cand.layer, cand.data, arms=arms_at[r], seeds=seeds, budget=rung_budget,
-                device=device, cached_embeddings=cand.cached_embeddings,
-                reference=reference if r == len(schedule) - 1 else None, shared=cache, progress=report,
-                should_stop=should_stop)
             out.reached[cid] = steps
-            out.trained_steps += sum(run.details["total_steps"] for run in out.results[cid].runs
-                                     if "shared_from" not in run.details)
-            done += n_seeds * len(arms_at[r])
-        scores = {cid: _mean(out.results[cid].metrics("finetune").values()) for cid in survivors}
-        kept = survivors
-        if r < len(schedule) - 1:
-            ranked = sorted(survivors, key=lambda c: np.inf if scores[c] is None else -scores[c])
-            kept = ranked[:schedule[r + 1][1]]
-        out.rungs.append(Rung(steps, list(survivors), scores, list(kept)))
-        survivors = kept
+        if final:
+            rung = Rung(steps, list(survivors), _means(runs), list(survivors), dict(stopped))
+            done = survivors
+        else:
+            rung = halving_step(looks, _means(runs), keep=schedule[r + 1][1], steps=steps)
+            done = list(rung.stopped)
+            stopped = dict(rung.stopped)
+        recs = verdict_records(runs, design, rounds=rounds, stopped=stopped, family_size=family)
+        out.records.update({rec.backbone_id: rec for rec in recs if rec.backbone_id in done})
+        out.rungs.append(rung)
+        survivors = rung.kept if not final else survivors
     if progress is not None:
-        progress(total, total)
+        progress(counter["total"], counter["total"])
     return out
 
 
-def _mean(values) -> float | None:
-    vals = [float(v) for v in values]
-    return float(np.mean(vals)) if vals else None
+def _run(cand: ProbeCandidate, arms: Sequence[str], seeds: list[int], budget: ProbeBudget,
+         device: str | torch.device | None, reference: ReferenceArm | None, cache: RunCache,
+         counter: dict[str, int], progress: Callable[[int, int], None] | None,
+         should_stop: Callable[[], bool] | None) -> ProbeResult:
+    offset = counter["done"]
+
+    def report(k: int, _n: int) -> None:
+        if progress is not None:
+            progress(offset + k, counter["total"])
+
+    res = run_probe(cand.adapter, cand.layer, cand.data, arms=arms, seeds=seeds, budget=budget, device=device,
+                    cached_embeddings=cand.cached_embeddings,
+                    reference=reference if "reference" in arms else None, shared=cache, progress=report,
+                    should_stop=should_stop)
+    counter["done"] += len(seeds) * len(arms)
+    return res
+
+
+def _means(runs: Mapping[str, Sequence[ArmRun]]) -> dict[str, float | None]:
+    out = {}
+    for cid, rs in runs.items():
+        vals = [float(r.metric) for r in rs if r.arm == "finetune" and r.metric is not None]
+        out[cid] = float(np.mean(vals)) if vals else None
+    return out

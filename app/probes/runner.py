@@ -208,14 +208,11 @@ def run_arm(adapter: BackboneAdapter, layer: str, data: ProbeData, arm: str, see
 
     runs: list[LrRun] = []
     grid = budget.grid(arm)
-    for i, lr in enumerate(grid):
-        deadline = None
-        if budget.seconds is not None:
-            remaining = started + budget.seconds - time.perf_counter()
-            if remaining <= 0 and runs:
-                break  # the unit's wall clock is spent: keep the rates already tried
-            deadline = time.perf_counter() + max(remaining, 0.0) / (len(grid) - i)
+    for lr in grid:
         model = fresh_copy(template, dev)
+        # budget.seconds caps each training run (one rate of the grid), exactly like budget.steps: every
+        # rate gets the whole cap, so a longer grid never shortens the runs it holds
+        deadline = None if budget.seconds is None else time.perf_counter() + budget.seconds
         with torch.random.fork_rng(devices=_rng_devices(dev)):
             torch.manual_seed(seed)  # dropout and other in-model randomness: same per seed and rate
             runs.append(train_lr(model, list(model.parameters()), feeder, objective, train_rows=split.train,
@@ -232,8 +229,8 @@ def run_arm(adapter: BackboneAdapter, layer: str, data: ProbeData, arm: str, see
     details = {
         "metric_name": metric, "metric_split": metric_split, "scores": result, "lr": best.lr,
         "best_step": best.best_step, "lr_search": [r.summary() for r in runs],
-        "timed_out": any(r.timed_out for r in runs) or len(runs) < len(grid),
-        "lr_skipped": [lr for lr in grid[len(runs):]], "total_steps": sum(r.steps for r in runs),
+        "timed_out": any(r.timed_out for r in runs), "timed_out_lrs": [r.lr for r in runs if r.timed_out],
+        "total_steps": sum(r.steps for r in runs),
         "val_auc": _curve_area(best.curve), "n_train": int(len(split.train)), "n_val": int(len(split.val)),
         "data_digest": split.digest, "head_digest": _digest(head), "task_type": data.task_type,
         "trained_backbone": adapter.spec.id, "arch_key": arch_key(adapter), "device": str(dev),

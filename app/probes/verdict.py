@@ -32,6 +32,9 @@ from app.enums import Verdict
 from app.probes.paired import PairedStats
 from app.probes.wording import describe
 
+__all__ = ["PairedStats", "VerdictResult", "bootstrap_mean_ci", "decide", "extra_seeds_needed", "holm",
+           "judge", "one_sided_tests", "paired_deltas", "paired_stats", "side_comparisons"]
+
 MAX_SUGGESTED_SEEDS = 100
 
 
@@ -90,8 +93,8 @@ def one_sided_tests(deltas: Sequence[float]) -> tuple[dict[str, float], dict[str
         warnings.simplefilter("ignore")  # scipy warns on ties and small n; the p-values stay valid
         for name, alt in (("less", p_less), ("greater", p_greater)):
             alt["wilcoxon"] = float(stats.wilcoxon(x, alternative=name).pvalue)
-            if np.std(x) == 0:  # all Δ equal and non-zero: the t statistic is infinite
-                alt["t"] = 0.0 if (x[0] < 0) == (name == "less") else 1.0
+            if np.std(x) == 0:  # all Δ equal and non-zero: no spread, so no evidence either way (never p = 0)
+                alt["t"] = 1.0
             else:
                 alt["t"] = float(stats.ttest_1samp(x, 0.0, alternative=name).pvalue)
     return p_less, p_greater
@@ -186,11 +189,13 @@ def judge(candidates: Mapping[str, Any], *, margin: float = 0.01, alpha: float =
                                      {"margin": margin, "metric_name": metric, "reason": "fewer than 2 paired seeds"}))
             continue
         verdict = decide(s.ci_low, s.ci_high, margin)
-        if verdict is not Verdict.inconclusive and s.n < min_seeds:
-            verdict = Verdict.inconclusive
+        if verdict is not Verdict.inconclusive and (s.n < min_seeds or s.sd == 0):
+            verdict = Verdict.inconclusive  # too few seeds, or zero spread: a CI of width 0 is no evidence
         extra = None
         if verdict is Verdict.inconclusive:
             extra = max(extra_seeds_needed(s.mean, s.sd, s.n, margin, confidence=confidence), min_seeds - s.n, 1)
+            if s.sd == 0:
+                extra = max(extra, min_seeds - s.n, 2)
         direction = "less" if verdict is Verdict.negative_transfer or (
             verdict is not Verdict.positive and s.mean < 0) else "greater"
         p_raw = getattr(s, f"p_{direction}")[test]
@@ -201,6 +206,7 @@ def judge(candidates: Mapping[str, Any], *, margin: float = 0.01, alpha: float =
             "significant": bool(p_adj is not None and p_adj < alpha), "p_raw": p_raw,
             "p_holm": {f"{d}_{t}": adjusted[(d, t)][cid] for d, t in adjusted},
             "finetune_minus_scratch": s.to_dict(), "suggested_extra_seeds": extra,
+            "reason": "zero spread: Δ identical in every seed" if s.sd == 0 else None,
             **side_comparisons(arms[cid], confidence=confidence, n_resamples=n_resamples, seed=seed, margin=margin),
         }
         text = describe(cid, verdict, s, margin=margin, metric=metric, extra=extra, p=p_raw, p_adj=p_adj,

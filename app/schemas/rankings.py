@@ -29,13 +29,35 @@ class ProbeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    top_k: int = Field(default=3, ge=1, le=50, description="Probe the k best-ranked backbones.")
+    top_k: int = Field(default=3, ge=1, le=50, description="Probe the k best-ranked backbones (exactly k unless "
+                                                           "include_suspicious adds flagged ones).")
     include_suspicious: bool = Field(
-        default=True, description="Also probe sources flagged as suspicious (far domain or low score)."
+        default=False, description="Also probe up to max_suspicious sources flagged as suspicious (far domain or "
+                                   "low score), lowest-ranked first: where negative transfer hides."
     )
     max_suspicious: int = Field(default=2, ge=0, le=50,
                                 description="At most this many suspicious sources, lowest-ranked first.")
-    seeds: int | None = Field(default=None, ge=2, le=50, description="Paired seeds (default TSCOUT_PROBE_SEEDS).")
+    seeds: int | None = Field(
+        default=None, ge=2, le=50,
+        description="A fixed number of paired seeds, in one round. Omit for the sequential design: rounds of "
+                    "seeds (first_round, then round_size more) until each verdict settles, up to max_seeds.")
+    first_round: int | None = Field(default=None, ge=2, le=50,
+                                    description="Sequential design: seeds of the first round (TSCOUT_PROBE_FIRST_ROUND).")
+    round_size: int | None = Field(default=None, ge=1, le=50,
+                                   description="Sequential design: seeds per further round (TSCOUT_PROBE_ROUND_SIZE).")
+    max_seeds: int | None = Field(default=None, ge=2, le=50,
+                                  description="Sequential design: most seeds per candidate (TSCOUT_PROBE_MAX_SEEDS).")
+    time_budget_seconds: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600,
+        description="Wall-clock budget of the whole probe stage (TSCOUT_PROBE_TIME_BUDGET_SECONDS); candidates "
+                    "still open when it is spent stop with stop_reason 'time_budget'.")
+    candidates: list[str] | None = Field(
+        default=None, min_length=1, max_length=50,
+        description="Probe exactly these backbones of the ranking (instead of top_k and suspicious ones).")
+    final_test_seeds: int | None = Field(
+        default=None, ge=2, le=50,
+        description="Where the design's one fixed-n test sits (default max_seeds). An extension keeps the original "
+                    "job's value, so that more seeds never invalidate the error control.")
     budget_steps: int = Field(default=150, ge=1, le=100_000, description="Optimisation steps per run.")
     budget_seconds: float = Field(default=120.0, gt=0, le=24 * 3600, description="Wall-clock cap per run.")
     arms: list[ProbeArm] = Field(default_factory=lambda: [ProbeArm.finetune, ProbeArm.scratch, ProbeArm.linear])
@@ -43,12 +65,34 @@ class ProbeOptions(BaseModel):
     lr_grid: list[float] | None = Field(default=None, min_length=1, max_length=6)
     batch_size: int = Field(default=32, ge=1, le=4096)
 
+    @model_validator(mode="after")
+    def _one_design(self) -> ProbeOptions:
+        sequential = [n for n in ("first_round", "round_size", "max_seeds") if getattr(self, n) is not None]
+        if self.seeds is not None and sequential:
+            raise ValueError(f"give either seeds (a fixed design) or {sequential} (the sequential design), not both")
+        if self.first_round is not None and self.max_seeds is not None and self.first_round > self.max_seeds:
+            raise ValueError(f"first_round ({self.first_round}) must not exceed max_seeds ({self.max_seeds})")
+        return self
+
     @field_validator("arms")
     @classmethod
     def _needs_pair(cls, arms: list[ProbeArm]) -> list[ProbeArm]:
         if ProbeArm.finetune not in arms or ProbeArm.scratch not in arms:
             raise ValueError("arms must include 'finetune' and 'scratch' (the verdict pairs them)")
         return list(dict.fromkeys(arms))
+
+
+class ProbeExtension(BaseModel):
+    """More evidence for chosen candidates of a finished ranking: more seeds (a higher cap) or another budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: list[str] | None = Field(
+        default=None, min_length=1, max_length=50,
+        description="Backbones to probe further (default: those the ranking probed).")
+    max_seeds: int = Field(ge=2, le=50, description="The new cap on paired seeds per candidate (≥ the old one).")
+    time_budget_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600,
+                                              description="Wall-clock budget of the extension's probe stage.")
 
 
 class RankingCreate(BaseModel):
@@ -246,6 +290,10 @@ class RankingRead(BaseModel):
     target_difficulty: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
+    planned: dict[str, Any] | None = Field(
+        default=None,
+        description="The work the job plans: units per stage (probe: the first round and the most the sequential "
+                    "design can run) and, where this project has stored probe runs, an estimated probe time.")
 
     @field_serializer("target_difficulty")
     def _round(self, value: Any) -> Any:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.tables import ApiKey, Project
-from app.errors import Unauthorized
+from app.db.upsert import insert_unless_exists
+from app.errors import Unauthorized, Unavailable, raises
 
 KEY_PREFIX = "tsk_"
 
@@ -37,9 +38,12 @@ def get_or_create_project(session: Session, name: str) -> Project:
         raise ValueError(f"project name must be 1–200 characters, got {name!r}")
     project = session.scalar(select(Project).where(Project.name == name))
     if project is None:
-        project = Project(name=name)
-        session.add(project)
-        session.flush()
+        # first contact: concurrent requests may all get here; the one INSERT that wins is everyone's project
+        insert_unless_exists(session, Project, {"id": uuid.uuid4(), "name": name, "created_at": utcnow()},
+                             ["name"])
+        project = session.scalar(select(Project).where(Project.name == name))
+        if project is None:  # pragma: no cover - the insert or the concurrent winner left a row
+            raise RuntimeError(f"project {name!r} vanished while it was being created")
     return project
 
 
@@ -63,6 +67,7 @@ def revoke_key(session: Session, prefix: str) -> int:
     return len(rows)
 
 
+@raises(Unauthorized, Unavailable)
 def authenticate(session: Session, authorization: str | None, *, pepper: str) -> Principal:
     """Resolve an ``Authorization: Bearer <key>`` header to a principal, or raise 401."""
     if not authorization:
@@ -80,6 +85,7 @@ def authenticate(session: Session, authorization: str | None, *, pepper: str) ->
     return Principal(project_id=project.id, project_name=project.name, key_id=row.id)
 
 
+@raises(Unavailable)
 def local_principal(session: Session, project_name: str) -> Principal:
     project = get_or_create_project(session, project_name)
     return Principal(project_id=project.id, project_name=project.name)

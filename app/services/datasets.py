@@ -26,7 +26,15 @@ from app.datasets.ingest import prepare
 from app.db.pagination import keyset, split_page
 from app.db.tables import Dataset, Job
 from app.enums import Modality, TaskType
-from app.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType, raises
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+    raises,
+)
 from app.jobs.status import JobStatus
 from app.settings import Settings
 from app.storage import ArtifactStore, copy_capped
@@ -60,7 +68,7 @@ def _delete_after_commit(session: Session, store: ArtifactStore, prefix: str) ->
     sa_event.listen(session, "after_commit", lambda _: store.delete_prefix(prefix), once=True)
 
 
-@raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType)
+@raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType, Unavailable)
 def create_dataset(session: Session, store: ArtifactStore, settings: Settings, project_id: uuid.UUID, *,
                    source: BinaryIO, name: str | None, options: IngestOptions) -> tuple[Dataset, bool]:
     """Ingest an upload. Returns ``(dataset, created)``; ``created`` is False when the project already
@@ -90,7 +98,11 @@ def create_dataset(session: Session, store: ArtifactStore, settings: Settings, p
             dataset_id = uuid.uuid4()
             prefix = f"datasets/{dataset_id}"
             try:
-                size = prepared.write(store, prefix)
+                try:
+                    size = prepared.write(store, prefix)
+                except OSError as exc:  # a read-only or full store: named by its reason, never its path
+                    raise Unavailable(f"the artifact store cannot be written ({exc.strerror or type(exc).__name__}); "
+                                      "retry later") from None
                 row = Dataset(
                     id=dataset_id, project_id=project_id, name=name, modality=prepared.manifest.modality,
                     task_type=prepared.manifest.task_type, format=prepared.format, digest=prepared.digest,

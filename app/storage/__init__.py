@@ -7,6 +7,7 @@ from :func:`content_key`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -64,6 +65,25 @@ class ArtifactStore:
         if self._local is None:
             raise RuntimeError("local_path() is only available on a local artifact store")
         return self._local / _check_key(key)
+
+    def key_of(self, path: str | os.PathLike[str]) -> str | None:
+        """The key a filesystem path (or remote path) of this store stands for; None if it is outside the
+        store. Errors name artifacts by key, never by server path."""
+        text = os.fspath(path)
+        if self._local is not None:
+            try:
+                return Path(text).resolve().relative_to(self._local).as_posix()
+            except ValueError:
+                return None
+        root = f"{self._root}/"
+        return text[len(root):] if text.startswith(root) else None
+
+    @property
+    def root_paths(self) -> tuple[str, ...]:
+        """The prefixes this store's server paths start with (what :func:`app.errors.public_text` hides)."""
+        if self._local is not None:
+            return (str(self._local),)
+        return (self._root,)
 
     def _remote(self, key: str) -> str:
         return f"{self._root}/{_check_key(key)}"
@@ -151,6 +171,35 @@ class ArtifactStore:
             shutil.rmtree(self._local / prefix, ignore_errors=True)
         elif self._fs.exists(self._remote(prefix)):
             self._fs.rm(self._remote(prefix), recursive=True)
+
+    def iter_files(self) -> Iterator[tuple[str, float | None]]:
+        """Every object in the store as ``(key, modified)`` — a Unix time, or None where the backend does
+        not say (an orphan sweep never removes what it cannot date). Temporary names of writes in progress
+        are listed too."""
+        if self._local is not None:
+            for folder, _, names in os.walk(self._local):
+                for name in names:
+                    path = Path(folder) / name
+                    try:
+                        modified: float | None = path.stat().st_mtime
+                    except FileNotFoundError:  # removed while we walked
+                        continue
+                    yield path.relative_to(self._local).as_posix(), modified
+            return
+        for path, info in self._fs.find(self._root, detail=True).items():
+            stamp = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+            if hasattr(stamp, "timestamp"):
+                stamp = stamp.timestamp()
+            yield path[len(self._root) + 1:], (float(stamp) if isinstance(stamp, int | float) else None)
+
+    def prune_empty_folders(self) -> None:
+        """Remove empty folders of a local store (left behind by deletions); remote stores have none."""
+        if self._local is None:
+            return
+        for folder, _, _ in sorted(os.walk(self._local), key=lambda item: -len(item[0])):
+            if Path(folder) != self._local:
+                with contextlib.suppress(OSError):
+                    Path(folder).rmdir()  # only succeeds when empty
 
     def check_writable(self) -> None:
         """Write, read back and delete a probe object; raises if the store is not usable."""

@@ -60,7 +60,8 @@ def ray_head():
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
     log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--num-gpus=0",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
          f"--temp-dir={temp}", "--disable-usage-stats"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -68,7 +69,7 @@ def ray_head():
     try:
         import httpx
 
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # the dashboard (which serves the state API) is slow on a loaded machine
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"ray start --head exited with {proc.returncode}:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
@@ -76,7 +77,7 @@ def ray_head():
                 if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"the Ray head did not come up in 120 s:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
+                pytest.fail(f"the Ray head's dashboard did not answer in 300 s:\n{(Path(temp) / 'head.log').read_text()[-3000:]}")
             time.sleep(0.5)
         yield address, url
     finally:

@@ -55,3 +55,23 @@ def units_fail(ctx: JobContext) -> None:
 
 def units_slow(ctx: JobContext) -> None:
     _map(ctx, "sleepy_unit", 8)
+
+
+def until_outage(ctx: JobContext) -> None:
+    """First run: report progress until the database goes away (the progress write raises). A run after
+    that (the job re-queued) finishes at once. The marker lives in the artifact store."""
+    store = ctx.runtime.store
+    marker = f"test-markers/{ctx.job_id}"
+    if store.exists(marker):
+        ctx.progress("work", 1, 1)
+        return
+    store.put_bytes(marker, b"started")
+    for i in range(3000):
+        ctx.progress("work", i, 3000)
+        time.sleep(0.02)
+    raise RuntimeError("the database never went away")
+
+
+def denied(ctx: JobContext) -> None:
+    """Fail like a read-only artifact store does: an OS error naming the absolute path of an artifact."""
+    raise PermissionError(13, "Permission denied", str(ctx.runtime.store.local_path("embeddings/ab/abcdef.npy")))

@@ -54,3 +54,16 @@ class LiveServer:
     @property
     def runtime(self):
         return self.app.state.runtime
+
+
+def fire(url: str, requests: list[dict], *, timeout: float = 60) -> list[httpx.Response]:
+    """Send every request of ``requests`` (``httpx.Client.request`` kwargs) at once — one client each, all
+    released together by an asyncio gather — and return the responses in order."""
+    import asyncio
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout,
+                                     limits=httpx.Limits(max_connections=len(requests) + 1)) as client:
+            return list(await asyncio.gather(*(client.request(**r) for r in requests)))
+
+    return asyncio.run(run())

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from app.probes import ProbeBudget, ProbeData, RunCache, judge, run_probe
-from app.probes.halving import ProbeCandidate, rung_schedule, successive_halving
+from app.probes.halving import ProbeCandidate, halving_step, rung_schedule, successive_halving
+from app.probes.sequential import SequentialDesign, look
 from tests.kits.probes import MlpAdapter, dead_relu_state, pretrain, xor_task
 
 BUDGET = ProbeBudget(steps=100, eval_every=20, batch_size=32, lr_grid=(1e-2,), linear_lr_grid=(3e-2,))
@@ -65,9 +66,12 @@ def test_shuffled_or_adversarial_source_is_negative_transfer(verdicts, name):
     assert "strong evidence of negative transfer" in v.text
 
 
-def test_identical_weights_to_scratch_is_no_benefit(verdicts):
+def test_identical_weights_to_scratch_is_zero_spread_inconclusive(verdicts):
+    # the two arms are the same computation: Δ = 0 exactly in every seed, which no paired test can read as
+    # evidence of equivalence (it is the signature of a degenerate probe), so it must not look confident
     v = verdicts["identical"]
-    assert v.verdict == "no_benefit" and v.delta_mean == 0.0 and v.ci_low == v.ci_high == 0.0
+    assert v.verdict == "inconclusive" and v.delta_mean == 0.0 and v.ci_low == v.ci_high == 0.0
+    assert "zero spread" in v.text
 
 
 def test_successive_halving_keeps_the_best_and_shares_scratch(sources):
@@ -77,7 +81,8 @@ def test_successive_halving_keeps_the_best_and_shares_scratch(sources):
     assert rung_schedule(4, 100, eta=2, min_steps=20) == [(25, 4), (50, 2), (100, 1)]
     seen = []
     scratch_builds = sum(1 for a in sources.values() for c in a.trunk_calls if not c[1])
-    out = successive_halving(cands, seeds=3, budget=BUDGET, final_arms=("finetune", "scratch"), device="cpu",
+    design = SequentialDesign(first_round=3, max_seeds=3, min_seeds=3)
+    out = successive_halving(cands, design=design, budget=BUDGET, final_arms=("finetune", "scratch"), device="cpu",
                              progress=lambda d, t: seen.append((d, t)))
     assert [r.steps for r in out.rungs] == [25, 50, 100]
     assert [len(r.candidates) for r in out.rungs] == [4, 2, 1]
@@ -88,8 +93,40 @@ def test_successive_halving_keeps_the_best_and_shares_scratch(sources):
     assert sum(1 for a in sources.values() for c in a.trunk_calls if not c[1]) - scratch_builds == 3 * 3
     # bounded cost: every rung costs about one full budget per seed (plus its scratch baselines)
     assert out.cost_ratio <= 3 * (len(out.rungs) + 1) * 2
-    verdicts = {v.backbone_id: v.verdict for v in judge(out.results)}
-    assert verdicts["zoo:mlp_tiny.adversarial"] in ("negative_transfer", "inconclusive")
+    # every candidate has a record from the rung it reached, and the abandoned ones say so
+    assert set(out.records) == {c.id for c in cands}
+    dropped = [r for r in out.records.values() if r.stop_reason == "abandoned"]
+    assert dropped and all("abandoned by successive halving" in r.text for r in dropped)
+    assert all(r.arms["finetune"].budget_steps[0] == out.reached[r.backbone_id] for r in out.records.values())
+    assert all(r.stats["n_candidates"] == 4 * 3 for r in out.records.values())  # Holm over candidates × rungs
     assert out.to_dict()["rungs"][0]["kept"] == out.rungs[1].candidates
     json.dumps(out.to_dict(), allow_nan=False)
     json.dumps([v.to_dict() for v in judge(out.results)], allow_nan=False)
+
+
+def test_halving_step_settles_negative_transfer_and_promotes_by_fine_tune_metric():
+    design = SequentialDesign()
+    looks = look({"neg": dict(enumerate([-0.3, -0.32, -0.29, -0.31, -0.3, -0.33])),
+                  "a": dict(enumerate([0.01, -0.02, 0.03, 0.0, 0.01])),
+                  "b": dict(enumerate([0.05, 0.02, 0.0, 0.04, -0.01])),
+                  "c": dict(enumerate([0.2, 0.22, 0.19, 0.25, 0.21]))}, design, family_size=8)
+    rung = halving_step(looks, {"neg": 0.5, "a": 0.7, "b": 0.6, "c": None}, keep=2, steps=25)
+    assert rung.stopped == {"neg": "settled", "c": "abandoned"} and rung.kept == ["a", "b"]
+    with pytest.raises(ValueError, match="exactly the candidates"):
+        halving_step(looks, {"a": 0.1}, keep=1, steps=25)
+    with pytest.raises(ValueError, match="keep"):
+        halving_step(looks, {"neg": 0.5, "a": 0.7, "b": 0.6, "c": None}, keep=0, steps=25)
+
+
+def test_halving_final_rung_runs_sequential_rounds(sources):
+    x, y = xor_task(240, 1)
+    data = ProbeData(x, y, task_type="classification")
+    cands = [ProbeCandidate(sources[n], "fc2", data) for n in ("good", "identical")]
+    design = SequentialDesign(first_round=3, round_size=2, max_seeds=7, min_seeds=3, futility_ratio=None)
+    out = successive_halving(cands, design=design, budget=BUDGET, final_arms=("finetune", "scratch"), device="cpu")
+    final = out.records[out.finalists[0]]
+    assert final.rounds >= 1 and final.n_seeds == len(final.seeds) <= 7
+    assert final.stop_reason in ("settled", "max_seeds")
+    assert (final.stop_reason == "max_seeds") == (final.verdict == "inconclusive")
+    if final.rounds > 1:
+        assert final.n_seeds == design.seeds_after(final.rounds - 1)

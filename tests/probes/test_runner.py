@@ -90,11 +90,31 @@ def test_early_stopping_is_reported(task):
 
 def test_wall_clock_budget_stops_and_flags(task):
     x, y = task
-    budget = ProbeBudget(steps=100_000, seconds=0.3, eval_every=50, batch_size=16, lr_grid=(1e-2, 3e-2))
+    budget = ProbeBudget(steps=100_000, seconds=0.3, eval_every=50, patience=100_000, batch_size=16,
+                         lr_grid=(1e-2, 3e-2))
     run = run_arm(MlpAdapter("src"), "fc2", ProbeData(x, y, task_type="classification"), "finetune", 0,
                   budget=budget, device="cpu")
     assert run.details["timed_out"] and run.steps < 100_000 and run.metric is not None
     assert run.seconds < 5 and run.curve[-1]["step"] == run.steps
+
+
+def test_wall_clock_cap_is_per_training_run_not_split_across_the_grid(task):
+    # budget_seconds is documented as a cap per run: each rate of a 3-rate grid gets the whole cap
+    x, y = task
+    cap = 0.2
+    budget = ProbeBudget(steps=1_000_000, seconds=cap, eval_every=1000, patience=100_000, batch_size=16,
+                         lr_grid=(1e-3, 1e-2, 3e-2))
+    run = run_arm(MlpAdapter("src"), "fc2", ProbeData(x, y, task_type="classification"), "scratch", 0,
+                  budget=budget, device="cpu")
+    search = run.details["lr_search"]
+    assert [r["lr"] for r in search] == [1e-3, 1e-2, 3e-2]  # no rate skipped for lack of time
+    assert all(r["timed_out"] and r["seconds"] >= 0.9 * cap for r in search)
+    assert run.details["timed_out"] and run.details["timed_out_lrs"] == [1e-3, 1e-2, 3e-2]
+    assert run.seconds >= 2.7 * cap
+    untimed = run_arm(MlpAdapter("src"), "fc2", ProbeData(x, y, task_type="classification"), "scratch", 0,
+                      budget=ProbeBudget(steps=20, seconds=60.0, eval_every=10, batch_size=16, lr_grid=(1e-2, 3e-2)),
+                      device="cpu")
+    assert not untimed.details["timed_out"] and untimed.details["timed_out_lrs"] == []
 
 
 def test_cancellation_and_progress(task):

@@ -36,8 +36,17 @@ def test_one_sided_tests_match_scipy():
 def test_degenerate_deltas():
     assert one_sided_tests([0.0] * 5) == ({"wilcoxon": 1.0, "t": 1.0}, {"wilcoxon": 1.0, "t": 1.0})
     p_less, p_greater = one_sided_tests([-0.02] * 5)
-    assert p_less["t"] == 0.0 and p_greater["t"] == 1.0
+    assert p_less["t"] == 1.0 and p_greater["t"] == 1.0  # zero spread is no evidence, never p = 0
     assert bootstrap_mean_ci([0.0] * 5) == (0.0, 0.0)
+
+
+def test_identical_deltas_are_inconclusive_never_confident():
+    # the case: 2 seeds with identical Δ used to give `positive`, CI [+0.417, +0.417], p = 0
+    two = judge({"zoo:a.x": _arms([0.917, 0.917], [0.5, 0.5])}, min_seeds=2, test="t")[0]
+    assert two.verdict == "inconclusive" and two.p_value > 0
+    assert "zero spread" in two.text and two.details["reason"].startswith("zero spread")
+    five = judge({"zoo:a.x": _arms([0.8] * 5, [0.7] * 5)}, test="t")[0]
+    assert five.verdict == "inconclusive" and five.details["p_raw"] == 1.0
 
 
 def _holm_slow(p):
@@ -111,7 +120,8 @@ def test_judge_verdicts_holm_and_text():
     cands = {
         "zoo:a.neg": _arms([s - 0.10 + 0.01 * (i % 2) for i, s in enumerate(scratch)], scratch),
         "zoo:a.pos": _arms([s + 0.12 - 0.01 * (i % 3) for i, s in enumerate(scratch)], scratch),
-        "zoo:a.same": _arms(scratch, scratch),
+        "zoo:a.same": _arms([s + d for s, d in zip(scratch, [0.001, -0.002, 0.0, 0.002, -0.001, 0.001], strict=True)],
+                            scratch),
         "zoo:a.noisy": _arms([s + d for s, d in zip(scratch, [0.05, -0.06, 0.04, -0.05, 0.07, -0.02], strict=True)], scratch),
         "zoo:a.small": _arms([s + 0.02 + 0.001 * i for i, s in enumerate(scratch)], scratch),
     }

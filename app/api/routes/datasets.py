@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.api.deps import PrincipalDep, SessionDep, SettingsDep, StoreDep
 from app.api.errors import responses_for
+from app.api.params import Cursor
 from app.api.upload_limit import UploadLimitedRoute
 from app.datasets.collected import IngestOptions
 from app.enums import Modality, TaskType
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UploadL
     ),
     status_code=201,
     responses={200: {"model": DatasetRead, "description": "The same content was already uploaded: the existing dataset"},
-               **responses_for(service.create_dataset)},
+               **responses_for(service.create_dataset, body=True)},
 )
 def create_dataset(
     file: Annotated[UploadFile, File(description="The dataset file.")],
@@ -65,7 +66,7 @@ def list_datasets(
     modality: Modality | None = None,
     task_type: TaskType | None = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> DatasetPage:
     rows, total, next_cursor = service.list_datasets(
         session, principal.project_id, name=name, modality=modality, task_type=task_type, limit=limit, cursor=cursor

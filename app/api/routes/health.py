@@ -44,7 +44,8 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         runtime.store.check_writable()
         checks["artifacts"] = "ok"
     except Exception as exc:
-        checks["artifacts"] = f"not writable: {type(exc).__name__}: {exc}"
+        # the type only: the message of an OS error names server paths, and this route is public
+        checks["artifacts"] = f"not writable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
         Health(status="ok" if ok else "not_ready", checks=checks).model_dump(), status_code=200 if ok else 503

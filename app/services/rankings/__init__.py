@@ -14,8 +14,21 @@ Ray are never imported here.
 
 from app.services.rankings.job import run_ranking_job
 from app.services.rankings.plots import render_plot
-from app.services.rankings.reads import backbone_history, dataset_rankings, list_rankings, read_ranking
-from app.services.rankings.requests import cancel_ranking, create_ranking, rank_upload, validate_request
+from app.services.rankings.reads import (
+    backbone_history,
+    dataset_rankings,
+    list_rankings,
+    ranking_body,
+    read_ranking,
+)
+from app.services.rankings.requests import (
+    cancel_ranking,
+    create_ranking,
+    extend_probes,
+    rank_upload,
+    validate_request,
+)
 
-__all__ = ["backbone_history", "cancel_ranking", "create_ranking", "dataset_rankings", "list_rankings",
-           "rank_upload", "read_ranking", "render_plot", "run_ranking_job", "validate_request"]
+__all__ = ["backbone_history", "cancel_ranking", "create_ranking", "dataset_rankings", "extend_probes",
+           "list_rankings", "rank_upload", "ranking_body", "read_ranking", "render_plot", "run_ranking_job",
+           "validate_request"]

@@ -1,7 +1,7 @@
 """The ranking job's handler: the order of its stages, and nothing else.
 
-embed → score → rank → subset → probe → verdict. Embed, score and probe run as units through the
-executor's unit runner (in this thread locally, in parallel on Ray); the other stages run here on one
+embed → score → rank → subset → probe (in rounds of paired seeds) → verdict. Embed, score and probe run as
+units through the executor's unit runner (in this thread locally, in parallel on Ray); the other stages run here on one
 :class:`RankingInputs`, so the plan and embeddings are loaded once for all of them. Every stage reports
 progress and persists what it produces with upserts, so a job re-queued after its worker died resumes
 without duplicate rows.
@@ -19,7 +19,7 @@ from app.jobs import state
 from app.jobs.context import JobContext
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.stages import failures
-from app.services.rankings.stages.probe import probe_candidates, probe_unit, probe_units, share_scratch_runs
+from app.services.rankings.stages.probe import probe_candidates, probe_stage
 from app.services.rankings.stages.rank import rank_stage, stored_scores
 from app.services.rankings.stages.subset import subset_stage
 from app.services.rankings.stages.verdict import verdict_stage
@@ -56,11 +56,10 @@ def run_ranking_job(ctx: JobContext) -> None:
         return
     candidates = probe_candidates(plan, table)
     best_layers = {r["backbone_id"]: r["best_layer"] for r in table}
-    ctx.stage("probe", probe_unit, probe_units(inputs, candidates, best_layers), resources=GPU)
-    share_scratch_runs(inputs, candidates, best_layers)
+    stopped, rounds = probe_stage(ctx, inputs, candidates, best_layers)
     ctx.check_cancelled()
     ctx.progress("verdict", 0, len(candidates))
-    verdict_stage(inputs, candidates)
+    verdict_stage(ctx, inputs, candidates, stopped, rounds)
     ctx.progress("verdict", len(candidates), len(candidates))
 
 

@@ -27,13 +27,27 @@ class ProbePlan:
     top_k: int
     include_suspicious: bool
     max_suspicious: int
-    seeds: int
+    first_round: int
+    round_size: int
+    max_seeds: int
+    final_test_seeds: int
+    fixed: bool
+    candidates: tuple[str, ...] | None
+    time_budget_seconds: float
     budget_steps: int
     budget_seconds: float
     arms: tuple[str, ...]
     margin: float
     lr_grid: tuple[float, ...] | None
     batch_size: int
+
+    def design(self):
+        """The :class:`~app.probes.sequential.SequentialDesign` of this job's probe stage."""
+        from app.probes.sequential import SequentialDesign
+
+        return SequentialDesign(margin=self.margin, first_round=self.first_round, round_size=self.round_size,
+                                max_seeds=self.max_seeds, min_seeds=min(3, self.max_seeds),
+                                final_test_seeds=self.final_test_seeds)
 
 
 @dataclass(frozen=True)
@@ -86,8 +100,13 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
     probe = None
     if req.get("probe"):
         p = req["probe"]
+        design = resolved["design"]
         probe = ProbePlan(top_k=p["top_k"], include_suspicious=p["include_suspicious"],
-                          max_suspicious=p.get("max_suspicious", 2), seeds=resolved["seeds"],
+                          max_suspicious=p.get("max_suspicious", 2), first_round=design["first_round"],
+                          round_size=design["round_size"], max_seeds=design["max_seeds"], fixed=design["fixed"],
+                          final_test_seeds=design.get("final_test_seeds") or design["max_seeds"],
+                          candidates=tuple(design["candidates"]) if design.get("candidates") else None,
+                          time_budget_seconds=design["time_budget_seconds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
                           lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"])

@@ -1,16 +1,21 @@
 """Reading ranking jobs back: the ranked table of one job, lists with cursor pagination, and how one
-source did across targets. Shapes rows into ``app.schemas.rankings`` models; never writes."""
+source did across targets. Shapes rows into ``app.schemas.rankings`` models. The one write: the serialised
+body of a finished job, stored the first time it is read (:func:`ranking_body`) — a terminal job never
+changes, so later reads serve those bytes without rebuilding the table."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.pagination import keyset, split_page
-from app.db.tables import Dataset, Job, ProbeRun, Ranking, VerdictRow
+from app.db.tables import Dataset, Job, ProbeRun, Ranking, RankingSnapshot, VerdictRow
+from app.db.upsert import insert_unless_exists
 from app.errors import InvalidInput, NotFound, raises
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
@@ -31,6 +36,10 @@ from app.schemas.rankings import (
 )
 
 PLOT_NAMES = ("ranking", "layers", "probes")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _eta(job: Job) -> float | None:
@@ -96,6 +105,34 @@ def _aggregation(result: dict) -> AggregationRead | None:
                            scale=AGGREGATE_SCALES.get(method, f"see the {method!r} aggregation's documentation"))
 
 
+def planned_work(session: Session, job: Job) -> dict[str, Any] | None:
+    """Units per stage a ranking job plans, and an estimate of its probe time from this project's stored
+    probe runs (median seconds per run × units). ``None`` for jobs stored before the plan was recorded."""
+    resolved = (job.request or {}).get("resolved") or {}
+    if "backbones" not in resolved:
+        return None
+    n = len(resolved["backbones"])
+    out: dict[str, Any] = {"units": {"embed": n, "score": n}}
+    design, probe = resolved.get("design"), (job.request or {}).get("probe")
+    if design and probe:
+        candidates = len(design.get("candidates") or []) or min(
+            n, probe["top_k"] + (probe.get("max_suspicious", 0) if probe.get("include_suspicious") else 0))
+        arms = len(resolved.get("arms") or probe["arms"])
+        first, most = candidates * arms * design["first_round"], candidates * arms * design["max_seeds"]
+        out["units"].update(probe_candidates=candidates, probe_first_round=first, probe_at_most=most)
+        recent = select(ProbeRun.seconds).join(Job, Job.id == ProbeRun.job_id).where(
+            Job.project_id == job.project_id, ProbeRun.metric.is_not(None)).order_by(
+            ProbeRun.created_at.desc()).limit(200)
+        seconds = sorted(s for s in session.scalars(recent) if s is not None)
+        if seconds:
+            per = seconds[len(seconds) // 2]
+            out["estimated_seconds"] = {"probe_first_round": round(per * first, 1),
+                                        "probe_at_most": round(per * most, 1),
+                                        "basis": f"median {per:.2f} s over this project's last {len(seconds)} "
+                                                 "probe runs (stored runs a job reuses cost nothing)"}
+    return out
+
+
 @raises(NotFound)
 def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> RankingRead:
     job = get_job(session, job_id, project_id)
@@ -112,7 +149,26 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
         aggregation=_aggregation(result),
         target_difficulty=result.get("target_difficulty"), warnings=result.get("warnings", []),
         plots=[f"/v1/rankings/{job.id}/plots/{name}" for name in PLOT_NAMES],
+        planned=planned_work(session, job),
     )
+
+
+@raises(NotFound)
+def ranking_body(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> bytes:
+    """The JSON body of :func:`read_ranking` for ``job_id``: a finished job's stored snapshot (one indexed
+    read), or built from rows — and stored, once the job is terminal."""
+    stored = session.execute(
+        select(RankingSnapshot.body).join(Job, Job.id == RankingSnapshot.job_id)
+        .where(RankingSnapshot.job_id == job_id, Job.project_id == project_id)
+    ).scalar_one_or_none()
+    if stored is not None:
+        return stored.encode()
+    ranking = read_ranking(session, job_id, project_id)
+    body = ranking.model_dump_json()
+    if ranking.status.is_terminal():
+        insert_unless_exists(session, RankingSnapshot, {"job_id": job_id, "body": body, "created_at": utcnow()},
+                             ["job_id"])
+    return body.encode()
 
 
 @raises(InvalidInput)
@@ -136,10 +192,11 @@ def list_rankings(
         conditions.append(Job.dataset_id == dataset_id)
     if status is not None:
         conditions.append(Job.status == status.value)
+    # a time without a timezone is UTC here as in the API (app.api.params), never an error of the column type
     if created_after is not None:
-        conditions.append(Job.created_at >= created_after)
+        conditions.append(Job.created_at >= _utc(created_after))
     if created_before is not None:
-        conditions.append(Job.created_at < created_before)
+        conditions.append(Job.created_at < _utc(created_before))
     if backbone_id is not None:
         conditions.append(Job.id.in_(select(Ranking.job_id).where(Ranking.backbone_id == backbone_id)))
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0

@@ -13,13 +13,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
 from app.db.tables import Dataset, Job
+from app.db.upsert import insert_unless_exists
 from app.enums import Modality, ProbeArm
 from app.errors import Conflict, InvalidInput, NotFound, raises
 from app.jobs.state import get_job, request_cancel
 from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.schemas.rankings import BackboneFilter, RankingCreate
+from app.schemas.rankings import BackboneFilter, ProbeExtension, RankingCreate
 from app.services.auth import Principal
 from app.services.rankings.plan import FEATURES_PREFIX
 from app.settings import Settings
@@ -134,8 +136,29 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
     backbone_ids, reference = _resolve_backbones(session, principal, runtime, request, dataset)
     if request.probe is not None and ProbeArm.reference in request.probe.arms and reference is None:
         raise InvalidInput("probe.arms: the 'reference' arm needs reference_backbone")
+    if request.probe is not None and request.probe.candidates:
+        outside = [c for c in request.probe.candidates if c not in backbone_ids]
+        if outside:
+            raise InvalidInput(f"probe.candidates: {outside} are not among the ranked backbones")
     return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics,
                            reference_backbone=reference)
+
+
+def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None:
+    """The probe stage's seed design, frozen into the request: a fixed number of seeds in one round, or the
+    sequential rounds (first round, round size, cap) and the stage's wall-clock budget."""
+    probe = request.probe
+    if probe is None:
+        return None
+    if probe.seeds is not None:
+        first = round_size = cap = probe.seeds
+    else:
+        first = probe.first_round or min(settings.probe_first_round, probe.max_seeds or settings.probe_max_seeds)
+        round_size = probe.round_size or settings.probe_round_size
+        cap = probe.max_seeds or max(settings.probe_max_seeds, first)
+    return {"first_round": first, "round_size": round_size, "max_seeds": cap, "fixed": probe.seeds is not None,
+            "final_test_seeds": probe.final_test_seeds or cap, "candidates": probe.candidates,
+            "time_budget_seconds": probe.time_budget_seconds or settings.probe_time_budget_seconds}
 
 
 @raises(Conflict, InvalidInput)
@@ -150,13 +173,9 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1–200 characters")
-        existing = session.scalar(select(Job).where(Job.project_id == principal.project_id,
-                                                    Job.idempotency_key == idempotency_key))
-        if existing is not None:
-            if existing.request_digest != digest:
-                raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request "
-                               f"(job {existing.id})")
-            return existing, False
+        if session.scalar(select(Job.id).where(Job.project_id == principal.project_id,
+                                               Job.idempotency_key == idempotency_key)) is not None:
+            return _existing_for_key(session, principal, idempotency_key, digest), False
     settings: Settings = runtime.settings
     resolved = validate_request(session, principal, runtime, request)
     arms = None
@@ -166,15 +185,72 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
             arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
     stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
                                   "reference_backbone": resolved.reference_backbone,
-                                  "seeds": (request.probe.seeds or settings.probe_seeds) if request.probe else None,
+                                  "design": _design(request, settings),
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
                                              is not None else settings.probe_margin)})
-    job = Job(project_id=principal.project_id, kind="ranking", dataset_id=resolved.dataset.id,
-              status=JobStatus.PENDING.value, request=stored, request_digest=digest,
-              idempotency_key=idempotency_key)
-    session.add(job)
-    session.flush()
-    return job, True
+    values = dict(id=uuid.uuid4(), project_id=principal.project_id, kind="ranking", dataset_id=resolved.dataset.id,
+                  status=JobStatus.PENDING.value, request=stored, request_digest=digest,
+                  idempotency_key=idempotency_key)
+    if idempotency_key is None:
+        job = Job(**values)
+        session.add(job)
+        session.flush()
+        return job, True
+    # concurrent retries with one key: exactly one INSERT wins; the others answer with the winner's job
+    now = utcnow()
+    defaults = dict(progress={}, result={}, attempts=0, cancel_requested=False, created_at=now, updated_at=now)
+    if insert_unless_exists(session, Job, {**defaults, **values}, ["project_id", "idempotency_key"]):
+        return session.get(Job, values["id"]), True
+    return _existing_for_key(session, principal, idempotency_key, digest), False
+
+
+def _existing_for_key(session: Session, principal: Principal, idempotency_key: str, digest: str) -> Job:
+    existing = session.scalar(select(Job).where(Job.project_id == principal.project_id,
+                                                Job.idempotency_key == idempotency_key))
+    if existing is None:  # pragma: no cover - ON CONFLICT only skips when the row is there
+        raise Conflict(f"Idempotency-Key {idempotency_key!r} is being used by a concurrent request; retry")
+    if existing.request_digest != digest:
+        raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request "
+                       f"(job {existing.id})")
+    return existing
+
+
+@raises(NotFound, Conflict, InvalidInput)
+def extend_probes(session: Session, principal: Principal, runtime: Runtime, job_id: uuid.UUID,
+                  extension: ProbeExtension, idempotency_key: str | None = None) -> tuple[Job, bool]:
+    """A new ranking job that asks the finished ``job_id``'s question again with more seeds (a higher cap)
+    for chosen candidates. Every stored embedding and probe run is reused (content-addressed cache, probe
+    reuse keys), so only the new seeds train; the design keeps the original fixed-n test where it was, so
+    the error control of the first job still holds after the extension. Returns (job, created)."""
+    from app.db.tables import VerdictRow
+
+    parent = get_job(session, job_id, principal.project_id)
+    if parent.kind != "ranking":
+        raise NotFound(f"ranking {job_id} not found")
+    if parent.status != JobStatus.SUCCEEDED.value:
+        raise Conflict(f"ranking {job_id} is {parent.status}; only a finished (SUCCEEDED) ranking can be extended")
+    body = {k: v for k, v in parent.request.items() if k != "resolved"}
+    design = parent.request["resolved"].get("design")
+    if not body.get("probe") or not design:
+        raise Conflict(f"ranking {job_id} ran no probes; start a ranking with 'probe' instead")
+    probed = [row.backbone_id for row in session.scalars(select(VerdictRow).where(VerdictRow.job_id == job_id))]
+    candidates = list(extension.candidates or probed)
+    unknown = [c for c in candidates if c not in parent.request["resolved"]["backbones"]]
+    if unknown:
+        raise InvalidInput(f"candidates: {unknown} were not ranked by job {job_id}")
+    if extension.max_seeds < design["max_seeds"]:
+        raise InvalidInput(f"max_seeds: {extension.max_seeds} is below the ranking's cap {design['max_seeds']}; "
+                           "an extension only adds seeds")
+    probe = {**body["probe"], "seeds": None, "first_round": design["first_round"],
+             "round_size": design["round_size"], "max_seeds": extension.max_seeds, "candidates": candidates,
+             "final_test_seeds": design.get("final_test_seeds") or design["max_seeds"],
+             "time_budget_seconds": extension.time_budget_seconds or design["time_budget_seconds"]}
+    job, created = create_ranking(session, principal, runtime, RankingCreate(**{**body, "probe": probe}),
+                                  idempotency_key)
+    if created:
+        job.request = {**job.request, "resolved": {**job.request["resolved"], "extends": str(job_id)}}
+        session.flush()
+    return job, created
 
 
 @raises(NotFound, Conflict)

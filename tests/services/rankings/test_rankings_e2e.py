@@ -14,7 +14,7 @@ QUICK_PROBE = {"top_k": 2, "seeds": 2, "budget_steps": 6, "lr_grid": [0.003], "b
 
 @pytest.fixture
 def ranking_server(live_server_factory, tmp_path):
-    return live_server_factory(models_dir=toy_models_dir(tmp_path / "models"), probe_seeds=2)
+    return live_server_factory(models_dir=toy_models_dir(tmp_path / "models"), probe_first_round=2, probe_max_seeds=2)
 
 
 def test_image_ranking_with_probes(ranking_server):

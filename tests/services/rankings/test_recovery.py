@@ -23,7 +23,7 @@ def _worker(settings) -> subprocess.Popen:
     env = {**os.environ, **{f"TSCOUT_{k.upper()}": str(v) for k, v in {
         "database_url": settings.database_url, "storage_url": settings.storage_url,
         "models_dir": settings.models_dir, "job_stale_seconds": settings.job_stale_seconds,
-        "job_heartbeat_seconds": settings.job_heartbeat_seconds, "probe_seeds": settings.probe_seeds}.items()}}
+        "job_heartbeat_seconds": settings.job_heartbeat_seconds}.items()}}
     return subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -35,7 +35,7 @@ def _count(server, table, job_id) -> int:
 
 def test_kill_9_mid_job_then_restart_finishes_without_duplicates(live_server_factory, tmp_path):
     server = live_server_factory(start_executor=False, models_dir=toy_models_dir(tmp_path / "models"),
-                                 job_stale_seconds=4.0, job_heartbeat_seconds=0.5, probe_seeds=2)
+                                 job_stale_seconds=4.0, job_heartbeat_seconds=0.5)
     probe = {"top_k": 2, "seeds": 2, "budget_steps": 12, "lr_grid": [0.003], "batch_size": 16,
              "include_suspicious": False}
     with server.client() as c:

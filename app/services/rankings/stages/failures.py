@@ -6,7 +6,7 @@ A failed candidate keeps its place in the job's result document (``failed_backbo
 ``{"stage", "error"}``), appears in the table with ``status = "failed"``, and is left out of every later
 stage; the job finishes with the others as ``SUCCEEDED`` with one warning per failure. Only when every
 candidate fails does the job fail. Infrastructure errors (the database, memory) are not a backbone's fault
-and still fail the job, so that it is retried or reported as it should be.
+(``Unavailable``) and still fail the job, so that it is retried or reported as it should be.
 
 The wrappers are module-level functions, so executors ship them to other processes by reference like any
 unit. Nothing here ranks or scores.
@@ -20,12 +20,13 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.errors import Unavailable
 from app.runtime import Runtime
 from app.services.rankings.stages.embed import embed_unit
 from app.services.rankings.stages.score import score_unit
 
 log = logging.getLogger("tscout.ranking")
-_NOT_THE_BACKBONE = (SQLAlchemyError, MemoryError, KeyboardInterrupt, SystemExit)
+_NOT_THE_BACKBONE = (SQLAlchemyError, Unavailable, MemoryError, KeyboardInterrupt, SystemExit)
 
 
 class AllCandidatesFailed(RuntimeError):

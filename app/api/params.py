@@ -1,0 +1,62 @@
+"""Parameter types shared by the routes (timestamps and keyset cursors, with their OpenAPI constraints; hub
+ids), and the one way a read route answers an already-built model (:func:`json_body`).
+
+A timestamp is ISO 8601 (``2020-01-01``, ``2020-01-01T12:00:00Z``, ``…+02:00``); one without a timezone is
+read as UTC, and a bare number (which Pydantic would take as a Unix time) is refused with 422. A keyset
+cursor is the opaque base64url token a previous page returned.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Query, Response
+from pydantic import AfterValidator, BaseModel, BeforeValidator
+
+from app.errors import InvalidInput
+
+ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$")
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}={0,2}$"
+
+
+def _iso_8601_only(value: object) -> object:
+    if isinstance(value, str) and not ISO_8601.fullmatch(value.strip()):
+        raise ValueError("expected an ISO 8601 date or date-time such as 2020-01-01 or 2020-01-01T12:00:00Z")
+    if isinstance(value, int | float):
+        raise ValueError("expected an ISO 8601 date or date-time, not a number")
+    return value
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive value is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, BeforeValidator(_iso_8601_only), AfterValidator(as_utc)]
+
+CreatedAfter = Annotated[UtcDateTime | None, Query(
+    description="Only rows created at or after this ISO 8601 time (no timezone: UTC).")]
+CreatedBefore = Annotated[UtcDateTime | None, Query(
+    description="Only rows created before this ISO 8601 time (no timezone: UTC).")]
+Cursor = Annotated[str | None, Query(pattern=CURSOR_PATTERN, max_length=402,
+                                     description="The opaque next_cursor of a previous page.")]
+
+
+def check_backbone_id(backbone_id: str) -> str:
+    """Refuse an id whose name is a path climbing out of where it is looked up (``hf:../../etc``,
+    ``timm:/abs``) before any loader sees it; the loaders' own checks then never leak their errors."""
+    family, sep, name = backbone_id.partition(":")
+    parts = name.split("/")
+    if not sep or not family or not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        shown = backbone_id if len(backbone_id) <= 120 else f"{backbone_id[:120]}…"
+        raise InvalidInput(f"id: {shown!r} is not a backbone id ('family:name', e.g. 'timm:resnet18.a1_in1k' or "
+                           "'hf:org/model'; no empty, '.' or '..' path segments)")
+    return backbone_id
+
+
+def json_body(model: BaseModel) -> Response:
+    """``model`` serialised once by Pydantic, for read routes that declare it as ``response_model`` (the
+    schema documents it; the body is not validated and encoded a second time on the way out)."""
+    return Response(model.model_dump_json(), media_type="application/json")

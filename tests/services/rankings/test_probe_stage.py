@@ -1,0 +1,123 @@
+"""The probe stage over real HTTP: paired seeds in rounds until each verdict settles (or hits its cap),
+verdicts that say what was run, and identical probe units reused across jobs instead of trained again."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.probes.sequential import STOP_REASONS
+from tests.kits.rankings import TOY_ZOO, image_zip, toy_models_dir, upload, wait_for
+
+pytestmark = pytest.mark.slow
+SEQUENTIAL = {"top_k": 2, "first_round": 4, "round_size": 2, "max_seeds": 6, "budget_steps": 4,
+              "lr_grid": [0.003], "batch_size": 16, "arms": ["finetune", "scratch"]}
+
+
+@pytest.fixture
+def server(live_server_factory, tmp_path):
+    return live_server_factory(models_dir=toy_models_dir(tmp_path / "models"))
+
+
+def _runs(server, job_id):
+    import uuid
+
+    from sqlalchemy import select
+
+    from app.db.tables import ProbeRun
+
+    with server.runtime.sessions() as s:
+        return list(s.scalars(select(ProbeRun).where(ProbeRun.job_id == uuid.UUID(job_id))))
+
+
+def test_sequential_rounds_record_what_was_run_and_a_second_job_reuses_every_run(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=12), "target.zip")
+        body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
+                "subset_size": 0, "probe": SEQUENTIAL}
+        created = c.post("/v1/rankings", json=body).json()
+        assert created["planned"]["units"] == {"embed": 3, "score": 3, "probe_candidates": 2,
+                                               "probe_first_round": 2 * 2 * 4, "probe_at_most": 2 * 2 * 6}
+        first = wait_for(c, created["id"])
+        assert first["status"] == "SUCCEEDED", first["error"]
+        probed = [row for row in first["table"] if row["verdict"]]
+        assert len(probed) == 2  # top_k means k: no suspicious candidates unless asked
+        for row in probed:
+            v, d = row["verdict"], row["verdict"]["details"]
+            assert d["stop_reason"] in STOP_REASONS
+            assert 1 <= d["rounds"] <= 2 and d["design"]["schedule"] == [4, 6]
+            assert set(d["arms"]) == {"finetune", "scratch"}
+            seeds = d["arms"]["finetune"]["seeds"]
+            assert seeds == list(range(len(seeds))) and len(seeds) in (4, 6)
+            assert d["arms"]["finetune"]["steps_run"] and d["arms"]["scratch"]["learning_rates"]
+            assert v["n_seeds"] <= 6 and v["text"]
+            if v["verdict"] == "inconclusive":
+                assert d["stop_reason"] != "settled"
+        trained = _runs(server, first["id"])
+        assert trained and not any("reused_from" in (r.details or {}) for r in trained)
+
+        created = c.post("/v1/rankings", json=body).json()  # same question, a new job
+        assert created["planned"]["estimated_seconds"]["probe_at_most"] > 0
+        second = wait_for(c, created["id"])
+        assert second["status"] == "SUCCEEDED", second["error"]
+        again = _runs(server, second["id"])
+        assert len(again) == len(trained)
+        assert all("reused_from" in (r.details or {}) or (r.details or {}).get("shared_from") for r in again)
+        scratch = [r for r in again if r.arm == "scratch"]
+        assert scratch and all("reused_from" in (r.details or {}) or (r.details or {}).get("shared_from")
+                               for r in scratch)
+        assert [(r["backbone_id"], r["verdict"]["verdict"]) for r in second["table"] if r["verdict"]] == \
+            [(r["backbone_id"], r["verdict"]["verdict"]) for r in first["table"] if r["verdict"]]
+
+
+def test_a_fixed_design_runs_exactly_its_seeds_in_one_round(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=10), "target.zip")
+        probe = {"top_k": 1, "seeds": 3, "budget_steps": 3, "lr_grid": [0.003], "batch_size": 16,
+                 "arms": ["finetune", "scratch"]}
+        job = wait_for(c, c.post("/v1/rankings", json={"dataset_id": dataset, "backbones": list(TOY_ZOO),
+                                                        "metrics": ["logme"], "bootstrap": 0, "probe": probe}
+                                 ).json()["id"])
+        assert job["status"] == "SUCCEEDED", job["error"]
+        (row,) = [r for r in job["table"] if r["verdict"]]
+        assert row["verdict"]["n_seeds"] <= 3 and row["verdict"]["details"]["rounds"] == 1
+
+
+def test_both_designs_at_once_are_refused(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=6), "target.zip")
+        r = c.post("/v1/rankings", json={"dataset_id": dataset, "probe": {"seeds": 5, "max_seeds": 9}})
+        assert r.status_code == 422 and "seeds" in r.json()["detail"]
+
+
+def test_extending_a_finished_ranking_adds_seeds_and_reuses_every_stored_run(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=12), "target.zip")
+        body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
+                "subset_size": 0, "probe": {**SEQUENTIAL, "top_k": 1}}
+        first = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])
+        assert first["status"] == "SUCCEEDED", first["error"]
+        (row,) = [r for r in first["table"] if r["verdict"]]
+        before = {(r.backbone_id, r.arm, r.seed) for r in _runs(server, first["id"])}
+
+        assert c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 4}).status_code == 422
+        headers = {"Idempotency-Key": "extend-1"}
+        r = c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 10}, headers=headers)
+        assert r.status_code == 202, r.text
+        assert r.json()["request"]["resolved"]["extends"] == first["id"]
+        assert c.post(f"/v1/rankings/{first['id']}/probes", json={"max_seeds": 10},
+                      headers=headers).json()["id"] == r.json()["id"]  # a retry: the same job
+        second = wait_for(c, r.json()["id"])
+        assert second["status"] == "SUCCEEDED", second["error"]
+        (again,) = [x for x in second["table"] if x["verdict"]]
+        assert again["backbone_id"] == row["backbone_id"]
+        design = again["verdict"]["details"]["design"]
+        assert design["max_seeds"] == 10 and design["final_test_seeds"] == 6  # the first job's test stays put
+        runs = _runs(server, second["id"])
+        for run in runs:  # every seed the first job ran is copied, never trained again
+            if (run.backbone_id, run.arm, run.seed) in before:
+                assert "reused_from" in (run.details or {}) or (run.details or {}).get("shared_from")
+        if row["verdict"]["details"]["stop_reason"] == "max_seeds":
+            assert again["verdict"]["n_seeds"] >= row["verdict"]["n_seeds"]
+
+        unprobed = wait_for(c, c.post("/v1/rankings", json={**body, "probe": None}).json()["id"])
+        assert c.post(f"/v1/rankings/{unprobed['id']}/probes", json={"max_seeds": 8}).status_code == 409
