@@ -19,8 +19,8 @@ def metric_catalogue() -> dict[str, Any]:
 
 
 def _guide(name: str) -> dict[str, str]:
-    """The metric's meaning and range for readers of the table (``app.schemas.metrics.GUIDE``)."""
-    from app.schemas.metrics import GUIDE
+    """The metric's meaning and range for readers of the table (``app.transferability.guide.GUIDE``)."""
+    from app.transferability.guide import GUIDE
 
     entry = GUIDE.get(name)
-    return entry.model_dump() if entry is not None else {"meaning": "", "range": ""}
+    return entry.to_dict() if entry is not None else {"meaning": "", "range": ""}

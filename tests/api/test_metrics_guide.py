@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.schemas.metrics import GUIDE
 from app.transferability import METRICS
+from app.transferability.guide import GUIDE
 
 
 def test_every_registered_metric_is_explained():

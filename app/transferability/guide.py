@@ -1,6 +1,6 @@
-"""What each metric of ``GET /v1/metrics`` means, for a reader of the ranked table: a sentence, the
-direction, and the range its value lies in (taken from each metric's definition in
-``app.transferability``; ``C`` = target classes, ``D`` = feature width). Raw values compare candidates on
+"""What each metric of the registry means, for a reader of the ranked table (``GET /v1/metrics``, the
+README): a sentence and the range its value lies in, taken from each metric's definition in this package
+(``C`` = target classes, ``D`` = feature width); the direction is the spec's own. Raw values compare candidates on
 one target only; the table's normalised scores and ranks are what compare across metrics.
 
 Every metric of the registry must have an entry here (checked by ``tests/api/test_metrics_guide.py``).
@@ -8,12 +8,18 @@ Every metric of the registry must have an entry here (checked by ``tests/api/tes
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from dataclasses import asdict, dataclass
 
 
-class MetricGuide(BaseModel):
-    meaning: str = Field(description="What the number measures.")
-    range: str = Field(description="Where its values lie, and what the ends mean.")
+@dataclass(frozen=True)
+class MetricGuide:
+    """``meaning``: what the number measures; ``range``: where its values lie, and what the ends mean."""
+
+    meaning: str
+    range: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 GUIDE: dict[str, MetricGuide] = {name: MetricGuide(meaning=m, range=r) for name, (m, r) in {
