@@ -13,14 +13,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 
+SERVE_STAMP := $(VENV)/.serve-$(shell sha256sum pyproject.toml | cut -c1-16)
+
+# everything: the test suite's tools and Ray
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,ray]"
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	rm -f $(VENV)/.installed-* $(VENV)/.serve-*
+	touch $(STAMP) $(SERVE_STAMP)
+
+# serving only: the package and its runtime dependencies (no test tools, no Ray)
+$(SERVE_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	rm -f $(VENV)/.serve-*
+	touch $(SERVE_STAMP)
 
 install: $(STAMP)
 
-serve: install
+serve: $(SERVE_STAMP)
 	$(BIN)/tscout db upgrade
 	$(BIN)/tscout serve
 
@@ -30,7 +39,7 @@ services:
 test: install services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-demo: install
+demo: $(SERVE_STAMP)
 	$(BIN)/tscout db upgrade
 	$(BIN)/tscout demo
 

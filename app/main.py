@@ -96,8 +96,8 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         openapi_tags=TAGS,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served offline by app.api.routes.docs (assets from a package, never a CDN)
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)

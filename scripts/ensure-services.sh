@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# Make sure the services the test suite needs are up: PostgreSQL (both halves of the suite run on it).
-# Tries to start a local cluster that is installed but stopped; otherwise fails loudly — the
-# PostgreSQL tests are never skipped.
+# Make sure what the test suite needs outside Python is there: headless Chromium (the /docs browser test;
+# installed with apt-get where missing and we are root) and PostgreSQL (both halves of the suite run on it).
+# Tries to start a local cluster that is installed but stopped; otherwise fails loudly — neither the
+# PostgreSQL tests nor the browser test are ever skipped.
 set -u
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium for the /docs browser test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 \
+      || echo "WARNING: could not install chromium; tests/api/test_docs_browser.py will fail" >&2
+  else
+    echo "WARNING: chromium is missing (apt-get install -y chromium); tests/api/test_docs_browser.py will fail" >&2
+  fi
+fi
 url="${TSCOUT_TEST_PG_ADMIN_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}"
 probe() { .venv/bin/python - "$url" <<'PY'
 import sys

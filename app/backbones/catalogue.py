@@ -45,9 +45,7 @@ def _zoo_create(spec: BackboneSpec, ctx: LoadContext) -> BackboneAdapter:
 
     if ctx.weights_path is not None:
         return ZooAdapter(spec, ctx.weights_path)
-    if spec.extra.get("weights") == "random":
-        return ZooAdapter(spec, None)
-    return ZooAdapter(spec, zoo_weights_path(spec, ctx.models_dir))
+    return ZooAdapter(spec, zoo_weights_path(spec, ctx))
 
 
 def _timm_family() -> AdapterFamily:

@@ -63,7 +63,8 @@ def demo(
     import uvicorn
 
     from app.cli.console import err
-    from app.cli.rank import follow, print_table, upload_dataset
+    from app.cli.rank import follow, print_table
+    from app.client import Client
     from app.main import create_app
     from app.settings import get_settings
 
@@ -85,27 +86,21 @@ def demo(
         if not thread.is_alive():
             raise typer.Exit(code=1)
         time.sleep(0.05)
-    import httpx
-
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=httpx.Timeout(60, read=600)) as client:
-            dataset_id = upload_dataset(client, target, None)
-            body = {"dataset_id": dataset_id, "backbones": {"family": "zoo"}, "layers": "auto",
-                    "probe": {"top_k": top_k, "include_suspicious": True, "max_suspicious": suspicious, "seeds": seeds,
-                              "budget_steps": steps, "lr_grid": [0.003], "arms": ["finetune", "scratch", "linear"]}}
-            job = client.post("/v1/rankings", json=body)
-            job.raise_for_status()
-            err.print(f"ranking {job.json()['id']}: every zoo backbone on {target.name}")
-            result = follow(client, job.json()["id"], quiet=False)
-            while result["status"] in ("PENDING", "RUNNING"):
-                time.sleep(0.5)
-                result = client.get(f"/v1/rankings/{result['id']}").json()
+        with Client(f"http://127.0.0.1:{port}") as client:
+            dataset = client.upload_dataset(target)
+            job = client.rank(dataset.id, backbones={"family": "zoo"}, layers="auto",
+                              probe={"top_k": top_k, "include_suspicious": True, "max_suspicious": suspicious,
+                                     "seeds": seeds, "budget_steps": steps, "lr_grid": [0.003],
+                                     "arms": ["finetune", "scratch", "linear"]})
+            err.print(f"ranking {job.id}: every zoo backbone on {target.name}")
+            result = follow(client, job.id, quiet=False)
     finally:
         server.should_exit = True
         thread.join(timeout=60)
     print_table(result)
-    verdicts = [r["verdict"]["verdict"] for r in result["table"] if r.get("verdict")]
+    verdicts = [r.verdict.verdict for r in result.table if r.verdict]
     err.print(f"demo finished in {time.perf_counter() - started:.0f} s; verdicts: "
               + ", ".join(f"{v} × {verdicts.count(v)}" for v in sorted(set(verdicts))))
-    if result["status"] != "SUCCEEDED":
+    if result.status.value != "SUCCEEDED":
         raise typer.Exit(code=2)

@@ -1,145 +1,143 @@
-"""``tscout rank``: a client of a running server. Uploads a dataset file when given one, starts a ranking,
-follows it with a live progress bar per stage (server-sent events), and prints the ranked table."""
+"""``tscout rank``: rank a dataset on a running server, through :mod:`app.client`. The dataset is an id, a
+file (zip, tar, CSV, JSONL, npz…) or a folder of class sub-folders (zipped while it uploads). Follows the
+job with one progress bar per stage, then prints the table; ``--no-wait`` prints the job id and the command
+that follows it. The printing helpers here are shared with ``tscout rankings`` and ``tscout demo``."""
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from app.cli.console import console, err
-from app.settings import get_settings
+from app.cli.console import console, err, fail
 
-
-class ApiError(Exception):
-    pass
+if TYPE_CHECKING:
+    from app.client import Client
+    from app.schemas.rankings import RankingRead
 
 
-def _client(url: str | None, key: str | None) -> httpx.Client:
-    settings = get_settings()
-    key = key or settings.api_key
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url or settings.api_url, headers=headers, timeout=httpx.Timeout(60, read=600))
+def follow(client: Client, job_id: Any, *, quiet: bool) -> RankingRead:
+    """Wait for the job with one progress bar per stage (on stderr); returns the final ranking."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-
-def _check(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-            message = f"{body.get('error')}: {body.get('detail')}"
-        except ValueError:
-            message = response.text[:500]
-        raise ApiError(f"HTTP {response.status_code} from {response.request.url.path}: {message}")
-    return response.json()
-
-
-def upload_dataset(client: httpx.Client, path: Path, task_type: str | None) -> str:
-    data = {"name": path.name}
-    if task_type:
-        data["task_type"] = task_type
-    with open(path, "rb") as fh:
-        body = _check(client.post("/v1/datasets", files={"file": (path.name, fh)}, data=data))
-    return body["id"]
-
-
-def follow(client: httpx.Client, job_id: str, *, quiet: bool) -> dict[str, Any]:
-    """Follow the job's server-sent events with one progress bar per stage; returns the final job."""
     bars: dict[str, Any] = {}
     with Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, disable=quiet) as progress:
-        while True:
-            try:
-                with client.stream("GET", f"/v1/rankings/{job_id}/events") as stream:
-                    for line in stream.iter_lines():
-                        if not line.startswith("data: "):
-                            continue
-                        state = json.loads(line[6:])
-                        for stage, info in (state.get("progress") or {}).get("stages", {}).items():
-                            if stage not in bars:
-                                bars[stage] = progress.add_task(stage, total=max(1, info.get("total", 1)))
-                            progress.update(bars[stage], completed=info.get("done", 0),
-                                            total=max(1, info.get("total", 1)))
-                break
-            except httpx.ReadTimeout:
-                continue  # a long unit of work: reconnect and keep following
-    return _check(client.get(f"/v1/rankings/{job_id}"))
+        def on_progress(state: dict[str, Any]) -> None:
+            for stage, info in (state.get("progress") or {}).get("stages", {}).items():
+                total = max(1, int(info.get("total") or 1))
+                if stage not in bars:
+                    bars[stage] = progress.add_task(stage, total=total)
+                progress.update(bars[stage], completed=info.get("done", 0), total=total)
+
+        return client.wait(job_id, on_progress=on_progress)
 
 
-def print_table(job: dict[str, Any]) -> None:
-    table = Table(title=f"ranking {job['id']} — {job['status']}")
+def _num(value: float | None, fmt: str = ".3f") -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def print_table(job: RankingRead) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ranking {job.id} — {job.status.value}")
     for col in ("rank", "backbone", "layer", "aggregate", "rank 95% CI", "verdict", "Δ (95% CI)", "flags"):
         table.add_column(col)
-    for row in job["table"]:
-        verdict = row.get("verdict") or {}
-        ci = row.get("rank_ci")
-        delta = verdict.get("delta_mean")
-        delta_txt = "" if delta is None else f"{delta:+.3f} ({verdict.get('ci_low'):+.3f}, {verdict.get('ci_high'):+.3f})"
-        style = {"negative_transfer": "red", "positive": "green"}.get(verdict.get("verdict"), "")
-        table.add_row(str(row["rank"]), row["backbone_id"], row["best_layer"], f"{row['aggregate']:.3f}",
-                      f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "", verdict.get("verdict", ""), delta_txt,
-                      ",".join(row.get("flags", [])), style=style)
+    for row in job.table:
+        v = row.verdict
+        delta = "" if v is None or v.delta_mean is None else \
+            f"{v.delta_mean:+.3f} ({_num(v.ci_low, '+.3f')}, {_num(v.ci_high, '+.3f')})"
+        style = {"negative_transfer": "red", "positive": "green"}.get(v.verdict if v else "", "")
+        if row.status == "failed":
+            table.add_row("—", row.backbone_id, "", "", "", "failed", row.error or "", "", style="dim")
+            continue
+        ci = row.rank_ci
+        table.add_row(str(row.rank), row.backbone_id, row.best_layer or "", _num(row.aggregate),
+                      f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "", v.verdict if v else "", delta,
+                      ",".join(row.flags), style=style)
     console.print(table)
-    if job.get("subset"):
-        steps = " + ".join(f"{s['backbone_id']} ({s['score']:.3f})" for s in job["subset"]["steps"])
-        console.print(f"multi-source subset by {job['subset']['metric']}: {steps}")
-    for warning in job.get("warnings", []):
+    if job.subset:
+        steps = " + ".join(f"{s['backbone_id']} ({s['score']:.3f})" for s in job.subset.steps)
+        console.print(f"multi-source subset by {job.subset.metric}: {steps}")
+    for warning in job.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
-    if job.get("error"):
-        err.print(f"[red]error:[/] {job['error']}")
+    if job.error:
+        err.print(f"[red]error:[/] {job.error}")
+
+
+def print_job(job: RankingRead, as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(job.model_dump(mode="json")))
+    else:
+        print_table(job)
+    if job.status.value == "FAILED":
+        raise typer.Exit(code=2)
+
+
+def _dataset_id(client: Client, dataset: str, *, task_type: str | None, text_column: str | None,
+                label_column: str | None) -> str:
+    path = Path(dataset)
+    if path.exists():
+        uploaded = client.upload_dataset(path, task_type=task_type, text_column=text_column,
+                                         label_column=label_column)
+        what = "folder" if path.is_dir() else "file"
+        err.print(f"uploaded {what} {path.name} → dataset {uploaded.id} ({uploaded.num_samples} samples, "
+                  f"{uploaded.modality}, {uploaded.task_type})", soft_wrap=True)
+        return str(uploaded.id)
+    try:
+        return str(uuid.UUID(dataset))
+    except ValueError:
+        fail(f"{dataset!r} is neither an existing file or folder nor a dataset id")
 
 
 def rank(
-    dataset: Annotated[str, typer.Argument(help="A dataset id, or a file to upload first")],
+    dataset: Annotated[str, typer.Argument(help="A dataset id, a file to upload, or a folder of class folders")],
     backbones: Annotated[str | None, typer.Option(help="Comma-separated backbone ids (default: all compatible)")] = None,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Run probe fine-tunes and verdicts")] = False,
     top_k: Annotated[int, typer.Option(help="Probe the k best candidates")] = 3,
-    seeds: Annotated[int | None, typer.Option(help="Probe seeds")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Probe seeds (default: the server's TSCOUT_PROBE_SEEDS)")] = None,
     budget_steps: Annotated[int, typer.Option(help="Probe steps per run")] = 150,
+    budget_seconds: Annotated[float, typer.Option(help="Wall-clock cap per probe run (s)")] = 120.0,
+    suspicious: Annotated[bool, typer.Option("--suspicious/--no-suspicious",
+                                             help="Also probe flagged (far-domain, low-score) sources")] = True,
+    max_suspicious: Annotated[int, typer.Option(help="At most this many suspicious sources")] = 2,
     layers: Annotated[str, typer.Option(help="auto | last | all | comma-separated names")] = "auto",
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metric names (default: by task type)")] = None,
     task_type: Annotated[str | None, typer.Option(help="Task type of an uploaded file")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of an uploaded CSV/JSONL")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of an uploaded CSV/JSONL")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final job as JSON")] = False,
     url: Annotated[str | None, typer.Option(help="Server URL (default TSCOUT_API_URL)")] = None,
     key: Annotated[str | None, typer.Option(help="API key (default TSCOUT_API_KEY)")] = None,
 ) -> None:
     """Rank backbones for a dataset on a running server and print the table."""
+    from app.client import Client, ScoutError
+
+    options: dict[str, Any] = {"layers": layers if layers in ("auto", "last", "all") else layers.split(",")}
+    if backbones:
+        options["backbones"] = [b.strip() for b in backbones.split(",") if b.strip()]
+    if metrics:
+        options["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    if probe:
+        options["probe"] = {"top_k": top_k, "budget_steps": budget_steps, "budget_seconds": budget_seconds,
+                            "include_suspicious": suspicious, "max_suspicious": max_suspicious,
+                            **({"seeds": seeds} if seeds else {})}
     try:
-        with _client(url, key) as client:
-            path = Path(dataset)
-            if path.exists():
-                dataset_id = upload_dataset(client, path, task_type)
-                err.print(f"uploaded {path.name} → dataset {dataset_id}")
-            else:
-                try:
-                    dataset_id = str(uuid.UUID(dataset))
-                except ValueError:
-                    raise ApiError(f"{dataset!r} is neither an existing file nor a dataset id") from None
-            body: dict[str, Any] = {"dataset_id": dataset_id}
-            if backbones:
-                body["backbones"] = [b.strip() for b in backbones.split(",") if b.strip()]
-            body["layers"] = layers if layers in ("auto", "last", "all") else layers.split(",")
-            if probe:
-                body["probe"] = {"top_k": top_k, "budget_steps": budget_steps, **({"seeds": seeds} if seeds else {})}
-            job = _check(client.post("/v1/rankings", json=body))
-            err.print(f"ranking {job['id']} submitted")
-            if wait:
-                job = follow(client, job["id"], quiet=as_json)
-                while job["status"] in ("PENDING", "RUNNING"):
-                    time.sleep(0.5)
-                    job = _check(client.get(f"/v1/rankings/{job['id']}"))
-    except (ApiError, httpx.HTTPError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=1) from None
-    if as_json:
-        console.print_json(json.dumps(job))
-    else:
-        print_table(job)
-    if job["status"] == "FAILED":
-        raise typer.Exit(code=2)
+        with Client(url, key) as client:
+            dataset_id = _dataset_id(client, dataset, task_type=task_type, text_column=text_column,
+                                     label_column=label_column)
+            job = client.rank(dataset_id, **options)
+            if not wait:
+                err.print(f"ranking {job.id} submitted; follow it with: tscout rankings show {job.id} --wait",
+                          soft_wrap=True)
+                console.print(str(job.id))
+                return
+            err.print(f"ranking {job.id} submitted")
+            job = follow(client, job.id, quiet=as_json)
+    except (ScoutError, ValueError) as exc:
+        fail(str(exc))
+    print_job(job, as_json)

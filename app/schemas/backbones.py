@@ -65,10 +65,21 @@ class BackboneCreate(BaseModel):
 
     id: str = Field(min_length=3, max_length=300, examples=["timm:resnet18.a1_in1k", "hf:google/vit-base-patch16-224"])
     weights: str | None = Field(
-        default=None, max_length=1000,
-        description="Optional: a directory (hf) or file on the server holding the weights; "
-                    "default: the hub cache (TSCOUT_HUB_CACHE_DIR).",
+        default=None, max_length=1000, examples=["timm/resnet18.a1_in1k/model.safetensors", "random"],
+        description="Optional: 'random' (seeded random initialisation: an architecture-only control), or a "
+                    "file (timm, torchvision) or directory (hf) inside the server's hub cache, absolute or "
+                    "relative to TSCOUT_HUB_CACHE_DIR; default: found in the hub cache by id.",
     )
+    description: str | None = Field(default=None, max_length=4000)
+    licence: str | None = Field(default=None, max_length=200)
+    source: SourceTaskIn | None = None
+
+
+class BackboneUpdate(BaseModel):
+    """Change a registered backbone's card; weights, layers and preprocessing are what its id stands for."""
+
+    model_config = ConfigDict(extra="forbid")
+
     description: str | None = Field(default=None, max_length=4000)
     licence: str | None = Field(default=None, max_length=200)
     source: SourceTaskIn | None = None

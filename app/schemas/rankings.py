@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from app.enums import ProbeArm
 from app.jobs.status import JobStatus
@@ -148,6 +149,34 @@ class RankingCreate(BaseModel):
         return self
 
 
+SIGNIFICANT_DIGITS = 6
+"""Floats in ranking responses are rounded to this many significant digits (no ``5.274999999999999``)."""
+
+AGGREGATE_SCALES = {
+    "rank_mean": "-(mean rank over the metrics in the aggregate): -1 = ranked first by every metric, "
+                 "-N = ranked last by every metric (N candidates); a layer's aggregate in 'layers' ranks that "
+                 "backbone's layers against each other on the same scale (-1 = best layer on every metric).",
+    "weighted": "weighted mean of the metrics' min-max normalised scores across candidates: 1 = best on "
+                "every weighted metric, 0 = worst.",
+}
+
+
+def rounded(value: Any, digits: int = SIGNIFICANT_DIGITS) -> Any:
+    """``value`` with every float (also inside dicts, lists and tuples) rounded to ``digits`` significant
+    digits; non-finite floats become ``None`` (JSON has no NaN)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
 class Progress(BaseModel):
     stage: str | None = None
     done: int = 0
@@ -156,22 +185,67 @@ class Progress(BaseModel):
     stages: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProbeRunRead(BaseModel):
+    """One probe run (arm × seed): what it scored on the held-out split and how it was trained."""
+
+    arm: str
+    seed: int
+    metric: float | None = Field(default=None, description="The verdict's metric on the evaluation split.")
+    metric_name: str | None = Field(default=None, examples=["accuracy", "r2"])
+    scores: dict[str, Any] = Field(default_factory=dict, description="Every evaluation metric of the run.")
+    lr: float | None = Field(default=None, description="Learning rate chosen on the inner validation split.")
+    steps: int = Field(default=0, description="Optimisation steps run (all learning rates of the grid).")
+    best_step: int | None = None
+    timed_out: bool = Field(default=False, description="Stopped by the wall-clock cap (budget_seconds).")
+    seconds: float = 0.0
+    shared_from: str | None = Field(default=None, description="Scratch run shared with this backbone's twin.")
+
+    @field_serializer("metric", "scores", "lr", "seconds")
+    def _round(self, value: Any) -> Any:
+        return rounded(value)
+
+
+class ArmSummary(BaseModel):
+    """Mean evaluation metric of one arm over its seeds."""
+
+    mean: float | None = None
+    n: int = 0
+    timed_out: int = Field(default=0, description="Runs of this arm stopped by the wall-clock cap.")
+
+    @field_serializer("mean")
+    def _round(self, value: Any) -> Any:
+        return rounded(value)
+
+
 class VerdictRead(ReadModel):
     verdict: str
-    delta_mean: float | None = None
+    delta_mean: float | None = Field(default=None, description="Mean paired Δ = fine-tune − scratch.")
     ci_low: float | None = None
     ci_high: float | None = None
-    p_value: float | None = None
+    p_value: float | None = Field(default=None, description="Holm-adjusted one-sided p-value.")
     n_seeds: int = 0
     text: str = ""
+    arms: dict[str, ArmSummary] = Field(default_factory=dict,
+                                        description="Per arm (finetune, scratch, linear…): mean metric over seeds.")
+    runs: list[ProbeRunRead] = Field(default_factory=list, description="Every probe run behind the verdict.")
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("delta_mean", "ci_low", "ci_high", "p_value", "details")
+    def _round(self, value: Any) -> Any:
+        return rounded(value)
 
 
 class RankingRow(BaseModel):
-    rank: int
+    """One candidate of a job: ranked, or ``failed`` (its embedding or scoring raised; ``error`` says why,
+    and the job finished with the others)."""
+
+    status: Literal["ranked", "failed"] = Field(default="ranked")
+    error: str | None = Field(default=None, description="Why a failed candidate could not be ranked.")
+    failed_stage: str | None = Field(default=None, description="The stage that failed: embed, score or rank.")
+    rank: int | None = Field(default=None, description="1 = best; null for a failed candidate.")
     backbone_id: str
-    best_layer: str
-    aggregate: float
+    best_layer: str | None = None
+    aggregate: float | None = None
     rank_ci: tuple[float, float] | None = None
     p_top1: float | None = Field(default=None, description="Share of bootstrap replicates ranking it first.")
     scores: dict[str, Any] = Field(default_factory=dict, description="{metric: {raw, normalised}}")
@@ -181,6 +255,18 @@ class RankingRow(BaseModel):
     baselines: dict[str, Any] = Field(default_factory=dict)
     flags: list[str] = Field(default_factory=list)
     verdict: VerdictRead | None = None
+
+    @field_serializer("aggregate", "rank_ci", "p_top1", "scores", "layers", "similarity", "difficulty", "baselines")
+    def _round(self, value: Any) -> Any:
+        return rounded(value)
+
+
+class AggregationRead(BaseModel):
+    """How the table's ``aggregate`` column is computed, and the scale it is on."""
+
+    method: str = Field(examples=["rank_mean"])
+    metrics: list[str] = Field(default_factory=list, description="The metrics that entered the aggregate.")
+    scale: str = Field(description="What the numbers mean: best and worst possible values.")
 
 
 class SubsetRead(BaseModel):
@@ -200,6 +286,7 @@ class RankingRead(BaseModel):
     finished_at: datetime | None = None
     table: list[RankingRow] = Field(default_factory=list)
     subset: SubsetRead | None = None
+    aggregation: AggregationRead | None = Field(default=None, description="The aggregate column's method and scale.")
     target_difficulty: dict[str, Any] | None = None
     warnings: list[str] = Field(default_factory=list)
     plots: list[str] = Field(default_factory=list)
@@ -207,6 +294,10 @@ class RankingRead(BaseModel):
         default=None,
         description="The work the job plans: units per stage (probe: the first round and the most the sequential "
                     "design can run) and, where this project has stored probe runs, an estimated probe time.")
+
+    @field_serializer("target_difficulty")
+    def _round(self, value: Any) -> Any:
+        return rounded(value)
 
 
 class RankingSummary(BaseModel):
@@ -227,7 +318,7 @@ class RankingPage(BaseModel):
 
 
 class BackboneRankingRead(BaseModel):
-    """How one source did on one target."""
+    """How one source did on one target (``aggregate`` on the scale of that job's ``aggregation``)."""
 
     job_id: uuid.UUID
     dataset_id: uuid.UUID | None

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from app.backbones.base import BackboneAdapter, BackboneId, BackboneSpec, Preprocessing, SourceTask
 from app.backbones.cards import replace_spec, spec_from_card, spec_from_dict, spec_to_dict
 from app.backbones.catalogue import Catalogue, complete_spec, create_adapter, family, list_backbones
-from app.backbones.context import LoadContext
+from app.backbones.context import RANDOM_WEIGHTS, LoadContext
 from app.backbones.errors import BackboneError, UnknownBackbone, UnsupportedWeights, WeightsUnavailable
 from app.backbones.weights import sha256_file, sniff_format
 from app.db.tables import Backbone
@@ -148,7 +148,7 @@ def register_hub(session: Session, project_id: uuid.UUID, runtime: Runtime, back
     if fam.describe is None:
         raise InvalidInput(f"{bid.family} backbones are registered by uploading their weights, not by id")
     _check_free(session, project_id, runtime.catalogue, str(bid))
-    if weights:
+    if weights and weights != RANDOM_WEIGHTS:
         weights = str(_server_weights_path(settings, weights))
     ctx = LoadContext.from_settings(settings)
     module_describe: Any = fam.describe
@@ -171,8 +171,15 @@ def _server_weights_path(settings: Settings, weights: str) -> Path:
     return path
 
 
-def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
-    path = folder / "upload"
+def _upload_name(filename: str | None) -> str:
+    """The caller's file name, reduced to a safe base name, so that messages name the file they sent."""
+    base = Path(filename or "").name
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".")[:100]
+    return safe or "weights"
+
+
+def _receive(stream: BinaryIO, limit: int, folder: Path, filename: str | None = None) -> Path:
+    path = folder / _upload_name(filename)
     total = copy_capped(stream, path, limit, too_large=PayloadTooLarge,
                         what="weights upload (the cap is TSCOUT_MAX_WEIGHTS_BYTES)")
     if total == 0:
@@ -182,21 +189,21 @@ def _receive(stream: BinaryIO, limit: int, folder: Path) -> Path:
 
 @raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType, BackboneUnavailable)
 def register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, stream: BinaryIO,
-                    card: dict[str, Any]) -> dict[str, Any]:
+                    card: dict[str, Any], filename: str | None = None) -> dict[str, Any]:
     """Register uploaded weights: TorchScript (id derived from its sha256) or zoo safetensors/state dict.
 
     The bytes are identified by content, never by name; a pickle or anything else is refused unread.
     """
     with translated():
-        return _register_upload(session, project_id, runtime, stream, card)
+        return _register_upload(session, project_id, runtime, stream, card, filename)
 
 
 def _register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, stream: BinaryIO,
-                     card: dict[str, Any]) -> dict[str, Any]:
+                     card: dict[str, Any], filename: str | None) -> dict[str, Any]:
     settings, store = runtime.settings, runtime.store
     pre = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["preprocessing"].items()})
     with tempfile.TemporaryDirectory(prefix="tscout-upload-") as tmp:
-        path = _receive(stream, settings.max_weights_bytes, Path(tmp))
+        path = _receive(stream, settings.max_weights_bytes, Path(tmp), filename)
         fmt = sniff_format(path)
         digest = sha256_file(path)
         if fmt == "torchscript":

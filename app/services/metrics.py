@@ -32,7 +32,7 @@ def metric_catalogue(session: Session | None = None) -> dict[str, Any]:
     from app.transferability import METRICS, capability_matrix, default_metrics
 
     out: dict[str, Any] = {
-        "metrics": [spec.to_dict() for spec in METRICS.values()],
+        "metrics": [{**spec.to_dict(), **_guide(spec.name)} for spec in METRICS.values()],
         "capability_matrix": capability_matrix(),
         "defaults": {task.value: list(default_metrics(task.value)) for task in TaskType},
     }
@@ -75,3 +75,11 @@ def metric_costs(session: Session, limit: int = COST_ROWS) -> dict[str, dict[str
                    "median_samples": statistics.median(n for _, n, _ in rows),
                    "median_features": statistics.median(d for _, _, d in rows)}
             for name, rows in sorted(seen.items())}
+
+
+def _guide(name: str) -> dict[str, str]:
+    """The metric's meaning and range for readers of the table (``app.transferability.guide.GUIDE``)."""
+    from app.transferability.guide import GUIDE
+
+    entry = GUIDE.get(name)
+    return entry.to_dict() if entry is not None else {"meaning": "", "range": ""}

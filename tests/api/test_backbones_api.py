@@ -140,7 +140,7 @@ def test_pickle_payload_is_refused_and_never_executed(api, tmp_path):
     response = api.post("/v1/backbones/upload", files={"weights": ("model.pt", _pickle_payload(marker))},
                         data={"card": card})
     assert response.status_code == 415, response.text
-    assert "pickle" in response.json()["detail"]
+    assert "pickle" in response.json()["detail"] and "'model.pt'" in response.json()["detail"]
     # the same payload inside a torch.save-style zip reaches torch.load(weights_only=True), which refuses it
     buf = io.BytesIO()
     torch.save({"w": torch.zeros(1)}, buf)
@@ -185,3 +185,14 @@ def test_registering_weights_outside_the_weights_directory_is_refused(live_serve
         assert r.status_code == 422 and "outside the server's weights directory" in r.json()["detail"]
         r = c.post("/v1/backbones", json={"id": "hf:someone/model", "weights": "../../etc"})
         assert r.status_code == 422
+
+
+def test_card_errors_name_the_field_without_library_text(api, tmp_path):
+    path = torchscript_file(tmp_path)
+    for card, needle in (("{}", "card: preprocessing: Field required"), ("{nope", "card: not valid JSON"),
+                         (json.dumps({"preprocessing": PRE, "bogus": 1}), "card: bogus: Extra inputs")):
+        with open(path, "rb") as fh:
+            response = api.post("/v1/backbones/upload", files={"weights": ("n.pt", fh)}, data={"card": card})
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert needle in detail and "errors.pydantic.dev" not in detail and "\n" not in detail, detail

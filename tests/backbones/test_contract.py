@@ -121,3 +121,26 @@ def test_minilm_embeds_text_offline(adapters, monkeypatch):
     unit = torch.nn.functional.normalize(out, dim=1)
     sims = unit @ unit.T
     assert sims[0, 1] > 0.7 > sims[0, 2]  # the real weights: paraphrases are close, unrelated text is not
+
+
+def test_timm_source_dataset_names_the_dataset_not_the_tag():
+    from app.backbones.adapters.timm_adapter import source_dataset
+
+    assert source_dataset("a1_in1k", 1000) == "ImageNet-1k"
+    assert source_dataset("in22k_ft_in1k", 1000) == "ImageNet-1k"
+    assert source_dataset("in21k", 21843) == "ImageNet-21k"
+    assert source_dataset("r160_in1k", 1000) == "ImageNet-1k"
+    assert source_dataset("laion2b", 0) == "laion2b"
+    assert source_dataset(None, 1000) == "ImageNet-1k"
+
+
+def test_hf_cards_count_their_parameters(tmp_path):
+    from transformers import AutoModel
+
+    from app.backbones.catalogue import LoadContext, describe_backbone
+    from tests.kits.backbones import tiny_hf_vision
+
+    folder = tiny_hf_vision(tmp_path)
+    spec = describe_backbone(f"hf:{folder}", LoadContext(models_dir=tmp_path, hub_cache_dir=tmp_path / "hub"))
+    model = AutoModel.from_pretrained(str(folder))
+    assert spec.num_params == sum(p.numel() for p in model.parameters()) > 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routes import backbones, datasets, health, jobs, metrics, rankings
+from app.api.routes import backbones, datasets, docs, health, jobs, metrics, rankings
 
 
 def api_routers() -> list[APIRouter]:
-    return [health.router, jobs.router, datasets.router, metrics.router, rankings.router, backbones.router]
+    return [health.router, docs.router, jobs.router, datasets.router, metrics.router, rankings.router, backbones.router]

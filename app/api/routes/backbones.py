@@ -13,7 +13,8 @@ from app.api.errors import responses_for
 from app.api.guard import check_json_depth
 from app.api.params import check_backbone_id, json_body
 from app.errors import InvalidInput
-from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead
+from app.schemas.backbones import BackboneCard, BackboneCreate, BackbonePage, BackboneRead, BackboneUpdate
+from app.services import backbone_changes as changes
 from app.services import backbones as service
 
 router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
@@ -61,13 +62,34 @@ def upload_backbone(
     check_json_depth(card, runtime.settings.max_json_depth, "card")
     try:
         parsed = BackboneCard.model_validate(json.loads(card))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InvalidInput(f"card: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"card: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(the card)'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"card: {problems}") from None
     return BackboneRead(**service.register_upload(session, principal.project_id, runtime, weights.file,
-                                                  parsed.model_dump()))
+                                                  parsed.model_dump(), filename=weights.filename))
 
 
 @router.get("/{backbone_id:path}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
             responses=responses_for(service.get_backbone, validated=False))
 def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**service.get_backbone(session, principal.project_id, runtime.catalogue, backbone_id))
+
+
+@router.patch("/{backbone_id:path}", operation_id="backbones-update",
+              summary="Change a registered backbone's description, licence or source task",
+              responses=responses_for(changes.update_backbone))
+def update_backbone(backbone_id: str, body: BackboneUpdate, session: SessionDep, principal: PrincipalDep,
+                    runtime: RuntimeDep) -> BackboneRead:
+    return BackboneRead(**changes.update_backbone(
+        session, principal.project_id, runtime, backbone_id, description=body.description, licence=body.licence,
+        source=body.source.model_dump() if body.source else None))
+
+
+@router.delete("/{backbone_id:path}", operation_id="backbones-delete", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Forget a registered backbone (409 while a pending or running job uses it)",
+               responses=responses_for(changes.delete_backbone, validated=False))
+def delete_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> Response:
+    changes.delete_backbone(session, principal.project_id, runtime, backbone_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

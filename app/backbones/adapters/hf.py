@@ -27,16 +27,28 @@ from app.backbones.preprocess import pool
 from app.backbones.weights import sha256_file
 
 
-def resolve_dir(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path:
-    """The local directory holding config + weights; 422 with the places to put them when there is none."""
-    ref = weights if isinstance(weights, str) and weights else bid.name
-    if ref.startswith("package:"):
-        return _package_dir(ref.removeprefix("package:"), bid)
-    local = Path(ref) if Path(ref).is_absolute() else ctx.models_dir / ref
-    if (local / "config.json").is_file():
-        return local
+def resolve_dir(bid: BackboneId, ctx: LoadContext, weights: Any, card_dir: str | None = None) -> Path:
+    """The local directory holding config + weights; 422 with the places to put them when there is none.
+
+    ``weights`` (a card's or a registered spec's reference) is ``package:<name>`` or a directory resolved by
+    :meth:`LoadContext.resolve`; without it, ``bid.name`` is an absolute directory or a hub repo id looked up
+    in the hub cache (``hf/<repo>/`` or the Hugging Face cache layout).
+    """
+    if isinstance(weights, str) and weights:
+        if weights.startswith("package:"):
+            return _package_dir(weights.removeprefix("package:"), bid)
+        local = ctx.resolve(weights, card_dir)
+        if local is None:
+            raise InvalidBackbone(f"{bid}: transformers models are built from their config.json, so 'random' "
+                                  "weights need a directory too; point 'weights' at one")
+        if (local / "config.json").is_file():
+            return local
+        raise unavailable(str(bid), weights, hint="a directory with config.json and model.safetensors")
+    ref = bid.name
     if Path(ref).is_absolute():
-        raise unavailable(str(bid), local, hint="a directory with config.json and model.safetensors")
+        if (Path(ref) / "config.json").is_file():
+            return Path(ref)
+        raise unavailable(str(bid), ref, hint="a directory with config.json and model.safetensors")
     found = cached_hf_snapshot(ctx.hub_cache_dir, ref, bid.revision)
     if found is not None:
         return found
@@ -120,13 +132,27 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
     except (OSError, ValueError) as exc:
         raise InvalidBackbone(f"{bid}: cannot read the transformers config in {model_dir.name}: {exc}") from exc
     ref = weights if isinstance(weights, str) and weights else bid.name
+    num_params = _num_params(config)
+    stored = weights if isinstance(weights, str) and weights.startswith("package:") else ctx.portable(model_dir)
     return BackboneSpec(
         id=str(bid), family="hf", modality="image" if _is_vision(config) else "text",
         preprocessing=_preprocessing(model_dir, config, ref), layers=_layers(config),
-        licence="see the model card", weights_digest=weights_digest(model_dir),
+        licence="see the model card", weights_digest=weights_digest(model_dir), num_params=num_params,
         description=f"transformers {getattr(config, 'model_type', 'model')} from {ref}",
-        extra={"weights": ref},
+        extra={"weights": stored},
     )
+
+
+def _num_params(config: Any) -> int | None:
+    """Parameters of the model the config builds, counted on the meta device (no memory, no weights read)."""
+    from transformers import AutoModel
+
+    try:
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+    except (ValueError, TypeError, RuntimeError, NotImplementedError):  # an architecture meta cannot build
+        return None
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def _encoder_layers(model: nn.Module) -> tuple[nn.Module, str] | None:
@@ -220,7 +246,7 @@ class _HFTrunk(nn.Module):
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> HFAdapter:
     bid = BackboneId.parse(spec.id)
-    return HFAdapter(spec, resolve_dir(bid, ctx, spec.extra.get("weights")))
+    return HFAdapter(spec, resolve_dir(bid, ctx, spec.extra.get("weights"), spec.extra.get("card_dir")))
 
 
 __all__ = ["HFAdapter", "create", "describe", "resolve_dir", "seeded"]

@@ -15,7 +15,7 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
-from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.context import RANDOM_WEIGHTS, LoadContext, random_weights_digest
 from app.backbones.errors import InvalidBackbone
 from app.backbones.hub import cached_hf_file, unavailable
 from app.backbones.weights import load_state_dict, sha256_file
@@ -29,13 +29,12 @@ def _timm():
     return timm
 
 
-def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path | None:
+def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any, card_dir: str | None = None) -> Path | None:
     """``None`` for random init; otherwise a local weights file (raises 422 when there is none)."""
-    if weights == "random":
-        return None
     if isinstance(weights, str) and weights:
-        path = Path(weights)
-        path = path if path.is_absolute() else ctx.models_dir / path
+        path = ctx.resolve(weights, card_dir)
+        if path is None:
+            return None
         if not path.is_file():
             raise unavailable(str(bid), path)
         return path
@@ -102,6 +101,21 @@ def _layers(model: nn.Module) -> tuple[LayerSpec, ...]:
     return tuple(layers)
 
 
+_DATASET_SUFFIXES = (("in22k", "ImageNet-22k"), ("in21k", "ImageNet-21k"), ("in12k", "ImageNet-12k"),
+                     ("in1k", "ImageNet-1k"))
+
+
+def source_dataset(tag: str | None, num_classes: int) -> str:
+    """The source dataset a timm pretrained tag names (``a1_in1k`` → ``ImageNet-1k``; a fine-tune names its
+    last dataset: ``in22k_ft_in1k`` → ``ImageNet-1k``); an unknown tag is kept as it is."""
+    if not tag:
+        return "ImageNet-1k" if num_classes == 1000 else "unknown"
+    for suffix, name in _DATASET_SUFFIXES:
+        if tag == suffix or tag.endswith("_" + suffix):
+            return name
+    return tag
+
+
 def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> BackboneSpec:
     """A spec for a timm name, offline: architecture and taps from timm, preprocessing from its config."""
     path = _weights_file(bid, ctx, weights)  # first: a missing file answers before timm is imported
@@ -116,7 +130,7 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     source = None
     if path is not None and num_classes:
-        source = SourceTask(dataset=bid.tag or "imagenet", classes=num_classes,
+        source = SourceTask(dataset=source_dataset(bid.tag, num_classes), classes=num_classes,
                             description=f"timm pretrained tag {bid.tag or 'default'}")
     return BackboneSpec(
         id=str(bid), family="timm", modality="image", preprocessing=pre, layers=_layers(model), source=source,
@@ -124,7 +138,7 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
         weights_digest=random_weights_digest(str(bid)) if path is None else sha256_file(path),
         num_params=sum(p.numel() for p in model.parameters()),
         description=f"timm {bid.name}",
-        extra={"weights": "random" if path is None else str(weights or path)},
+        extra={"weights": RANDOM_WEIGHTS if path is None else ctx.portable(path)},
     )
 
 
@@ -209,4 +223,4 @@ def create(spec: BackboneSpec, ctx: LoadContext) -> TimmAdapter:
     bid = BackboneId.parse(spec.id)
     _pretrained_cfg(bid)
     weights = spec.extra.get("weights")
-    return TimmAdapter(spec, _weights_file(bid, ctx, weights))
+    return TimmAdapter(spec, _weights_file(bid, ctx, weights, spec.extra.get("card_dir")))

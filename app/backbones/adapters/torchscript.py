@@ -117,7 +117,9 @@ def create(spec: BackboneSpec, ctx: LoadContext) -> TorchScriptAdapter:
         ref = spec.extra.get("weights")
         if not isinstance(ref, str) or not ref:
             raise WeightsUnavailable(f"{spec.id} has no TorchScript archive; upload it with POST /v1/backbones")
-        path = Path(ref) if Path(ref).is_absolute() else Path(spec.extra.get("card_dir") or ctx.models_dir) / ref
+        path = ctx.resolve(ref, spec.extra.get("card_dir"))
+        if path is None:
+            raise InvalidBackbone(f"{spec.id}: a TorchScript backbone is its archive; 'random' weights do not apply")
     if not path.is_file():
         raise WeightsUnavailable(f"the TorchScript archive of {spec.id} is missing: place it at {path}")
     return TorchScriptAdapter(spec, path)

@@ -17,7 +17,7 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneId, BackboneSpec, LayerSpec, Preprocessing, SourceTask
-from app.backbones.context import LoadContext, random_weights_digest
+from app.backbones.context import RANDOM_WEIGHTS, LoadContext, random_weights_digest
 from app.backbones.errors import InvalidBackbone
 from app.backbones.hub import unavailable
 from app.backbones.weights import sha256_file, verify_digest
@@ -45,11 +45,12 @@ def _enum(bid: BackboneId):
         raise InvalidBackbone(f"torchvision {bid.arch} has no weights {tag!r}; known: {[w.name for w in weights]}") from None
 
 
-def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any) -> Path | None:
-    if weights == "random":
-        return None
+def _weights_file(bid: BackboneId, ctx: LoadContext, weights: Any, card_dir: str | None = None) -> Path | None:
+    """``None`` for random init; otherwise a local state-dict file (raises 422 when there is none)."""
     if isinstance(weights, str) and weights:
-        path = Path(weights) if Path(weights).is_absolute() else ctx.models_dir / weights
+        path = ctx.resolve(weights, card_dir)
+        if path is None:
+            return None
         if not path.is_file():
             raise unavailable(str(bid), path)
         return path
@@ -151,7 +152,7 @@ def describe(bid: BackboneId, ctx: LoadContext, weights: Any = None) -> Backbone
         licence="BSD-3-Clause (torchvision); weights: see their source dataset's terms",
         weights_digest=random_weights_digest(str(bid)) if path is None else sha256_file(path),
         num_params=sum(p.numel() for p in model.parameters()), description=f"torchvision {bid.name}",
-        extra={"weights": "random" if path is None else str(weights or path),
+        extra={"weights": RANDOM_WEIGHTS if path is None else ctx.portable(path),
                "num_classes": len(categories) or None},
     )
 
@@ -220,4 +221,4 @@ class _Picked(nn.Module):
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> TorchvisionAdapter:
     bid = BackboneId.parse(spec.id)
-    return TorchvisionAdapter(spec, _weights_file(bid, ctx, spec.extra.get("weights")))
+    return TorchvisionAdapter(spec, _weights_file(bid, ctx, spec.extra.get("weights"), spec.extra.get("card_dir")))

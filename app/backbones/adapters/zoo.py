@@ -10,6 +10,7 @@ from torch import nn
 
 from app.backbones.adapters.common import ModuleAdapter, seeded, state_copy
 from app.backbones.base import BackboneSpec, LayerSpec
+from app.backbones.context import LoadContext
 from app.backbones.errors import InvalidBackbone, WeightsUnavailable
 from app.backbones.zoo import ZooModel, build_zoo_model
 
@@ -31,14 +32,12 @@ def zoo_layers(spec: BackboneSpec) -> tuple[LayerSpec, ...]:
         return tuple(build_zoo_model(name, **kwargs).layer_specs())
 
 
-def zoo_weights_path(spec: BackboneSpec, models_dir: Path) -> Path:
+def zoo_weights_path(spec: BackboneSpec, ctx: LoadContext) -> Path | None:
+    """The card's weights file (``None`` for ``"random"``), by :meth:`LoadContext.resolve`'s rule."""
     weights = spec.extra.get("weights")
     if not isinstance(weights, str) or not weights:
         raise InvalidBackbone(f"zoo backbone {spec.id} has no 'weights' file in its card")
-    path = Path(weights)
-    if not path.is_absolute():
-        path = Path(spec.extra.get("card_dir") or models_dir) / path
-    return path
+    return ctx.resolve(weights, spec.extra.get("card_dir"))
 
 
 class ZooAdapter(ModuleAdapter):

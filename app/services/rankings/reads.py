@@ -20,8 +20,12 @@ from app.errors import InvalidInput, NotFound, raises
 from app.jobs.state import get_job
 from app.jobs.status import JobStatus
 from app.schemas.rankings import (
+    AGGREGATE_SCALES,
+    AggregationRead,
+    ArmSummary,
     BackboneRankingPage,
     BackboneRankingRead,
+    ProbeRunRead,
     Progress,
     RankingPage,
     RankingRead,
@@ -48,10 +52,16 @@ def _eta(job: Job) -> float | None:
     return max(0.0, elapsed / done * (total - done))
 
 
-def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
+def ranking_table(session: Session, job_id: uuid.UUID,
+                  failed: dict[str, dict[str, str]] | None = None) -> list[RankingRow]:
+    """The ranked rows, best first, then one ``status = "failed"`` row per candidate in ``failed``."""
     verdicts = {v.backbone_id: v for v in session.scalars(select(VerdictRow).where(VerdictRow.job_id == job_id))}
     rows = session.scalars(select(Ranking).where(Ranking.job_id == job_id).order_by(Ranking.rank,
                                                                                        Ranking.backbone_id))
+    runs: dict[str, list[ProbeRun]] = {}
+    for run in session.scalars(select(ProbeRun).where(ProbeRun.job_id == job_id)
+                               .order_by(ProbeRun.backbone_id, ProbeRun.arm, ProbeRun.seed)):
+        runs.setdefault(run.backbone_id, []).append(run)
     table = []
     for row in rows:
         details = row.details or {}
@@ -62,9 +72,37 @@ def ranking_table(session: Session, job_id: uuid.UUID) -> list[RankingRow]:
             p_top1=details.get("p_top1"), scores=row.scores or {}, layers=details.get("layers", {}),
             similarity=details.get("similarity", {}), difficulty=details.get("difficulty", {}),
             baselines=details.get("baselines", {}), flags=details.get("flags", []),
-            verdict=VerdictRead.model_validate(verdict) if verdict else None,
+            verdict=_verdict(verdict, runs.get(row.backbone_id, [])) if verdict else None,
         ))
+    for backbone_id, failure in sorted((failed or {}).items()):
+        table.append(RankingRow(status="failed", backbone_id=backbone_id, error=failure.get("error"),
+                                failed_stage=failure.get("stage")))
     return table
+
+
+def _verdict(row: VerdictRow, runs: list[ProbeRun]) -> VerdictRead:
+    """The stored verdict with the facts of its probe runs: per-arm means, learning rate, steps, time-outs."""
+    read = [ProbeRunRead(arm=r.arm, seed=r.seed, metric=r.metric, metric_name=(r.details or {}).get("metric_name"),
+                         scores=(r.details or {}).get("scores") or {}, lr=(r.details or {}).get("lr"),
+                         steps=int((r.details or {}).get("total_steps") or r.steps or 0),
+                         best_step=(r.details or {}).get("best_step"),
+                         timed_out=bool((r.details or {}).get("timed_out")), seconds=float(r.seconds or 0.0),
+                         shared_from=(r.details or {}).get("shared_from")) for r in runs]
+    arms: dict[str, ArmSummary] = {}
+    for arm in dict.fromkeys(r.arm for r in read):
+        mine = [r for r in read if r.arm == arm]
+        values = [r.metric for r in mine if r.metric is not None]
+        arms[arm] = ArmSummary(mean=sum(values) / len(values) if values else None, n=len(mine),
+                               timed_out=sum(r.timed_out for r in mine))
+    return VerdictRead.model_validate(row).model_copy(update={"arms": arms, "runs": read})
+
+
+def _aggregation(result: dict) -> AggregationRead | None:
+    method = result.get("aggregation")
+    if not method:
+        return None
+    return AggregationRead(method=method, metrics=list(result.get("metrics_in_aggregate") or []),
+                           scale=AGGREGATE_SCALES.get(method, f"see the {method!r} aggregation's documentation"))
 
 
 def planned_work(session: Session, job: Job) -> dict[str, Any] | None:
@@ -106,8 +144,9 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
                           total=progress.get("total", 0), eta_seconds=_eta(job),
                           stages=progress.get("stages", {})),
         error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        table=ranking_table(session, job.id),
+        table=ranking_table(session, job.id, result.get("failed_backbones")),
         subset=SubsetRead(**result["subset"]) if result.get("subset") else None,
+        aggregation=_aggregation(result),
         target_difficulty=result.get("target_difficulty"), warnings=result.get("warnings", []),
         plots=[f"/v1/rankings/{job.id}/plots/{name}" for name in PLOT_NAMES],
         planned=planned_work(session, job),
