@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._inputs import as_numpy_matrix, check_positive_int, encode_labels
-from ._linalg import eigh, gram, outer_gram, single_thread_blas
+from ._inputs import as_array, check_positive_int, encode_labels
+from ._linalg import center_, eigh, gram, outer_gram, single_thread_blas
 from ._pool import minmax, pool_parts
 
 __all__ = ["NCTIComponents", "ncti_components", "ncti_seli", "ncti_ncc", "ncti_vc", "ncti_combine", "NCTI_PARTS"]
@@ -49,14 +49,14 @@ class NCTIComponents:
         return asdict(self)
 
 
-def _pca(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` PCA scores (n, k) and explained variances (k,), ddof = 1 as scikit-learn."""
-    n, d = x.shape
-    xc = x - x.mean(axis=0, keepdims=True)
+def _pca(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` PCA scores (n, k) and explained variances (k,), ddof = 1 as scikit-learn, of the
+    column-centred ``xc``."""
+    n, d = xc.shape
     if n >= d:
         evals, evecs = eigh(gram(xc))
         order = np.argsort(evals)[::-1][:k]
-        scores = xc @ evecs[:, order]
+        scores = xc @ np.ascontiguousarray(evecs[:, order])
         variances = evals[order] / (n - 1)
     else:
         evals, evecs = eigh(outer_gram(xc))
@@ -122,7 +122,9 @@ def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     pca_dim = check_positive_int(pca_dim, "pca_dim", minimum=2)
-    x = as_numpy_matrix(features, "features")
+    x = as_array(features, "features", owned=True)  # float64 copy, centred in place below
+    if not isinstance(x, np.ndarray):
+        x = x.cpu().numpy()
     n, d = x.shape
     if min(n, d) < pca_dim:
         raise ValueError(
@@ -130,6 +132,7 @@ def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
             f"features of shape {(n, d)}; pass a smaller pca_dim"
         )
     enc = encode_labels(labels, n, "labels", min_classes=2)
+    center_(x)
     z, variances = _pca(x, pca_dim)
     temp = max(math.exp(-float(variances[: pca_dim // 2].sum())), 1e-10)
     if temp == 1e-10:

@@ -276,7 +276,7 @@ _SPECS = [
                "pactran.gamma_alpha1", bootstrap=True),
     MetricSpec("pactran_gaussian", pactran_gaussian, _FL, _C, "lower_is_better", "transferability",
                "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_gauss",
-               "pactran.gauss_lda1_s2_100_lbfgs100", random_state=True),
+               "pactran.gauss_lda1_s2_100_lbfgs100", random_state=True, cost="expensive"),
     MetricSpec("ncti_seli", ncti_seli, _FL, _C, "higher_is_better", "transferability",
                "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_seli)", "ncti.seli_exact_pca64",
                bootstrap=True, pool="ncti"),
@@ -289,16 +289,16 @@ _SPECS = [
     MetricSpec("otce", otce, _ST, _C, "higher_is_better", "transferability",
                "Tan et al. CVPR 2021; tanyang1231/OTCE_Transferability_CVPR21 compute_otce_demo.py "
                "(compute_coupling, compute_CE)", "otce.neg_ce_exact_ot_max1000",
-               random_state=True),
+               random_state=True, cost="expensive"),
     MetricSpec("lfc", lfc, _FL, _C, "higher_is_better", "transferability",
                "Deshpande et al. arXiv:2102.00084; public LFC(args).score method lfc-dot (Frobenius cosine)",
                "lfc.frobenius_global_mean", bootstrap=True),
     MetricSpec("rsa", rsa, _FR, _ALL, "higher_is_better", "transferability",
                "Dwivedi & Roig CVPR 2019; dbolya/parc methods.py::RSA (reference = source-head logits)",
-               "rsa.parc_spearman_max5000", random_state=True),
+               "rsa.parc_spearman_max5000", random_state=True, cost="expensive"),
     MetricSpec("dds", dds, _FR, _ALL, "higher_is_better", "transferability",
                "Dwivedi et al. ECCV 2020; dbolya/parc methods.py::DDS (reference = source-head logits)",
-               "dds.parc_cosine_debiased_cka", bootstrap=True),
+               "dds.parc_cosine_debiased_cka", cost="expensive"),
 ]
 
 METRICS: Mapping[str, MetricSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})

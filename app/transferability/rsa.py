@@ -34,10 +34,12 @@ def _pair(features, reference, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
-    """``StandardScaler().fit_transform``: zero mean, unit (ddof 0) variance; constant columns become 0."""
+    """``StandardScaler().fit_transform``: zero mean, unit (ddof 0) variance; constant columns become 0.
+    Returns a new array."""
     xc = x - x.mean(axis=0, keepdims=True)
-    std = np.sqrt((xc * xc).mean(axis=0))
-    return xc / np.where(std > 0, std, 1.0)[None, :]
+    std = np.sqrt(np.einsum("ij,ij->j", xc, xc) / xc.shape[0])
+    xc /= np.where(std > 0, std, 1.0)[None, :]
+    return xc
 
 
 def rsa(features, reference, *, max_samples: int = RSA_MAX_SAMPLES, random_state: int = 0) -> float:
@@ -171,16 +173,22 @@ def dds(features, reference) -> float:
     """
     x, r = _pair(features, reference, min_rows=4)
     n = x.shape[0]
-    zs = []
+    # Row-normalised standardised inputs Z; their column-centred versions Zc = Z − 1mᵀ enter only through
+    # ZcᵀZc = ZᵀZ − N mmᵀ, Zcᵀ Wc = ZᵀW − N m_a m_bᵀ and ‖Zc_i‖² = ‖Z_i‖² − 2 Z_i·m + ‖m‖², so no centred
+    # copy of an N × D matrix is formed.
+    zs, means, diag = [], [], []
     for a in (x, r):
-        s = _standardise(a)
-        norms = np.sqrt(np.einsum("ij,ij->i", s, s))
-        z = s / np.where(norms > 0, norms, 1.0)[:, None]  # sklearn.preprocessing.normalize: zero rows stay 0
-        zs.append(z - z.mean(axis=0, keepdims=True))
-    za, zb = zs
-    da, db = np.einsum("ij,ij->i", za, za), np.einsum("ij,ij->i", zb, zb)
-    ga, gb = gram(za), gram(zb)
-    cross = za.T @ zb
+        z = _standardise(a)
+        norms = np.sqrt(np.einsum("ij,ij->i", z, z))
+        z /= np.where(norms > 0, norms, 1.0)[:, None]  # sklearn.preprocessing.normalize: zero rows stay 0
+        m = z.mean(axis=0)
+        zs.append(z)
+        means.append(m)
+        diag.append(np.where(norms > 0, 1.0, 0.0) - 2.0 * (z @ m) + m @ m)
+    (za, zb), (ma, mb), (da, db) = zs, means, diag
+    ga = gram(za) - n * np.outer(ma, ma)
+    gb = gram(zb) - n * np.outer(mb, mb)
+    cross = za.T @ zb - n * np.outer(ma, mb)
     aa = _u_inner(float((ga * ga).sum() - da @ da), da, da, n)
     bb = _u_inner(float((gb * gb).sum() - db @ db), db, db, n)
     ab = _u_inner(float((cross * cross).sum() - da @ db), da, db, n)
