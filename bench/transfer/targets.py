@@ -57,7 +57,7 @@ TARGETS: tuple[TargetTask, ...] = (
                cut_points=True),
     TargetTask("shapes_new", "shapes", len(NEW_SHAPES), 20, 50, 1003,
                "five NEW shapes (ellipse, hexagon, star, semicircle, L), rotated, on a noisy background",
-               {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}),
+               {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}, cut_points=True),
     TargetTask("shapes_small", "shapes", len(SHAPES), 10, 50, 1004,
                "the six source shapes, but small (radius 4–7 px) on a noisy background",
                {"kinds": SHAPES, "radius": (4.0, 7.0), "background": "noise"}),
@@ -67,15 +67,14 @@ TARGETS: tuple[TargetTask, ...] = (
     TargetTask("textures", "textures", 5, 20, 50, 1006,
                "five regular textures (checkerboard, dots, lines, blocks, rings): a domain no source saw"),
     TargetTask("counting", "counting", 4, 25, 50, 1007,
-               "count 1–4 discs on a smooth-noise background: a domain no source saw"),
+               "count 1–4 discs on a smooth-noise background: a domain no source saw", cut_points=True),
     # ground truth v2: more labelled data, so that scratch is strong and negative transfer can show
     TargetTask("gratings_8", "gratings", 8, 60, 40, 1008,
                "grating orientation in 8 bins offset by 11.25°, 2–10 cycles, heavy pixel noise: 60 labelled "
-               "per class", {"orientations": 8, "offset": 11.25, "cycles": (2.0, 10.0), "noise": 0.4},
-               cut_points=True),
+               "per class", {"orientations": 8, "offset": 11.25, "cycles": (2.0, 10.0), "noise": 0.4}),
     TargetTask("counting_6", "counting", 6, 60, 40, 1009,
                "count 1–6 smaller discs on a smooth-noise background: 60 labelled per class",
-               {"max_count": 6, "radius": (2.0, 3.5)}, cut_points=True),
+               {"max_count": 6, "radius": (2.0, 3.5)}),
     # hold-out targets: measured by the same protocol, never used to fit the default ranking
     TargetTask("digits_colour", "digits", 10, 30, 0, 1010,
                "held-out digits in random contrasting colours, shifted by up to 2 px: 30 labelled per class",
