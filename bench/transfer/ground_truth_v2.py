@@ -28,6 +28,7 @@ This module owns the measurement and the per-pair summaries (``ground_truth_v2.c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -53,6 +54,8 @@ LINEAR_LR_GRID = (3e-3, 1e-2, 3e-2)  # the head alone on frozen features
 SMALL_TARGET = 200  # train images at or below this: the short budget
 STEPS_SMALL, STEPS_LARGE = 160, 250
 EVAL_EVERY = {STEPS_SMALL: 20, STEPS_LARGE: 25}
+RUN_ORDER = ("gratings_4", "gratings_8", "counting_6", "digits_10shot", "counting", "textures", "shapes_new",
+             "shapes_small", "digits_colour", "textures_40")
 ALPHA = 0.05
 DELTA = 0.01  # practical margin: one accuracy point
 STRONG = 0.05
@@ -77,7 +80,7 @@ class Job:
     layer: str
     arm: str
     model: str  # the zoo id whose adapter trains it (scratch: a representative source of the architecture)
-    priority: int  # 0 fit targets, 1 cut points (the layer rule is fitted on them), 2 hold-out targets
+    priority: int  # 0 fit targets, 1 cut points (the layer rule is fitted on them), 2 hold-outs, 3 linear probes
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -215,7 +218,8 @@ def run_job(args: tuple[Job, str, tuple[int, ...]]) -> tuple[Job, list[dict], li
 # -- planning -----------------------------------------------------------------------------------------------
 def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequence[str],
               cut_points: bool = True) -> tuple[list[Job], list[dict]]:
-    """Every job of the protocol, fit targets first, then cut points, then hold-outs; and the tap table."""
+    """Every job of the protocol — fine-tune and scratch on fit targets first, then cut points, then the
+    hold-out targets, then every linear probe (the rankings do not read them) — and the tap table."""
     from bench.transfer.targets import target
 
     by_arch: dict[str, str] = {}
@@ -233,7 +237,7 @@ def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequenc
             jobs.append(Job(name, f"scratch:{arch}", last[model], "scratch", model, pr))
         for sid in source_ids:
             jobs.append(Job(name, sid, last[sid], "finetune", sid, pr))
-            jobs.append(Job(name, sid, last[sid], "linear", sid, pr))
+            jobs.append(Job(name, sid, last[sid], "linear", sid, 3))
     if cut_points:
         for name in target_names:
             if not target(name).cut_points:
@@ -241,7 +245,10 @@ def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequenc
             for t in taps:
                 if t["layer"] != last[t["source"]] and not t["duplicate_of"]:
                     jobs.append(Job(name, t["source"], t["layer"], "finetune", t["source"], 1))
-    jobs.sort(key=lambda j: j.priority)
+    # within a priority, targets where scratch is strong (negative transfer can show) run first, so a run
+    # cut short by the machine still leaves whole targets behind
+    order = {name: i for i, name in enumerate(RUN_ORDER)}
+    jobs.sort(key=lambda j: (j.priority, order.get(j.target, len(order))))
     return jobs, taps
 
 
@@ -490,9 +497,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     started, wall = time.time(), time.perf_counter()
     busy = 0.0
-    with mp.get_context("spawn").Pool(a.workers) as pool:
-        for i, (job, rows, lines, secs) in enumerate(
-                pool.imap_unordered(run_job, [(j, a.models_dir, SEEDS) for j in todo]), start=1):
+    args = [(j, a.models_dir, SEEDS) for j in todo]
+    with contextlib.ExitStack() as stack:
+        if a.workers == 1:  # in this process (tests, debugging): no pool
+            results: Iterable = map(run_job, args)
+        else:
+            pool = stack.enter_context(mp.get_context("spawn").Pool(a.workers))
+            results = pool.imap_unordered(run_job, args)
+        for i, (job, rows, lines, secs) in enumerate(results, start=1):
             append_rows(out / "runs_v2.csv", rows, RUN_FIELDS)
             with open(out / "curves_v2.jsonl", "a") as fh:
                 fh.writelines(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
