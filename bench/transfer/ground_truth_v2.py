@@ -81,7 +81,7 @@ class Job:
     layer: str
     arm: str
     model: str  # the zoo id whose adapter trains it (scratch: a representative source of the architecture)
-    priority: int  # 0 fit targets, 1 cut points (the layer rule is fitted on them), 2 hold-outs, 3 linear probes
+    priority: int  # 0 fit targets, 1 hold-outs, 2 cut points, 3 linear probes
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -227,8 +227,8 @@ def _own_session() -> None:
 # -- planning -----------------------------------------------------------------------------------------------
 def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequence[str],
               cut_points: bool = True) -> tuple[list[Job], list[dict]]:
-    """Every job of the protocol — fine-tune and scratch on fit targets first, then cut points, then the
-    hold-out targets, then every linear probe (the rankings do not read them) — and the tap table."""
+    """Every job of the protocol — fine-tune and scratch on fit targets first, then on the hold-out targets,
+    then cut points, then every linear probe (the rankings do not read them) — and the tap table."""
     from bench.transfer.targets import target
 
     by_arch: dict[str, str] = {}
@@ -241,7 +241,7 @@ def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequenc
     jobs: list[Job] = []
     for name in target_names:
         task = target(name)
-        pr = 0 if task.role == "fit" else 2
+        pr = 0 if task.role == "fit" else 1
         for arch, model in sorted(by_arch.items()):
             jobs.append(Job(name, f"scratch:{arch}", last[model], "scratch", model, pr))
         for sid in source_ids:
@@ -253,7 +253,7 @@ def plan_jobs(models_dir: Path, target_names: Iterable[str], source_ids: Sequenc
                 continue
             for t in taps:
                 if t["layer"] != last[t["source"]] and not t["duplicate_of"]:
-                    jobs.append(Job(name, t["source"], t["layer"], "finetune", t["source"], 1))
+                    jobs.append(Job(name, t["source"], t["layer"], "finetune", t["source"], 2))
     # within a priority, targets where scratch is strong (negative transfer can show) run first, so a run
     # cut short by the machine still leaves whole targets behind
     order = {name: i for i, name in enumerate(RUN_ORDER)}
