@@ -12,6 +12,9 @@ executor's ``run_job``, as ``service_rows`` does):
 * the **service default job** (no options: ``layers=auto``, best layer, rank mean of the default metrics):
   its ranked table is written to ``service_default_v2.csv`` — the "old default" row of RESULTS.md.
 
+Both jobs score at most :data:`MAX_SAMPLES` target images (the request's ``max_samples``: a stratified
+subset), which only bites on the two 60-shot targets.
+
 A target whose rows are already in both files is skipped, so the command continues where it stopped.
 Only the measurement lives here; ``bench.transfer.evaluate`` reads the CSVs.
 """
@@ -27,6 +30,7 @@ from bench.transfer.ground_truth_v2 import append_rows, read_rows
 
 HERE = Path(__file__).resolve().parent
 SCORE_FIELDS = ("target", "source", "layer", "metric", "value", "error")
+MAX_SAMPLES = 200  # the job's stratified cap on scored target images (the few-shot targets hold fewer)
 DEFAULT_FIELDS = ("target", "source", "rank", "best_layer", "aggregate")
 
 
@@ -85,12 +89,14 @@ def collect(target_name: str, sources: list[str], models_dir: Path, out: Path) -
     n = 0
     if target_name not in have_scores:
         rows, _ = _run_job(target_name, {"backbones": sources, "layers": "all", "metrics": scoring_metrics(),
-                                         "similarity": True, "bootstrap": 0, "subset_size": 0}, models_dir)
+                                         "similarity": True, "bootstrap": 0, "subset_size": 0,
+                                         "max_samples": MAX_SAMPLES}, models_dir)
         append_rows(out / "scores_v2.csv", sorted(rows, key=lambda r: (r["source"], r["layer"], r["metric"])),
                     SCORE_FIELDS)
         n += len(rows)
     if target_name not in have_default:
-        _, table = _run_job(target_name, {"backbones": sources, "bootstrap": 0, "subset_size": 0}, models_dir)
+        _, table = _run_job(target_name, {"backbones": sources, "bootstrap": 0, "subset_size": 0,
+                                          "max_samples": MAX_SAMPLES}, models_dir)
         append_rows(out / "service_default_v2.csv", table, DEFAULT_FIELDS)
         n += len(table)
     return n, time.perf_counter() - started
