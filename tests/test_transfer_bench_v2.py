@@ -89,6 +89,10 @@ def test_done_jobs_and_dedupe_make_runs_resumable():
     assert gt.done_jobs(rows[:-1], gt.SEEDS) == set()  # a seed missing: the job runs again
     again = gt.dedupe([dict(r) for r in rows] + [{**rows[-1], "accuracy": 0.9}])
     assert len(again) == len(rows) and max(float(r["accuracy"]) for r in again) == 0.9
+    # rows at another step budget than the target's current one are history: the job is not done
+    small = [{**r, "budget_steps": gt.STEPS_SMALL} for r in rows]
+    assert len(gt.current(small)) == len(rows)
+    assert gt.current([{**r, "budget_steps": gt.STEPS_SMALL + 1} for r in rows]) == []
 
 
 def test_summarise_pairs_labels_and_cut_point_duplicates():
@@ -188,7 +192,7 @@ def test_tiny_v2_run_resumes(tmp_path, monkeypatch):
     rows = gt.read_rows(tmp_path / "runs_v2.csv")
     # 2 sources x (finetune + linear) + 2 scratch architectures = 6 jobs of 3 + 4 runs
     assert len(rows) == 6 * (len(gt.LR_GRID) + len(gt.SEEDS) - 1)
-    assert {r["budget_steps"] for r in rows} == {"4"}
+    assert {r["budget_steps"] for r in rows} == {"4"} and len(gt.current(rows)) == len(rows)
     lines = (tmp_path / "curves_v2.jsonl").read_text().splitlines()
     assert len(lines) == len(rows) and json.loads(lines[0])["curve"][0][0] == 0
     pairs = gt.read_rows(tmp_path / "ground_truth_v2.csv")

@@ -333,6 +333,12 @@ def write_csv(path: Path, rows: list[dict], fields: Sequence[str]) -> None:
         w.writerows(rows)
 
 
+def current(rows: Iterable[dict]) -> list[dict]:
+    """The rows measured with the current step budget of their target (a run at another budget — e.g.
+    before ``STEPS_LARGE`` was raised — is history, not truth: its job counts as not done)."""
+    return [r for r in rows if int(r["budget_steps"]) == steps_for(int(r["n_train"]) + int(r["n_val"]))]
+
+
 def dedupe(rows: list[dict]) -> list[dict]:
     """One row per key (the last written wins: a job redone after an interruption rewrites its rows)."""
     out: dict[tuple, dict] = {}
@@ -445,7 +451,7 @@ def digest_files(paths: Sequence[Path]) -> str:
 
 
 def write_summaries(out: Path) -> tuple[list[dict], list[dict]]:
-    rows = dedupe(read_rows(out / "runs_v2.csv"))
+    rows = current(dedupe(read_rows(out / "runs_v2.csv")))
     taps = read_rows(out / "taps_v2.csv")
     gt, cut = summarise(rows, taps)
     write_csv(out / "ground_truth_v2.csv", gt, GT_FIELDS)
@@ -491,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         s.id for s in Catalogue(Path(a.models_dir)).builtins.values() if s.family == "zoo")
     jobs, taps = plan_jobs(Path(a.models_dir), a.targets.split(","), sources, cut_points=not a.no_cut_points)
     write_csv(out / "taps_v2.csv", taps, TAP_FIELDS)
-    existing = dedupe(read_rows(out / "runs_v2.csv"))
+    existing = current(dedupe(read_rows(out / "runs_v2.csv")))
     done = done_jobs(existing, SEEDS)
     todo = [j for j in jobs if j.key not in done]
     if a.max_jobs is not None:
