@@ -168,7 +168,10 @@ def build(out: Path, models_dir: Path) -> dict:
     for r in read_rows(out / "service_default_v2.csv"):
         old[r["target"]][r["source"]] = float(r["aggregate"])
         old_layer[r["target"]][r["source"]] = r["best_layer"]
+    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
+
     return {"bench": bench, "layers": layers, "sources": sources, "targets": targets, "roles": roles,
+            "protocol_targets": [t.name for t in TARGETS], "protocol_cut_targets": list(CUT_POINT_TARGETS),
             "fit_targets": [t for t in targets if roles[t] == "fit"],
             "holdout_targets": [t for t in targets if roles[t] == "holdout"], "metrics": metrics,
             "candidates": [m for m in metrics if not m.startswith(FIT_EXCLUDE_PREFIX)],
@@ -298,6 +301,15 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
              f"interval of the mean over targets ({BOOTSTRAP} resamples). Distances and k-NN error negated.", "",
              f"Fit targets ({len(fit_t)}): {', '.join(fit_t)}. Hold-out targets ({len(hold_t)}, never fitted on): "
              f"{', '.join(hold_t) or 'none yet'}. Sources: {len(data['sources'])}.", ""]
+    missing = [t for t in data["protocol_targets"] if t not in data["targets"]]
+    cut_missing = [t for t in data["protocol_cut_targets"] if t not in data["cut_targets"]]
+    if missing or cut_missing:
+        lines += [f"**Incomplete ground truth**: {len(data['targets'])} of {len(data['protocol_targets'])} targets "
+                  "have every source's fine-tune, scratch and metric scores; not yet: "
+                  f"{', '.join(missing) or 'none'}. Cut-point truth complete on {len(data['cut_targets'])} of "
+                  f"{len(data['protocol_cut_targets'])} cut-point targets (not yet: {', '.join(cut_missing) or 'none'}). "
+                  "Every number below is over the complete targets only; re-running `ground_truth_v2` and "
+                  "`scores_v2` continues where they stopped.", ""]
     if meta:
         sessions = meta.get("sessions", [])
         wall = sum(s["wall_seconds"] for s in sessions)
