@@ -157,6 +157,18 @@ def noise(n: int, rng: np.random.Generator, *, slopes: Sequence[float] = NOISE_S
     return im.to_uint8(out), labels
 
 
+# -- i.i.d. pixel static (what a memorising source sees) ----------------------------------------------------
+def static(n: int, rng: np.random.Generator, *, classes: int = 10, block: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Independent uniform pixel noise (``block``×``block`` pixel cells); the labels are balanced but carry no
+    information about the image — a source trained on them can only memorise."""
+    if block < 1 or im.SIZE % block:
+        raise ValueError(f"static block must divide {im.SIZE}, got {block!r}")
+    labels = _balanced(n, classes, rng)
+    cells = rng.random((n, im.SIZE // block, im.SIZE // block, 3))
+    out = np.repeat(np.repeat(cells, block, axis=1), block, axis=2)
+    return im.to_uint8(out), labels
+
+
 # -- textures and counting (benchmark-only domains) --------------------------------------------------------
 TEXTURES = ("checker", "dots", "lines", "blocks", "rings")
 
@@ -229,6 +241,7 @@ DOMAINS: dict[str, Domain] = {
     "shapes": shapes,
     "gratings": gratings,
     "noise": noise,
+    "static": static,
     "textures": textures,
     "counting": counting,
 }

@@ -96,6 +96,18 @@ ZOO_SOURCES: tuple[ZooSource, ...] = (
               "Tiny ViT trained to classify 6 procedurally drawn shapes"),
     ZooSource("mixer_tiny", "gratings", "gratings", 6, 1800, 600, _STD, 12, "good for orientation targets",
               "Tiny MLP-Mixer trained to classify the orientation (6 bins) of sinusoidal gratings"),
+    # ground truth v2 (bench/transfer/PROTOCOL.md): a fourth source per architecture that should hurt or help
+    ZooSource("vit_tiny", "noise", "noise", 6, 1800, 600, _STD, 13, "harmful/unrelated: spectra of coloured noise",
+              "Tiny ViT trained to tell the spectral slope of coloured noise (an unrelated domain)"),
+    ZooSource("mixer_tiny", "digits_shuffled", "digits", 10, None, 200, _LONG, 14,
+              "harmful: memorised shuffled labels",
+              "Tiny MLP-Mixer trained to memorise scikit-learn digits with SHUFFLED labels (a harmful source)",
+              labels="shuffled"),
+    ZooSource("cnn_small", "static", "static", 10, 900, 100, _LONG, 15, "harmful: memorised pixel noise",
+              "Small CNN trained to memorise i.i.d. pixel static with arbitrary labels (a harmful source)",
+              {"classes": 10, "block": 2}),
+    ZooSource("mixer_tiny", "shapes", "shapes", 6, 1800, 600, _STD, 16, "good for shape targets",
+              "Tiny MLP-Mixer trained to classify 6 procedurally drawn shapes"),
 )
 
 

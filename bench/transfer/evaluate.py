@@ -1,151 +1,133 @@
-"""How well does each metric rank the zoo's sources, against the measured fine-tune ground truth?
+"""How well does each ranker order the zoo's sources, against ground truth v2? Regenerates RESULTS.md.
 
-    python -m bench.transfer.evaluate            # reads ground_truth.csv, writes RESULTS.md
+    python -m bench.transfer.evaluate                    # reads the v2 CSVs, writes RESULTS.md
+    python -m bench.transfer.evaluate --write-default    # also fits the default and writes its JSON
 
-For every metric of ``app.transferability.METRICS`` (transferability, baselines, domain similarity, the
-k-NN error and Fisher separability fields of ``task_difficulty``), the trivial baselines (source accuracy,
-parameter count, random) and the ranking service's default aggregate (rank mean of the default metrics,
-``app.ranking.aggregate``), per target and on average: weighted Kendall τ (``scipy.stats.weightedtau``,
-hyperbolic weights on the top), Pearson r, and top-1 / top-3 hit rates (is the truly best source — highest
-mean fine-tune accuracy — the metric's first / among its first three?).
+Inputs (all in ``bench/transfer``): ``ground_truth_v2.csv`` and ``cut_points_v2.csv`` (``ground_truth_v2``),
+``taps_v2.csv``, ``runs_v2.csv`` / ``curves_v2.jsonl`` (convergence), ``scores_v2.csv`` (every metric at
+every tap, from the real ranking job) and ``service_default_v2.csv`` (the service's default job's table;
+both from ``scores_v2``). Rankers, per target, over its sources:
 
-Hook for the lead: :data:`EXTRA_ROWS` takes more ``name -> fn(ctx) -> {source: score}`` rankers (e.g. the
-ranking job's own stored ranking), and :func:`verdict_rows` scores probe verdicts (precision / recall of
-``negative_transfer`` against the ground-truth ``negative`` label) once verdicts are given to it.
+* every single metric at the last layer (distances and the k-NN error negated: higher = better);
+* trivial baselines: source accuracy, parameter count (cards), random (mean of 200 draws);
+* the old default: the service's default job (``layers=auto``, best layer, rank mean of the defaults);
+* the new default, leave-one-target-out: ``app.ranking.fit`` fitted on the other fit targets only.
+
+Reported per ranker: mean and per-target weighted τ, Pearson, top-1 and top-3 hit rates, each mean with a
+bootstrap 95 % interval over targets; hold-out targets separately (the shipped default, fitted on every fit
+target, never on them); the cut-point regret table; the negative-transfer pairs; where the harmful sources
+land; the scratch convergence check. The v1 tables stay in ``RESULTS_v1.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import math
-import warnings
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from app.ranking import fit as F
+from bench.transfer.ground_truth_v2 import digest_files, read_rows
 
 HERE = Path(__file__).resolve().parent
 RANDOM_DRAWS = 200
+BOOTSTRAP = 2000
+HEAD_METRICS = ("leep", "nce")  # read the source head, not a tap: one value per source, valid at every tap
+FIT_EXCLUDE_PREFIX = "difficulty."  # scored at the last tap only: a ranker, not a candidate of the fit
+OLD_DEFAULT = "old default: service job (layers=auto, best layer, rank mean)"
+NEW_DEFAULT = "new default (fitted, leave-one-target-out)"
 
 
-@dataclass
-class TargetContext:
-    """What a ranker sees for one target: per source, target-train embeddings at the last layer, source
-    probabilities on them, the source statistics at that layer, and the card."""
+# -- rankers' inputs --------------------------------------------------------------------------------------------
+def direction(metric: str) -> bool | None:
+    """True when higher is better, False when lower is, None when the field does not rank sources."""
+    from app.transferability import METRICS
 
-    target: str
-    labels: np.ndarray
-    features: dict[str, np.ndarray]
-    source_probs: dict[str, np.ndarray]
-    source_stats: dict[str, tuple[np.ndarray, np.ndarray]]
-    cards: dict[str, object]
-
-
-def embed_target(target_name: str, source_ids: list[str], models_dir: Path) -> TargetContext:
-    import torch
-
-    from app.backbones.catalogue import Catalogue, LoadContext, create_adapter
-    from app.zoo import images as im
-    from bench.transfer.targets import target
-
-    xtr, ytr, _, _ = target(target_name).load()
-    x = im.to_model_input(xtr)
-    catalogue = Catalogue(models_dir)
-    ctx = TargetContext(target_name, ytr, {}, {}, {}, {})
-    for sid in source_ids:
-        spec = catalogue.get(sid)
-        adapter = create_adapter(spec, LoadContext(models_dir=models_dir), device="cpu")
-        layer = adapter.layers()[-1]
-        ctx.features[sid] = adapter.embed(x, [layer])[layer].numpy().astype(np.float64)
-        ctx.source_probs[sid] = torch.softmax(adapter.source_logits(x).double(), dim=1).numpy()
-        with np.load(Path(spec.extra["card_dir"]) / spec.extra["source_stats"]["file"], allow_pickle=False) as z:
-            ctx.source_stats[sid] = (z[f"{layer}/features"].astype(np.float64), z[f"{layer}/labels"])
-        ctx.cards[sid] = spec
-    return ctx
+    if metric.startswith("similarity."):
+        return False
+    if metric.startswith("difficulty."):
+        return {"difficulty.knn_error": False, "difficulty.fisher_separability": True}.get(metric)
+    if metric in METRICS:
+        return METRICS[metric].direction == "higher_is_better"
+    return None
 
 
-def metric_rankers() -> dict[str, Callable[[TargetContext, str], float]]:
-    """``name -> fn(ctx, source) -> score`` with higher = better (distances are negated)."""
-    from app.transferability import METRICS, score, task_difficulty
-
-    rankers: dict[str, Callable[[TargetContext, str], float]] = {}
-    for name, spec in METRICS.items():
-        if spec.kind == "difficulty":
-            continue
-        sign = -1.0 if spec.direction == "lower_is_better" else 1.0
-
-        def fn(ctx: TargetContext, sid: str, name: str = name, sign: float = sign) -> float:
-            f, (sf, sl) = ctx.features[sid], ctx.source_stats[sid]
-            return sign * score(name, features=f, labels=ctx.labels, source_probs=ctx.source_probs[sid],
-                                a=f, b=sf, source_features=sf, source_labels=sl, target_features=f,
-                                target_labels=ctx.labels)
-        rankers[f"{name} ({spec.kind})"] = fn
-    rankers["task_difficulty.knn_error (difficulty, neg.)"] = \
-        lambda ctx, sid: -task_difficulty(ctx.features[sid], ctx.labels).knn_error
-    rankers["task_difficulty.fisher (difficulty)"] = \
-        lambda ctx, sid: task_difficulty(ctx.features[sid], ctx.labels).fisher_separability
-    rankers["source accuracy (trivial)"] = lambda ctx, sid: float(ctx.cards[sid].source.accuracy)
-    rankers["parameter count (trivial)"] = lambda ctx, sid: float(ctx.cards[sid].num_params)
-    return rankers
+def layer_table(rows: Sequence[dict]) -> dict[str, list[str]]:
+    """``{source: taps in depth order}`` from ``taps_v2.csv``."""
+    out: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for r in rows:
+        out[r["source"]].append((float(r["depth"]), r["layer"]))
+    return {s: [ly for _, ly in sorted(v)] for s, v in out.items()}
 
 
-#: more rankers for the table, ``name -> fn(ctx) -> {source: score}``; the lead adds the ranking service's
-#: stored ranking here (e.g. one that submits the target to a running server and reads the ranked list)
-EXTRA_ROWS: dict[str, Callable[[TargetContext], Mapping[str, float]]] = {
-    "ranking service (default job: layers=auto, best layer)": lambda ctx: _service_row(ctx),
-}
+def load_scores(rows: Sequence[dict], layers: Mapping[str, Sequence[str]]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """``{(target, source, layer): {metric: value}}``; head metrics are copied to every tap of the source,
+    a missing or failed value is NaN."""
+    out: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+    head: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        value = float(r["value"]) if r["value"] not in ("", None) else math.nan
+        if r["metric"] in HEAD_METRICS:
+            head[(r["target"], r["source"])][r["metric"]] = value
+        else:
+            out[(r["target"], r["source"], r["layer"])][r["metric"]] = value
+    for (tgt, src), vals in head.items():
+        for ly in layers.get(src, []):
+            out[(tgt, src, ly)].update(vals)
+    return dict(out)
 
 
-def _service_row(ctx: TargetContext) -> dict[str, float]:
-    from bench.transfer.service_rows import ranking_service_scores
+def load_cards(models_dir: Path, sources: Sequence[str]) -> dict[str, dict]:
+    from app.backbones.catalogue import Catalogue
 
-    return ranking_service_scores(ctx.target, sorted(ctx.features), MODELS_DIR)
-
-
-MODELS_DIR = Path("models")
-
-
-def default_aggregate(ctx: TargetContext, per_metric: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The service's default ranking: rank mean of ``default_metrics('classification')`` (``app.ranking``)."""
-    from app.ranking import aggregate
-    from app.transferability import METRICS, default_metrics
-
-    names = list(default_metrics("classification"))
-    sources = sorted(ctx.features)
-    cols = {n: [per_metric[f"{n} ({METRICS[n].kind})"][s] for s in sources] for n in names}
-    result = aggregate(cols, {n: True for n in names}, method="rank_mean")
-    return dict(zip(sources, result.score.tolist(), strict=True))
+    cat = Catalogue(models_dir)
+    out = {}
+    for sid in sources:
+        spec = cat.get(sid)
+        recipe = spec.extra.get("recipe", {}) if isinstance(spec.extra, dict) else {}
+        out[sid] = {"accuracy": float(spec.source.accuracy), "params": float(spec.num_params),
+                    "role": str(recipe.get("role", "")), "labels": str(recipe.get("labels", ""))}
+    return out
 
 
-def rank_quality(pred: Mapping[str, float], truth: Mapping[str, float]) -> dict[str, float]:
-    sources = sorted(truth)
-    p = np.array([pred.get(s, np.nan) for s in sources], dtype=np.float64)
-    t = np.array([truth[s] for s in sources], dtype=np.float64)
-    p = np.where(np.isfinite(p), p, np.nanmin(p[np.isfinite(p)]) - 1 if np.isfinite(p).any() else 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tau = stats.weightedtau(p, t).statistic if np.ptp(p) > 0 else 0.0
-        r = stats.pearsonr(p, t).statistic if np.ptp(p) > 0 and np.ptp(t) > 0 else 0.0
-    best = set(np.flatnonzero(t == t.max()))
-    order = np.argsort(-p, kind="stable")
-    return {"tau": float(tau), "pearson": float(r), "top1": float(order[0] in best),
-            "top3": float(bool(best & set(order[:3].tolist())))}
+def complete_targets(gt_rows: Sequence[dict], n_sources: int) -> list[str]:
+    per: dict[str, int] = defaultdict(int)
+    for r in gt_rows:
+        per[r["target"]] += 1
+    return sorted(t for t, n in per.items() if n == n_sources)
+
+
+# -- statistics -------------------------------------------------------------------------------------------------
+def bootstrap_interval(values: Sequence[float], reps: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95 % interval of the mean, resampling targets with replacement."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(reps, len(v)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def random_quality(truth: Mapping[str, float], seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    draws = [rank_quality(dict(zip(sorted(truth), rng.random(len(truth)), strict=True)), truth)
+    draws = [F.rank_quality(dict(zip(sorted(truth), rng.random(len(truth)), strict=True)), truth)
              for _ in range(RANDOM_DRAWS)]
     return {k: float(np.mean([d[k] for d in draws])) for k in draws[0]}
 
 
+def rank_quality(pred: Mapping[str, float], truth: Mapping[str, float]) -> dict[str, float]:
+    """``app.ranking.fit.rank_quality`` with NaN predictions ranked last (a metric that failed on a source)."""
+    finite = [v for v in pred.values() if np.isfinite(v)]
+    floor = (min(finite) - 1.0) if finite else 0.0
+    return F.rank_quality({s: (pred[s] if np.isfinite(pred.get(s, np.nan)) else floor) for s in truth}, truth)
+
+
 def verdict_rows(verdicts: Mapping[tuple[str, str], str], truth_labels: Mapping[tuple[str, str], str]) -> dict:
-    """Precision / recall of probe verdicts ``negative_transfer`` against ground-truth ``negative`` pairs,
-    over the (target, source) pairs both know."""
+    """Precision / recall of probe verdicts ``negative_transfer`` against ground-truth ``negative`` pairs."""
     pairs = [k for k in verdicts if k in truth_labels]
     tp = sum(verdicts[k] == "negative_transfer" and truth_labels[k] == "negative" for k in pairs)
     fp = sum(verdicts[k] == "negative_transfer" and truth_labels[k] != "negative" for k in pairs)
@@ -154,98 +136,293 @@ def verdict_rows(verdicts: Mapping[tuple[str, str], str], truth_labels: Mapping[
             "recall": tp / (tp + fn) if tp + fn else math.nan}
 
 
-def load_truth(path: Path) -> tuple[dict[str, dict[str, float]], dict[tuple[str, str], str]]:
-    truth: dict[str, dict[str, float]] = defaultdict(dict)
-    labels: dict[tuple[str, str], str] = {}
-    with open(path) as fh:
-        for row in csv.DictReader(fh):
-            truth[row["target"]][row["source"]] = float(row["finetune"])
-            labels[(row["target"], row["source"])] = row["label"]
-    return dict(truth), labels
+# -- the evaluation ---------------------------------------------------------------------------------------------
+def build(out: Path, models_dir: Path) -> dict:
+    """Everything the report needs, read from the CSVs."""
+    from bench.transfer.targets import target
+
+    taps = read_rows(out / "taps_v2.csv")
+    layers = layer_table(taps)
+    gt_rows = read_rows(out / "ground_truth_v2.csv")
+    sources = sorted(layers)
+    targets = complete_targets(gt_rows, len(sources))
+    score_rows = [r for r in read_rows(out / "scores_v2.csv") if r["target"] in targets]
+    scores = load_scores(score_rows, layers)
+    scored_targets = sorted({k[0] for k in scores})
+    targets = [t for t in targets if t in scored_targets]
+    metrics = sorted({m for v in scores.values() for m in v if direction(m) is not None})
+    directions = {m: bool(direction(m)) for m in metrics}
+    truth = {(r["target"], r["source"]): float(r["finetune"]) for r in gt_rows if r["target"] in targets}
+    cut_rows = read_rows(out / "cut_points_v2.csv")
+    cut_truth = {}
+    cut_complete = []
+    for tgt in sorted({r["target"] for r in cut_rows}):
+        rows = [r for r in cut_rows if r["target"] == tgt]
+        if tgt in targets and len(rows) == sum(len(v) for v in layers.values()):
+            cut_complete.append(tgt)
+            cut_truth.update({(tgt, r["source"], r["layer"]): float(r["finetune"]) for r in rows})
+    bench = F.Benchmark(scores=scores, directions=directions, layers=layers, truth=truth, cut_truth=cut_truth)
+    roles = {t: target(t).role for t in targets}
+    old = defaultdict(dict)
+    old_layer = defaultdict(dict)
+    for r in read_rows(out / "service_default_v2.csv"):
+        old[r["target"]][r["source"]] = float(r["aggregate"])
+        old_layer[r["target"]][r["source"]] = r["best_layer"]
+    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
+
+    return {"bench": bench, "layers": layers, "sources": sources, "targets": targets, "roles": roles,
+            "protocol_targets": [t.name for t in TARGETS], "protocol_cut_targets": list(CUT_POINT_TARGETS),
+            "fit_targets": [t for t in targets if roles[t] == "fit"],
+            "holdout_targets": [t for t in targets if roles[t] == "holdout"], "metrics": metrics,
+            "candidates": [m for m in metrics if not m.startswith(FIT_EXCLUDE_PREFIX)],
+            "gt_rows": gt_rows, "cut_rows": cut_rows, "cut_targets": cut_complete, "old": dict(old),
+            "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}
 
 
-def evaluate(truth: Mapping[str, Mapping[str, float]], models_dir: Path) -> tuple[list[str], dict[str, dict[str, dict]]]:
-    """``(targets, {ranker: {target: quality}})``."""
-    rankers = metric_rankers()
-    table: dict[str, dict[str, dict]] = defaultdict(dict)
-    targets = sorted(truth)
-    for i, tgt in enumerate(targets):
-        ctx = embed_target(tgt, sorted(truth[tgt]), models_dir)
-        per_metric: dict[str, dict[str, float]] = {}
-        for name, fn in rankers.items():
-            values = {}
-            for sid in sorted(truth[tgt]):
-                try:
-                    values[sid] = float(fn(ctx, sid))
-                except (ValueError, np.linalg.LinAlgError) as exc:
-                    print(f"  {tgt} {name} {sid}: {exc}")
-                    values[sid] = math.nan
-            per_metric[name] = values
-            table[name][tgt] = rank_quality(values, truth[tgt])
-        table["aggregate: rank_mean of service defaults"][tgt] = rank_quality(default_aggregate(ctx, per_metric), truth[tgt])
-        for name, row_fn in EXTRA_ROWS.items():
-            table[name][tgt] = rank_quality(row_fn(ctx), truth[tgt])
-        table["random (mean of 200 draws)"][tgt] = random_quality(truth[tgt], seed=i)
-        print(f"{tgt}: {len(per_metric)} metrics scored", flush=True)
-    return targets, table
+def single_rankings(data: dict, tgt: str) -> dict[str, dict[str, float]]:
+    """``{ranker: {source: score}}`` for the single metrics (last layer) and the trivial baselines."""
+    bench, layers = data["bench"], data["layers"]
+    out: dict[str, dict[str, float]] = {}
+    for m in data["metrics"]:
+        sign = 1.0 if bench.directions[m] else -1.0
+        out[m] = {s: sign * bench.scores.get((tgt, s, layers[s][-1]), {}).get(m, math.nan) for s in data["sources"]}
+    out["trivial: source accuracy"] = {s: data["cards"][s]["accuracy"] for s in data["sources"]}
+    out["trivial: parameter count"] = {s: data["cards"][s]["params"] for s in data["sources"]}
+    return out
 
 
-def markdown(targets: list[str], table: Mapping[str, Mapping[str, dict]], labels: Mapping[tuple[str, str], str],
-             gt_rows: list[dict] | None = None) -> str:
-    lines = ["# Transfer benchmark: how well metrics rank the zoo", "",
-             "Generated by `python -m bench.transfer.evaluate` from `ground_truth.csv` (protocol: `PROTOCOL.md`).",
-             "Truth per target: mean fine-tune test accuracy over seeds, every zoo source at its last layer.",
-             "τ_w: weighted Kendall τ (`scipy.stats.weightedtau`); r: Pearson; top-1 / top-3: hit rate of the",
-             "truly best source. Distances are negated (higher = closer).", ""]
-    counts: dict[str, int] = defaultdict(int)
-    for v in labels.values():
-        counts[v] += 1
-    lines += [f"Ground-truth pairs: {sum(counts.values())} — " + ", ".join(f"{k}: {counts[k]}" for k in sorted(counts)),
-              "", "## Average over targets", "", "| ranker | τ_w | r | top-1 | top-3 |", "|---|---:|---:|---:|---:|"]
-    avg = {name: {k: float(np.mean([per[t][k] for t in targets])) for k in ("tau", "pearson", "top1", "top3")}
-           for name, per in table.items()}
-    for name in sorted(avg, key=lambda n: -avg[n]["tau"]):
-        a = avg[name]
-        lines.append(f"| {name} | {a['tau']:.3f} | {a['pearson']:.3f} | {a['top1']:.2f} | {a['top3']:.2f} |")
-    lines += ["", "## Weighted τ per target", "", "| ranker | " + " | ".join(targets) + " |",
-              "|---|" + "---:|" * len(targets)]
-    for name in sorted(avg, key=lambda n: -avg[n]["tau"]):
-        lines.append(f"| {name} | " + " | ".join(f"{table[name][t]['tau']:.2f}" for t in targets) + " |")
-    if gt_rows:
-        lines += ["", "## Ground truth: labelled pairs", "",
-                  "Mean test accuracy over seeds; Δ = fine-tune − scratch; p: one-sided paired t-test.", "",
-                  "| target | source | fine-tune | linear | scratch | Δ | p | label |", "|---|---|---:|---:|---:|---:|---:|---|"]
-        for r in sorted(gt_rows, key=lambda r: (r["label"], r["target"], float(r["delta"]))):
-            if r["label"] == "none":
-                continue
-            p = min(float(r["p_less_t"]), float(r["p_greater_t"]))
-            lines.append(f"| {r['target']} | {r['source']} | {float(r['finetune']):.3f} | {float(r['linear']):.3f} | "
-                         f"{float(r['scratch']):.3f} | {float(r['delta']):+.3f} | {p:.3g} | {r['label']} |")
+def evaluate(data: dict) -> dict:
+    bench = data["bench"]
+    fit_targets, holdouts = data["fit_targets"], data["holdout_targets"]
+    table: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for i, tgt in enumerate(data["targets"]):
+        truth = {s: bench.truth[(tgt, s)] for s in data["sources"]}
+        for name, pred in single_rankings(data, tgt).items():
+            table[name][tgt] = rank_quality(pred, truth)
+        table["trivial: random (mean of 200 draws)"][tgt] = random_quality(truth, seed=i)
+        if tgt in data["old"]:
+            table[OLD_DEFAULT][tgt] = rank_quality(data["old"][tgt], truth)
+    loto = F.leave_one_target_out(bench, fit_targets, data["candidates"]) if len(fit_targets) >= 2 else None
+    if loto:
+        for tgt, entry in loto["per_target"].items():
+            table[NEW_DEFAULT][tgt] = {k: entry[k] for k in ("tau", "pearson", "top1", "top3")}
+    shipped = None
+    if fit_targets:
+        w = F.fit_weights(bench, fit_targets, data["candidates"])
+        shipped = {"weights": w, "layer_rule": F.fit_layer_rule(bench, fit_targets, w)}
+        for tgt in holdouts:
+            table["new default (shipped: fitted on every fit target)"][tgt] = F.target_quality(
+                bench, tgt, w, shipped["layer_rule"])
+    return {"table": dict(table), "loto": loto, "shipped": shipped}
+
+
+def summary(table: Mapping[str, Mapping[str, dict]], targets: Sequence[str]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, per in table.items():
+        if not all(t in per for t in targets) or not targets:
+            continue
+        row = {}
+        for k in ("tau", "pearson", "top1", "top3"):
+            vals = [per[t][k] for t in targets]
+            row[k] = float(np.mean(vals))
+            row[k + "_ci"] = bootstrap_interval(vals)
+        out[name] = row
+    return out
+
+
+def cut_point_table(data: dict, loto: dict | None) -> list[dict]:
+    """Per cut-point target: mean fine-tune accuracy at the chosen tap of each layer rule (weights fitted
+    without the target), at the old service job's best layer, at the last tap and at the best tap."""
+    bench = data["bench"]
+    rows = []
+    for tgt in data["cut_targets"]:
+        entry = (loto or {}).get("per_target", {}).get(tgt)
+        weights = entry["weights"] if entry else F.fit_weights(bench, [t for t in data["fit_targets"] if t != tgt],
+                                                               data["candidates"])
+        row: dict = {"target": tgt, "loto_rule": entry["layer_rule"] if entry else ""}
+        for rule in F.LAYER_RULES:
+            q = F.layer_rule_quality(bench, tgt, weights, rule)
+            row[rule] = q["rule"]
+            row["last_layer"], row["best_cut"] = q["last"], q["best"]
+        svc = [bench.cut_truth.get((tgt, s, data["old_layer"].get(tgt, {}).get(s, ""))) for s in data["sources"]]
+        row["old_service_best_layer"] = float(np.mean(svc)) if all(v is not None for v in svc) else math.nan
+        row["loto_default"] = row[row["loto_rule"]] if row["loto_rule"] else math.nan
+        rows.append(row)
+    return rows
+
+
+def harmful_ranks(data: dict, loto: dict | None, shipped: dict | None) -> list[dict]:
+    """Where each harmful source (card role "harmful…" or shuffled labels) lands: truth rank, old default
+    rank, new default rank (LOTO weights on fit targets, the shipped default on hold-outs)."""
+    bench = data["bench"]
+    harmful = [s for s in data["sources"] if data["cards"][s]["role"].startswith("harmful")
+               or data["cards"][s]["labels"] == "shuffled"]
+    rows = []
+    for tgt in data["targets"]:
+        truth = {s: bench.truth[(tgt, s)] for s in data["sources"]}
+        if loto and tgt in loto["per_target"]:
+            e = loto["per_target"][tgt]
+            new = F.predict(bench, tgt, e["weights"], e["layer_rule"])
+        elif shipped:
+            new = F.predict(bench, tgt, shipped["weights"], shipped["layer_rule"])
+        else:
+            new = {}
+        for s in harmful:
+            rows.append({"target": tgt, "source": s, "truth": _rank(truth, s),
+                         "old": _rank(data["old"].get(tgt, {}), s),
+                         "new": _rank({k: v for k, (_, v) in new.items()}, s), "n": len(truth)})
+    return rows
+
+
+def _rank(scores: Mapping[str, float], source: str) -> int | None:
+    if source not in scores:
+        return None
+    order = sorted(scores, key=lambda s: (-scores[s], s))
+    return order.index(source) + 1
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+def _ci(row: dict, k: str, digits: int = 3) -> str:
+    lo, hi = row[k + "_ci"]
+    return f"{row[k]:.{digits}f} [{lo:.{digits - 1}f}, {hi:.{digits - 1}f}]"
+
+
+def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | None) -> str:
+    table, loto, shipped = result["table"], result["loto"], result["shipped"]
+    fit_t, hold_t = data["fit_targets"], data["holdout_targets"]
+    gt_rows = [r for r in data["gt_rows"] if r["target"] in data["targets"]]
+    lines = ["# Transfer benchmark v2: how well rankers order the zoo", "",
+             "Generated by `python -m bench.transfer.evaluate` from the v2 CSVs (protocol: `PROTOCOL.md`, "
+             "section v2; the v1 tables are in `RESULTS_v1.md`).",
+             f"Truth per (target, source): mean fine-tune test accuracy over {gt_rows[0]['n_seeds'] if gt_rows else '?'} "
+             "paired seeds at the source's last layer, learning rate chosen on the inner validation split.",
+             "Metric scores: the real ranking job (`layers=all`, every metric), `scores_v2.csv`. τ_w: weighted "
+             "Kendall τ; r: Pearson; top-1 / top-3: hit rate of the truly best source; [a, b]: bootstrap 95 % "
+             f"interval of the mean over targets ({BOOTSTRAP} resamples). Distances and k-NN error negated.", "",
+             f"Fit targets ({len(fit_t)}): {', '.join(fit_t)}. Hold-out targets ({len(hold_t)}, never fitted on): "
+             f"{', '.join(hold_t) or 'none yet'}. Sources: {len(data['sources'])}.", ""]
+    missing = [t for t in data["protocol_targets"] if t not in data["targets"]]
+    cut_missing = [t for t in data["protocol_cut_targets"] if t not in data["cut_targets"]]
+    if missing or cut_missing:
+        lines += [f"**Incomplete ground truth**: {len(data['targets'])} of {len(data['protocol_targets'])} targets "
+                  "have every source's fine-tune, scratch and metric scores; not yet: "
+                  f"{', '.join(missing) or 'none'}. Cut-point truth complete on {len(data['cut_targets'])} of "
+                  f"{len(data['protocol_cut_targets'])} cut-point targets (not yet: {', '.join(cut_missing) or 'none'}). "
+                  "Every number below is over the complete targets only; re-running `ground_truth_v2` and "
+                  "`scores_v2` continues where they stopped.", ""]
+    if meta:
+        sessions = meta.get("sessions", [])
+        wall = sum(s["wall_seconds"] for s in sessions)
+        busy = sum(s["busy_seconds"] for s in sessions)
+        torch_v = sorted({s["torch"] for s in sessions})
+        lines += [f"Ground-truth run: {sum(s['jobs'] for s in sessions)} jobs in {len(sessions)} session(s), "
+                  f"{wall:.0f} s wall, {busy:.0f} s of worker time, torch {', '.join(torch_v)}, "
+                  f"{sessions[-1]['workers'] if sessions else '?'} processes × 1 thread.", ""]
+    summ = summary(table, fit_t)
+    lines += ["## Fit targets: mean over targets (new default: leave-one-target-out)", "",
+              "| ranker | τ_w | r | top-1 | top-3 |", "|---|---:|---:|---:|---:|"]
+    for name in sorted(summ, key=lambda n: -summ[n]["tau"]):
+        r = summ[name]
+        lines.append(f"| {name} | {_ci(r, 'tau')} | {_ci(r, 'pearson')} | {_ci(r, 'top1', 2)} | {_ci(r, 'top3', 2)} |")
+    lines += ["", "## Fit targets: weighted τ per target", "", "| ranker | " + " | ".join(fit_t) + " |",
+              "|---|" + "---:|" * len(fit_t)]
+    for name in sorted(summ, key=lambda n: -summ[n]["tau"]):
+        lines.append(f"| {name} | " + " | ".join(f"{table[name][t]['tau']:.2f}" for t in fit_t) + " |")
+    if loto:
+        lines += ["", "## The new default, fold by fold", "",
+                  "Weights and layer rule fitted on the other fit targets only (forward stagewise, ≤ 6 units of "
+                  "weight on normalised ranks; layer rule: the best of `last` / `best` / `best_deep` on the "
+                  "training folds' cut-point truth, `last` unless strictly better).", "",
+                  "| held-out target | τ_w | top-1 | layer rule | weights |", "|---|---:|---:|---|---|"]
+        for tgt, e in loto["per_target"].items():
+            w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(e["weights"].items(), key=lambda kv: -kv[1]))
+            lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['layer_rule']} | {w} |")
+    if shipped:
+        w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(shipped["weights"].items(), key=lambda kv: -kv[1]))
+        lines += ["", f"Shipped default (fitted on all {len(fit_t)} fit targets): {w}; layer rule "
+                  f"`{shipped['layer_rule']}`."]
+    if hold_t:
+        hs = summary(table, hold_t)
+        lines += ["", "## Hold-out targets (never fitted on)", "",
+                  "The shipped default, unchanged, against every single metric and baseline.", "",
+                  "| ranker | mean τ_w | " + " | ".join(f"τ_w {t}" for t in hold_t) + " | mean top-1 |",
+                  "|---|---:|" + "---:|" * len(hold_t) + "---:|"]
+        for name in sorted(hs, key=lambda n: -hs[n]["tau"]):
+            lines.append(f"| {name} | {hs[name]['tau']:.3f} | " +
+                         " | ".join(f"{table[name][t]['tau']:.2f}" for t in hold_t) + f" | {hs[name]['top1']:.2f} |")
+    cut = cut_point_table(data, loto)
+    if cut:
+        lines += ["", "## Cut points: fine-tune accuracy at the chosen tap", "",
+                  "Mean over sources of the fine-tune test accuracy of the trunk cut at the tap each rule picks "
+                  "(weights fitted without the target), against the last tap and each source's best tap "
+                  "(regret = best − rule).", "",
+                  "| target | last tap | best tap | rule `best` | rule `best_deep` | old service best_layer | "
+                  "LOTO rule | LOTO default | regret of LOTO default |", "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+        for r in cut:
+            lines.append(f"| {r['target']} | {r['last_layer']:.3f} | {r['best_cut']:.3f} | {r['best']:.3f} | "
+                         f"{r['best_deep']:.3f} | {r['old_service_best_layer']:.3f} | {r['loto_rule']} | "
+                         f"{r['loto_default']:.3f} | {r['best_cut'] - r['loto_default']:.3f} |")
+        m = {k: float(np.mean([r[k] for r in cut])) for k in ("last_layer", "best_cut", "best", "best_deep",
+                                                              "old_service_best_layer", "loto_default")}
+        lines.append(f"| **mean** | {m['last_layer']:.3f} | {m['best_cut']:.3f} | {m['best']:.3f} | "
+                     f"{m['best_deep']:.3f} | {m['old_service_best_layer']:.3f} | | {m['loto_default']:.3f} | "
+                     f"{m['best_cut'] - m['loto_default']:.3f} |")
+    labels: dict[str, int] = defaultdict(int)
+    for r in gt_rows:
+        labels[r["label"]] += 1
+    neg = [r for r in gt_rows if int(r["practical_negative"])]
+    lines += ["", "## Negative transfer", "",
+              f"{len(gt_rows)} pairs; paired t-test labels (α = 0.05, one-sided): " +
+              ", ".join(f"{k} {labels[k]}" for k in sorted(labels)) + ".",
+              f"**Practical negative transfer** (fine-tune below scratch by more than δ = 1 point: one-sided "
+              f"one-sample t-test of H0 mean Δ ≥ −0.01 against mean Δ < −0.01 on the paired per-seed Δ, α = 0.05): "
+              f"**{len(neg)} pairs**.", "",
+              "| target | source | fine-tune | scratch | linear | Δ | sd(Δ) | p (Δ < −δ) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(neg, key=lambda r: (r["target"], float(r["delta"]))):
+        lines.append(f"| {r['target']} | {r['source']} | {float(r['finetune']):.3f} | {float(r['scratch']):.3f} | "
+                     f"{float(r['linear']):.3f} | {float(r['delta']):+.3f} | {float(r['delta_sd']):.3f} | "
+                     f"{float(r['p_practical_negative']):.3g} |")
+    harm = harmful_ranks(data, loto, shipped)
+    if harm:
+        lines += ["", "## Where the harmful sources land", "",
+                  "Rank (1 = first) among the target's sources: by the truth, the old default and the new default "
+                  "(leave-one-target-out on fit targets, the shipped default on hold-outs).", "",
+                  "| target | source | truth | old default | new default |", "|---|---|---:|---:|---:|"]
+        for r in harm:
+            lines.append(f"| {r['target']} | {r['source']} | {r['truth']} | {r['old'] or '–'} | {r['new'] or '–'} |")
+    if convergence:
+        lines += ["", "## Does scratch converge?", "", convergence["text"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
+    from bench.transfer import convergence as conv
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ground-truth", default=str(HERE / "ground_truth.csv"))
+    p.add_argument("--dir", default=str(HERE), help="where the v2 CSVs are")
     p.add_argument("--models-dir", default="models")
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--write-default", action="store_true",
+                   help="fit the default on every fit target and write app/ranking/defaults/<task>-v<N>.json")
+    p.add_argument("--default-version", type=int, default=1)
     a = p.parse_args(argv)
-    global MODELS_DIR
-    MODELS_DIR = Path(a.models_dir)
-    truth, labels = load_truth(Path(a.ground_truth))
-    targets, table = evaluate(truth, Path(a.models_dir))
-    with open(a.ground_truth) as fh:
-        gt_rows = list(csv.DictReader(fh))
-    text = markdown(targets, table, labels, gt_rows)
-    from bench.transfer.service_rows import service_verdicts
-
-    quality = verdict_rows(service_verdicts(HERE / "runs.csv"), labels)
-    text += ("\n## Probe verdicts against the ground-truth negative-transfer labels\n\n"
-             "The service's verdict rule (bootstrap CI of the paired Δ vs δ = 0.01, Holm across a target's "
-             "sources, t-test) applied to the ground truth's own per-seed runs (`runs.csv`): agreement of the "
-             "two rules on the same runs, not an independent replication.\n\n"
-             "| pairs | precision (negative_transfer) | recall |\n|---:|---:|---:|\n"
-             f"| {quality['pairs']} | {quality['precision']:.2f} | {quality['recall']:.2f} |\n")
+    out = Path(a.dir)
+    data = build(out, Path(a.models_dir))
+    if not data["targets"]:
+        raise SystemExit("no target has complete ground truth and scores yet")
+    result = evaluate(data)
+    meta_path = out / "ground_truth_v2.meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    convergence = conv.check(out, plot=out / "convergence_v2.png")
+    text = markdown(data, result, convergence, meta)
+    if a.write_default:
+        digest = digest_files([out / "ground_truth_v2.csv", out / "cut_points_v2.csv", out / "scores_v2.csv"])
+        default = F.fit_default(data["bench"], ground_truth_digest=digest, version=a.default_version,
+                                targets=data["fit_targets"], candidates=data["candidates"])
+        path = F.write_default(default)
+        text += (f"\n## The stored default\n\n`{path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}`"
+                 f" (version {default.version}, ground-truth digest `{digest[:16]}…`): metrics "
+                 f"{', '.join(default.metrics)}; layer rule `{default.layer_rule}`.\n")
     Path(a.out).write_text(text)
     print(text)
 

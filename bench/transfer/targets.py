@@ -26,6 +26,15 @@ class TargetTask:
     seed: int
     description: str
     params: dict[str, Any] = field(default_factory=dict)
+    role: str = "fit"  # "fit": the default ranking is fitted on it; "holdout": measured, never fitted on
+    cut_points: bool = False  # ground truth v2 also fine-tunes every source truncated at each of its taps
+    test_pool: int | None = None  # digits only: how many target-pool images the test split keeps (None: all)
+
+    def __post_init__(self) -> None:
+        if self.role not in ("fit", "holdout"):
+            raise ValueError(f"target role must be 'fit' or 'holdout', got {self.role!r}")
+        if self.shots < 1 or self.classes < 2:
+            raise ValueError(f"a target needs >= 2 classes and >= 1 shot, got {self.classes} x {self.shots}")
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``train images, train labels, test images, test labels`` (uint8 ``(n, 32, 32, 3)``, int64)."""
@@ -37,15 +46,18 @@ class TargetTask:
         train = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:self.shots] for c in range(self.classes)])
         train = rng.permutation(train)
         test = np.setdiff1d(np.arange(len(y)), train)
+        if self.test_pool is not None:
+            test = np.sort(rng.permutation(test)[:self.test_pool])
         return x[train], y[train], x[test], y[test]
 
 
 TARGETS: tuple[TargetTask, ...] = (
     TargetTask("digits_10shot", "digits", 10, 10, 0, 1001,
-               "held-out handwritten digits, 10 per class, white on black (the digits sources' domain)"),
+               "held-out handwritten digits, 10 per class, white on black (the digits sources' domain)",
+               cut_points=True),
     TargetTask("shapes_new", "shapes", len(NEW_SHAPES), 20, 50, 1003,
                "five NEW shapes (ellipse, hexagon, star, semicircle, L), rotated, on a noisy background",
-               {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}),
+               {"kinds": NEW_SHAPES, "background": "noise", "rotate": True}, cut_points=True),
     TargetTask("shapes_small", "shapes", len(SHAPES), 10, 50, 1004,
                "the six source shapes, but small (radius 4–7 px) on a noisy background",
                {"kinds": SHAPES, "radius": (4.0, 7.0), "background": "noise"}),
@@ -55,8 +67,22 @@ TARGETS: tuple[TargetTask, ...] = (
     TargetTask("textures", "textures", 5, 20, 50, 1006,
                "five regular textures (checkerboard, dots, lines, blocks, rings): a domain no source saw"),
     TargetTask("counting", "counting", 4, 25, 50, 1007,
-               "count 1–4 discs on a smooth-noise background: a domain no source saw"),
+               "count 1–4 discs on a smooth-noise background: a domain no source saw", cut_points=True),
+    # ground truth v2: more labelled data, so that scratch is strong and negative transfer can show
+    TargetTask("gratings_8", "gratings", 8, 60, 40, 1008,
+               "grating orientation in 8 bins offset by 11.25°, 2–10 cycles, heavy pixel noise: 60 labelled "
+               "per class", {"orientations": 8, "offset": 11.25, "cycles": (2.0, 10.0), "noise": 0.4}),
+    TargetTask("counting_6", "counting", 6, 60, 40, 1009,
+               "count 1–6 smaller discs on a smooth-noise background: 60 labelled per class",
+               {"max_count": 6, "radius": (2.0, 3.5)}),
+    # hold-out targets: measured by the same protocol, never used to fit the default ranking
+    TargetTask("digits_colour", "digits", 10, 20, 0, 1010,
+               "held-out digits in random contrasting colours, shifted by up to 2 px: 20 labelled per class",
+               {"colour": True, "shift": 2}, role="holdout"),
+    TargetTask("textures_40", "textures", 5, 40, 40, 1011,
+               "the five regular textures with 40 labelled images per class", role="holdout"),
 )
+CUT_POINT_TARGETS = tuple(t.name for t in TARGETS if t.cut_points)
 
 SOURCE_SEEDS = {s.seed for s in ZOO_SOURCES}
 assert all(t.seed not in SOURCE_SEEDS for t in TARGETS), "a target seed collides with a source seed"

@@ -1,0 +1,507 @@
+"""Fitting the default ranking from benchmark ground truth, leave-one-target-out, and storing it as data.
+
+What lives here (pure numpy: no scipy, torch, web, database or executor imports):
+
+* the ranking-quality measures the fit optimises and reports — :func:`weighted_tau` (Vigna's weighted
+  Kendall τ with hyperbolic weights, the statistic of ``scipy.stats.weightedtau`` with its defaults),
+  :func:`rank_quality` (τ_w, Pearson, top-1 / top-3 hit of the truly best source);
+* the aggregation family: per target and metric, sources' **normalised ranks** in [0, 1] (ties averaged,
+  a missing value counts 0.5), combined with **non-negative weights** that sum to 1 (:func:`combine`);
+* the **layer rules** that pick one tap per source (``last``, ``best``: the tap with the best combined
+  score, ``best_deep``: the same among the deeper half of the taps) and their check against cut-point truth
+  (:func:`layer_rule_quality`);
+* the fit: forward stagewise selection of weights on the training targets (:func:`fit_weights`), the
+  layer rule chosen on the training targets' cut-point truth (:func:`fit_layer_rule`), the
+  leave-one-target-out loop (:func:`leave_one_target_out`), and :func:`fit_default`, whose result
+  (:class:`FittedDefault`) is written to / read from a versioned JSON (:func:`write_default`,
+  :func:`load_default`; the committed files live in ``app/ranking/defaults/``).
+
+What must not live here: computing metric scores (``app.transferability``), the rank stage of the job
+(``app.services``), benchmark I/O (``bench.transfer``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
+LAYER_RULES = ("last", "best", "best_deep")
+MISSING_RANK = 0.5
+_FILE_RE = re.compile(r"^(?P<task>[a-z_]+)-v(?P<version>\d+)\.json$")
+
+Key3 = tuple[str, str, str]  # (target, source, layer)
+Key2 = tuple[str, str]  # (target, source)
+
+
+# -- ranking quality ------------------------------------------------------------------------------------------
+def _check_pair(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"need two 1-d arrays of the same length, got shapes {x.shape} and {y.shape}")
+    if len(x) < 2:
+        raise ValueError(f"need at least 2 items to rank, got {len(x)}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("values must be finite (impute missing scores before ranking)")
+    return x, y
+
+
+def _weighted_tau_ranked(x: np.ndarray, y: np.ndarray) -> float:
+    """τ_w with the importance rank taken from decreasing (x, then y); hyperbolic additive weights."""
+    n = len(x)
+    order = np.lexsort((-y, -x))
+    rank = np.empty(n)
+    rank[order] = np.arange(n)
+    w = 1.0 / (rank + 1.0)
+    wij = w[:, None] + w[None, :]
+    sx = np.sign(x[:, None] - x[None, :])
+    sy = np.sign(y[:, None] - y[None, :])
+    upper = np.triu(np.ones((n, n), dtype=bool), k=1)
+    num = float(np.sum((wij * sx * sy)[upper]))
+    dx = float(np.sum((wij * (sx != 0))[upper]))
+    dy = float(np.sum((wij * (sy != 0))[upper]))
+    if dx == 0 or dy == 0:
+        return float("nan")
+    return num / math.sqrt(dx * dy)
+
+
+def weighted_tau(x: Any, y: Any) -> float:
+    """Weighted Kendall τ (Vigna 2015) with hyperbolic weights ``1 / (r + 1)`` on the importance rank,
+    averaged over ranking by ``x`` and by ``y`` — the value ``scipy.stats.weightedtau(x, y)`` returns.
+
+    Parameters
+    ----------
+    x, y : array_like, shape (n,)
+        Finite scores of the same items; higher ranks first.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; NaN when one side is constant.
+    """
+    x, y = _check_pair(x, y)
+    return 0.5 * (_weighted_tau_ranked(x, y) + _weighted_tau_ranked(y, x))
+
+
+def rank_quality(pred: Mapping[str, float], truth: Mapping[str, float]) -> dict[str, float]:
+    """How well ``pred`` ranks the items of ``truth``: ``tau`` (weighted τ), ``pearson``, ``top1`` (is a
+    truly best item ranked first?) and ``top3`` (is one among the first three?).
+
+    A constant prediction scores τ = r = 0 (it says nothing) and, for the hit rates, ties are broken by the
+    item name, so a constant ranker earns no luck from the order of the input.
+
+    Parameters
+    ----------
+    pred : mapping item -> score
+        Must cover every item of ``truth``, with finite scores.
+    truth : mapping item -> measured value (e.g. fine-tune accuracy)
+    """
+    items = sorted(truth)
+    missing = [s for s in items if s not in pred]
+    if missing:
+        raise ValueError(f"prediction misses {len(missing)} item(s) of the truth, e.g. {missing[:3]}")
+    p, t = _check_pair([pred[s] for s in items], [truth[s] for s in items])
+    tau = weighted_tau(p, t) if np.ptp(p) > 0 and np.ptp(t) > 0 else 0.0
+    if np.ptp(p) > 0 and np.ptp(t) > 0:
+        r = float(np.corrcoef(p, t)[0, 1])
+    else:
+        r = 0.0
+    best = set(np.flatnonzero(t == t.max()).tolist())
+    order = sorted(range(len(items)), key=lambda i: (-p[i], items[i]))
+    return {"tau": float(tau), "pearson": r, "top1": float(order[0] in best),
+            "top3": float(bool(best & set(order[:3])))}
+
+
+# -- the aggregation family -----------------------------------------------------------------------------------
+def normalised_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks of ``values`` scaled to [0, 1] (1 = highest), ties averaged; NaN gets :data:`MISSING_RANK`.
+    A single item, or all-missing values, gets 0.5."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"need a non-empty 1-d array of values, got shape {v.shape}")
+    out = np.full(len(v), MISSING_RANK)
+    ok = np.flatnonzero(np.isfinite(v))
+    if len(ok) < 2:
+        return out
+    vals = v[ok]
+    order = np.argsort(vals, kind="stable")
+    ranks = np.empty(len(vals))
+    ranks[order] = np.arange(len(vals), dtype=np.float64)
+    for u in np.unique(vals):  # average ties
+        tied = vals == u
+        ranks[tied] = ranks[tied].mean()
+    out[ok] = ranks / (len(vals) - 1)
+    return out
+
+
+def _check_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    if not weights:
+        raise ValueError("weights must name at least one metric")
+    bad = {m: w for m, w in weights.items() if not (isinstance(w, int | float) and math.isfinite(w) and w >= 0)}
+    if bad:
+        raise ValueError(f"weights must be finite and non-negative, got {bad}")
+    total = float(sum(weights.values()))
+    if total <= 0:
+        raise ValueError("weights must have a positive sum")
+    return {m: float(w) / total for m, w in weights.items() if w > 0}
+
+
+def combine(rows: Mapping[Any, Mapping[str, float]], weights: Mapping[str, float],
+            directions: Mapping[str, bool]) -> dict[Any, float]:
+    """The combined score of each row: Σ_m w_m · normalised rank of the row's (oriented) value of m among
+    ``rows``. ``directions[m]`` is True when higher is better.
+
+    Parameters
+    ----------
+    rows : mapping row key -> {metric: raw value}
+        The items competing on one target (sources, or (source, layer) pairs). A metric a row lacks, or a
+        non-finite value, counts as rank :data:`MISSING_RANK`.
+    weights : mapping metric -> non-negative weight (normalised to sum 1 here)
+    directions : mapping metric -> higher is better
+    """
+    w = _check_weights(weights)
+    missing = [m for m in w if m not in directions]
+    if missing:
+        raise ValueError(f"no direction for metric(s) {missing}")
+    keys = list(rows)
+    if not keys:
+        raise ValueError("no rows to combine")
+    total = np.zeros(len(keys))
+    for m, wm in w.items():
+        sign = 1.0 if directions[m] else -1.0
+        col = np.array([sign * float(rows[k].get(m, np.nan)) for k in keys], dtype=np.float64)
+        total += wm * normalised_ranks(col)
+    return dict(zip(keys, total.tolist(), strict=True))
+
+
+def choose_layers(scores: Mapping[tuple[str, str], Mapping[str, float]], layers: Mapping[str, Sequence[str]],
+                  weights: Mapping[str, float], directions: Mapping[str, bool], rule: str) -> dict[str, tuple[str, float]]:
+    """``{source: (chosen layer, its combined score)}`` on one target.
+
+    Parameters
+    ----------
+    scores : mapping (source, layer) -> {metric: raw value}
+    layers : mapping source -> its taps in depth order (the last is the backbone's last layer)
+    rule : one of :data:`LAYER_RULES`
+        ``last``: the last tap, scores normalised among the sources' last taps; ``best``: every
+        (source, tap) competes in one pool and each source keeps its best tap; ``best_deep``: the same
+        among the deeper half of each source's taps.
+    """
+    if rule not in LAYER_RULES:
+        raise ValueError(f"unknown layer rule {rule!r}; known: {LAYER_RULES}")
+    if not layers:
+        raise ValueError("no sources")
+    pool: dict[tuple[str, str], Mapping[str, float]] = {}
+    for src, taps in layers.items():
+        if not taps:
+            raise ValueError(f"source {src} has no taps")
+        if rule == "last":
+            allowed = [taps[-1]]
+        elif rule == "best":
+            allowed = list(taps)
+        else:
+            allowed = list(taps[len(taps) // 2:])
+        for ly in allowed:
+            if (src, ly) not in scores:
+                raise ValueError(f"no scores for source {src} at layer {ly}")
+            pool[(src, ly)] = scores[(src, ly)]
+    combined = combine(pool, weights, directions)
+    out: dict[str, tuple[str, float]] = {}
+    for (src, ly), value in combined.items():  # ties keep the deeper tap (pool order is depth order)
+        if src not in out or value >= out[src][1]:
+            out[src] = (ly, value)
+    return out
+
+
+# -- the data the fit reads -----------------------------------------------------------------------------------
+@dataclass
+class Benchmark:
+    """Metric scores and ground truth of several targets, as the fit reads them.
+
+    Attributes
+    ----------
+    scores : {(target, source, layer): {metric: raw value}}
+    directions : {metric: higher is better}
+    layers : {source: taps in depth order}
+    truth : {(target, source): fine-tune accuracy at the last layer}
+    cut_truth : {(target, source, layer): fine-tune accuracy of the trunk cut at that tap}
+    """
+
+    scores: Mapping[Key3, Mapping[str, float]]
+    directions: Mapping[str, bool]
+    layers: Mapping[str, Sequence[str]]
+    truth: Mapping[Key2, float]
+    cut_truth: Mapping[Key3, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.truth:
+            raise ValueError("the benchmark holds no ground truth")
+        for (tgt, src), v in self.truth.items():
+            if src not in self.layers:
+                raise ValueError(f"truth names source {src} that has no taps")
+            if not math.isfinite(float(v)):
+                raise ValueError(f"truth for ({tgt}, {src}) is not finite: {v!r}")
+            if (tgt, src, self.layers[src][-1]) not in self.scores:
+                raise ValueError(f"no metric scores for ({tgt}, {src}) at its last layer {self.layers[src][-1]}")
+
+    @property
+    def targets(self) -> list[str]:
+        return sorted({t for t, _ in self.truth})
+
+    @property
+    def cut_targets(self) -> list[str]:
+        return sorted({t for t, _, _ in self.cut_truth})
+
+    @property
+    def metrics(self) -> list[str]:
+        return sorted({m for vals in self.scores.values() for m in vals} & set(self.directions))
+
+    def sources(self, target: str) -> list[str]:
+        return sorted(s for t, s in self.truth if t == target)
+
+    def target_scores(self, target: str) -> dict[tuple[str, str], Mapping[str, float]]:
+        return {(s, ly): v for (t, s, ly), v in self.scores.items() if t == target}
+
+    def target_layers(self, target: str) -> dict[str, Sequence[str]]:
+        return {s: self.layers[s] for s in self.sources(target)}
+
+
+def predict(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last") -> dict[str, tuple[str, float]]:
+    """``{source: (layer, score)}`` of the aggregation on one target of ``bench``."""
+    return choose_layers(bench.target_scores(target), bench.target_layers(target), weights, bench.directions, rule)
+
+
+def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last") -> dict[str, float]:
+    pred = predict(bench, target, weights, rule)
+    truth = {s: float(bench.truth[(target, s)]) for s in bench.sources(target)}
+    return rank_quality({s: v for s, (_, v) in pred.items()}, truth)
+
+
+# -- the fit ------------------------------------------------------------------------------------------------
+def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None, *,
+                max_units: int = 6, min_gain: float = 0.005, rule: str = "last") -> dict[str, float]:
+    """Forward stagewise weights: start from nothing; at each step add one unit of weight to the candidate
+    metric that most raises the mean weighted τ over ``targets``; stop after ``max_units`` units or when
+    the best step gains less than ``min_gain``. The result has non-negative rational weights summing to 1
+    and at most ``max_units`` metrics — few enough free parameters not to overfit a handful of targets.
+
+    Ties between candidates go to the alphabetically first, so the fit is deterministic.
+    """
+    if not targets:
+        raise ValueError("fit_weights needs at least one training target")
+    unknown = [t for t in targets if t not in bench.targets]
+    if unknown:
+        raise ValueError(f"targets without ground truth: {unknown}")
+    cands = sorted(candidates if candidates is not None else bench.metrics)
+    if not cands:
+        raise ValueError("no candidate metrics")
+    if max_units < 1:
+        raise ValueError(f"max_units must be >= 1, got {max_units}")
+    units: dict[str, int] = {}
+    best_score = -math.inf
+    for _ in range(max_units):
+        step_best, step_metric = -math.inf, None
+        for m in cands:
+            trial = dict(units)
+            trial[m] = trial.get(m, 0) + 1
+            score = float(np.mean([target_quality(bench, t, trial, rule)["tau"] for t in targets]))
+            if score > step_best + 1e-12:
+                step_best, step_metric = score, m
+        if units and step_best < best_score + min_gain:
+            break
+        units[step_metric] = units.get(step_metric, 0) + 1
+        best_score = step_best
+    total = sum(units.values())
+    return {m: u / total for m, u in sorted(units.items())}
+
+
+def layer_rule_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str) -> dict[str, float]:
+    """Cut-point check on one target: mean fine-tune accuracy over sources at the rule's chosen tap, at the
+    last tap and at each source's best tap, and the regret (best − chosen)."""
+    srcs = sorted({s for t, s, _ in bench.cut_truth if t == target})
+    if not srcs:
+        raise ValueError(f"no cut-point truth for target {target}")
+    scores = {k: v for k, v in bench.target_scores(target).items() if k[0] in srcs}
+    chosen = choose_layers(scores, {s: bench.layers[s] for s in srcs}, weights, bench.directions, rule)
+    acc_rule, acc_last, acc_best = [], [], []
+    for s in srcs:
+        taps = bench.layers[s]
+        cut = {ly: bench.cut_truth.get((target, s, ly)) for ly in taps}
+        if any(v is None for v in cut.values()):
+            raise ValueError(f"cut-point truth for ({target}, {s}) misses taps {[ly for ly, v in cut.items() if v is None]}")
+        acc_rule.append(cut[chosen[s][0]])
+        acc_last.append(cut[taps[-1]])
+        acc_best.append(max(cut.values()))
+    return {"rule": float(np.mean(acc_rule)), "last": float(np.mean(acc_last)), "best": float(np.mean(acc_best)),
+            "regret": float(np.mean(np.array(acc_best) - np.array(acc_rule))),
+            "chosen": {s: chosen[s][0] for s in srcs}}
+
+
+def fit_layer_rule(bench: Benchmark, targets: Sequence[str], weights: Mapping[str, float],
+                   rules: Sequence[str] = LAYER_RULES) -> str:
+    """The rule with the highest mean cut-point fine-tune accuracy over ``targets``; ``last`` unless another
+    rule is strictly better (and ``last`` when no target has cut-point truth)."""
+    cut = [t for t in targets if t in bench.cut_targets]
+    if "last" not in rules:
+        raise ValueError("the rules must include 'last' (the fallback)")
+    if not cut:
+        return "last"
+    mean = {r: float(np.mean([layer_rule_quality(bench, t, weights, r)["rule"] for t in cut])) for r in rules}
+    best = max(rules, key=lambda r: (mean[r], r == "last"))
+    return best if mean[best] > mean["last"] + 1e-12 else "last"
+
+
+def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
+                         candidates: Sequence[str] | None = None, **fit_kw: Any) -> dict[str, Any]:
+    """For each target in turn: fit weights and the layer rule on the *other* targets only, then score the
+    held-out target. Returns ``{"per_target": {t: {...}}, "mean": {...}}``."""
+    targets = list(targets if targets is not None else bench.targets)
+    if len(targets) < 2:
+        raise ValueError("leave-one-target-out needs at least 2 targets")
+    per: dict[str, dict[str, Any]] = {}
+    for held in targets:
+        train = [t for t in targets if t != held]
+        w = fit_weights(bench, train, candidates, **fit_kw)
+        rule = fit_layer_rule(bench, train, w)
+        q = target_quality(bench, held, w, rule)
+        entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "fitted_on": train}
+        if held in bench.cut_targets:
+            lq = layer_rule_quality(bench, held, w, rule)
+            entry["cut"] = {k: v for k, v in lq.items() if k != "chosen"}
+        per[held] = entry
+    mean = {k: float(np.mean([per[t][k] for t in targets])) for k in ("tau", "pearson", "top1", "top3")}
+    return {"per_target": per, "mean": mean}
+
+
+# -- the stored default -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FittedDefault:
+    """The default ranking as data: which metrics, which weights, which layer rule, fitted on what."""
+
+    version: int
+    task_type: str
+    metrics: tuple[str, ...]
+    weights: dict[str, float]
+    directions: dict[str, bool]
+    layer_rule: str
+    ground_truth_digest: str
+    fitted_on: tuple[str, ...]
+    loto: dict[str, Any] = field(default_factory=dict)
+    method: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"version must be a positive integer, got {self.version!r}")
+        w = _check_weights(self.weights)
+        if abs(sum(self.weights.values()) - 1.0) > 1e-9 or set(w) != set(self.weights):
+            raise ValueError(f"weights must be positive and sum to 1, got {self.weights}")
+        if tuple(sorted(self.weights)) != tuple(self.metrics):
+            raise ValueError(f"metrics {self.metrics} must be the sorted names of the weights {sorted(self.weights)}")
+        missing = [m for m in self.metrics if m not in self.directions]
+        if missing:
+            raise ValueError(f"no direction for metric(s) {missing}")
+        if self.layer_rule not in LAYER_RULES:
+            raise ValueError(f"unknown layer rule {self.layer_rule!r}; known: {LAYER_RULES}")
+        if not re.fullmatch(r"[0-9a-f]{64}", self.ground_truth_digest):
+            raise ValueError("ground_truth_digest must be a sha256 hex digest")
+        if not self.fitted_on:
+            raise ValueError("fitted_on must name the targets the default was fitted on")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT_VERSION, "version": self.version, "task_type": self.task_type,
+                "metrics": list(self.metrics), "weights": dict(sorted(self.weights.items())),
+                "directions": {m: ("higher" if self.directions[m] else "lower") for m in self.metrics},
+                "normalisation": "per target: normalised rank in [0, 1] of each metric's oriented value, ties "
+                                 f"averaged, missing = {MISSING_RANK}; score = weighted sum",
+                "layer_rule": self.layer_rule, "ground_truth_digest": self.ground_truth_digest,
+                "fitted_on": list(self.fitted_on), "method": self.method, "loto": self.loto}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FittedDefault:
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"unsupported default-ranking format {data.get('format')!r} (expected {FORMAT_VERSION})")
+        try:
+            directions = {m: {"higher": True, "lower": False}[d] for m, d in data["directions"].items()}
+            return cls(version=int(data["version"]), task_type=str(data["task_type"]),
+                       metrics=tuple(data["metrics"]), weights={m: float(w) for m, w in data["weights"].items()},
+                       directions=directions, layer_rule=str(data["layer_rule"]),
+                       ground_truth_digest=str(data["ground_truth_digest"]), fitted_on=tuple(data["fitted_on"]),
+                       loto=dict(data.get("loto") or {}), method=dict(data.get("method") or {}))
+        except KeyError as exc:
+            raise ValueError(f"default-ranking JSON lacks {exc}") from None
+
+    def rank(self, scores: Mapping[tuple[str, str], Mapping[str, float]],
+             layers: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, float]]:
+        """``{source: (layer, score)}`` for one target — what the rank stage of a job computes."""
+        return choose_layers(scores, layers, self.weights, self.directions, self.layer_rule)
+
+
+def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, task_type: str = "classification",
+                targets: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
+                max_units: int = 6, min_gain: float = 0.005) -> FittedDefault:
+    """Fit on all ``targets`` (the shipped default) and record the leave-one-target-out estimate of how it
+    does on a target it was not fitted on."""
+    targets = list(targets if targets is not None else bench.targets)
+    loto = leave_one_target_out(bench, targets, candidates, max_units=max_units, min_gain=min_gain)
+    w = fit_weights(bench, targets, candidates, max_units=max_units, min_gain=min_gain)
+    rule = fit_layer_rule(bench, targets, w)
+    cands = sorted(candidates if candidates is not None else bench.metrics)
+    return FittedDefault(version=version, task_type=task_type, metrics=tuple(sorted(w)), weights=w,
+                         directions={m: bool(bench.directions[m]) for m in w}, layer_rule=rule,
+                         ground_truth_digest=ground_truth_digest, fitted_on=tuple(targets), loto=loto,
+                         method={"weights": "forward stagewise on mean weighted tau", "max_units": max_units,
+                                 "min_gain": min_gain, "candidates": cands, "layer_rules": list(LAYER_RULES)})
+
+
+def default_path(task_type: str, version: int, directory: Path = DEFAULTS_DIR) -> Path:
+    if not re.fullmatch(r"[a-z_]+", task_type):
+        raise ValueError(f"task type must be lower-case letters and underscores, got {task_type!r}")
+    return Path(directory) / f"{task_type}-v{int(version)}.json"
+
+
+def write_default(default: FittedDefault, directory: Path = DEFAULTS_DIR) -> Path:
+    """Write ``<task_type>-v<version>.json``; refuses to overwrite an existing version."""
+    path = default_path(default.task_type, default.version, directory)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: a fitted default is never overwritten, bump the version")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(default.to_json(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def versions(task_type: str, directory: Path = DEFAULTS_DIR) -> list[int]:
+    """The stored versions of a task type's default, ascending."""
+    out = []
+    for p in Path(directory).glob(f"{task_type}-v*.json"):
+        m = _FILE_RE.match(p.name)
+        if m and m["task"] == task_type:
+            out.append(int(m["version"]))
+    return sorted(out)
+
+
+def load_default(task_type: str = "classification", version: int | None = None,
+                 directory: Path = DEFAULTS_DIR) -> FittedDefault:
+    """The newest (or the named) stored default of a task type."""
+    found = versions(task_type, directory)
+    if not found:
+        raise FileNotFoundError(f"no fitted default for {task_type!r} in {directory}")
+    v = found[-1] if version is None else int(version)
+    if v not in found:
+        raise FileNotFoundError(f"no version {v} of the {task_type!r} default in {directory}; have {found}")
+    data = json.loads(default_path(task_type, v, directory).read_text())
+    default = FittedDefault.from_json(data)
+    if default.version != v or default.task_type != task_type:
+        raise ValueError(f"{default_path(task_type, v, directory)} holds {default.task_type} v{default.version}")
+    return default
+
+
+def targets_of(keys: Iterable[tuple]) -> list[str]:
+    return sorted({k[0] for k in keys})
