@@ -35,6 +35,35 @@ def show(
     print_job(job, as_json)
 
 
+@rankings_cli.command("extend")
+def extend(
+    job_id: Annotated[str, typer.Argument(help="A finished ranking job with probes")],
+    max_seeds: Annotated[int, typer.Option("--max-seeds", help="The new cap on paired seeds per candidate")],
+    candidate: Annotated[list[str] | None, typer.Option("--candidate", help="Probe this backbone further; "
+                                                        "repeatable (default: every probed one)")] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", help="Seconds for the probe stage")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the new job until it ends")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON")] = False,
+    url: Url = None, key: Key = None,
+) -> None:
+    """Extend a finished ranking's verdicts with more seeds (a new job that reuses every stored run)."""
+    import uuid
+
+    from app.cli.rank import follow, print_job
+    from app.client import Client, ScoutError
+
+    try:
+        with Client(url, key) as client:
+            job = client.extend_probes(job_id, max_seeds=max_seeds, candidates=candidate or None,
+                                       time_budget_seconds=time_budget, idempotency_key=f"extend-{uuid.uuid4()}")
+            err.print(f"ranking {job.id} extends {job_id}; follow it with: tscout rankings show {job.id} --wait")
+            if wait:
+                job = follow(client, str(job.id), quiet=as_json)
+    except (ScoutError, ValueError) as exc:
+        fail(str(exc))
+    print_job(job, as_json)
+
+
 @rankings_cli.command("export")
 def export(
     job_id: Annotated[str, typer.Argument(help="The ranking job id")],

@@ -127,6 +127,21 @@ def rank_call(dataset_id: Any, *, backbones: list[str] | Mapping[str, Any] | Non
                 lambda r: RankingRead.model_validate(r.json()))
 
 
+def extend_call(job: Any, *, max_seeds: int, candidates: list[str] | None, time_budget_seconds: float | None,
+                idempotency_key: str | None) -> Call:
+    """``POST /v1/rankings/{id}/probes``: more seeds for a finished ranking's candidates (a new job)."""
+    from app.schemas.rankings import ProbeExtension, RankingRead
+
+    try:
+        body = ProbeExtension(max_seeds=max_seeds, candidates=candidates, time_budget_seconds=time_budget_seconds)
+    except Exception as exc:  # pydantic's error, one line per field
+        raise ValueError(f"invalid extension: {exc}") from None
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return Call("POST", f"/v1/rankings/{job_id_of(job)}/probes",
+                {"json": body.model_dump(mode="json", exclude_none=True), "headers": headers},
+                lambda r: RankingRead.model_validate(r.json()))
+
+
 def ranking_call(job: Any) -> Call:
     from app.schemas.rankings import RankingRead
 

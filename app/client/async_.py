@@ -94,6 +94,14 @@ class AsyncClient:
     async def ranking(self, job: Any) -> RankingRead:
         return await self._send(_core.ranking_call(job))
 
+    async def extend_probes(self, job: Any, *, max_seeds: int, candidates: list[str] | None = None,
+                            time_budget_seconds: float | None = None,
+                            idempotency_key: str | None = None) -> RankingRead:
+        """More paired seeds for a finished ranking's verdicts: a new job reusing every stored run."""
+        return await self._send(_core.extend_call(job, max_seeds=max_seeds, candidates=candidates,
+                                                  time_budget_seconds=time_budget_seconds,
+                                                  idempotency_key=idempotency_key))
+
     async def table(self, job: Any) -> list[RankingRow]:
         return (await self.ranking(job)).table
 

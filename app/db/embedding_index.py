@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Embedding
+from app.db.upsert import insert_unless_exists
 
 
 class SqlEmbeddingIndex:
@@ -22,14 +23,4 @@ class SqlEmbeddingIndex:
 
     def record(self, entry: dict[str, Any]) -> None:
         """Insert-or-ignore on the unique ``cache_key``, so concurrent processes agree on one row."""
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:  # other backends: check first (a race then surfaces as an IntegrityError)
-            if self.artifact(entry["cache_key"]) is None:
-                self.session.add(Embedding(**entry))
-                self.session.flush()
-            return
-        self.session.execute(insert(Embedding).values(**entry).on_conflict_do_nothing(index_elements=["cache_key"]))
+        insert_unless_exists(self.session, Embedding, entry, ["cache_key"])

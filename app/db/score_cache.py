@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.tables import ScoreCacheEntry
+from app.db.upsert import dialect_insert
 
 _CHUNK = 500  # keys per IN (...) query: well under every backend's parameter limit
 
@@ -102,16 +103,7 @@ class SqlScoreCache:
         rows = list({r["cache_key"]: r for r in rows}.values())
         if not rows:
             return
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:  # other backends: check first (a race then surfaces as an IntegrityError)
-            have = self.lookup(r["cache_key"] for r in rows)
-            self.session.add_all(ScoreCacheEntry(**r) for r in rows if r["cache_key"] not in have)
-            self.session.flush()
-            return
+        insert = dialect_insert(self.session)
         now = utcnow()
         for start in range(0, len(rows), _CHUNK):
             chunk = [{**r, "id": uuid.uuid4(), "created_at": now} for r in rows[start:start + _CHUNK]]

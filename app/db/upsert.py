@@ -38,16 +38,24 @@ def upsert(session: Session, model: type[M], key: dict[str, Any], values: dict[s
     return row
 
 
+def dialect_insert(session: Session):
+    """The ``insert`` construct of the session's database, which has ``on_conflict_do_nothing`` — SQLite or
+    PostgreSQL, the two backends the service runs on."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+
+        return insert
+    raise ValueError(f"database dialect {dialect!r} is not supported: Transfer Scout runs on SQLite and PostgreSQL")
+
+
 def insert_unless_exists(session: Session, model: type[M], values: dict[str, Any], conflict: list[str]) -> bool:
     """``INSERT … ON CONFLICT (conflict) DO NOTHING``: True if this call inserted the row, False if a row with
     the same ``conflict`` columns already existed — or was committed meanwhile by a concurrent transaction
     (PostgreSQL waits for it; SQLite serialises writers), so a race ends without an IntegrityError."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the two supported backends are above
-        raise NotImplementedError(f"insert_unless_exists does not support {dialect!r}")
-    statement = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
+    statement = dialect_insert(session)(model).values(**values).on_conflict_do_nothing(index_elements=conflict)
     return session.execute(statement.execution_options(synchronize_session=False)).rowcount == 1

@@ -31,6 +31,12 @@ pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.slow]
 BIN = Path(sys.executable).parent
 
 
+def _clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without what an in-process Ray session left in it (e.g. ``RAY_AUTH_MODE``,
+    which would turn on token auth in the cluster this test starts)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **values}
+
+
 def _free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
@@ -57,7 +63,7 @@ def ray_head():
     state API; yields (GCS address, dashboard URL)."""
     port, dashboard = _free_port(), _free_port()
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
+    env = _clean_env(PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0")
     log = open(Path(temp) / "head.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -86,8 +92,11 @@ def ray_head():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_worker_runs_the_units_of_a_ranking_on_the_ray_cluster(ray_head, _postgres_database, tmp_path):
+def test_worker_runs_the_units_of_a_ranking_on_the_ray_cluster(ray_head, _postgres_database, tmp_path,
+                                                              monkeypatch):
     address, dashboard = ray_head
+    for name in [k for k in os.environ if k.startswith("RAY_")]:  # left by an in-process Ray session
+        monkeypatch.delenv(name)
     models = toy_models_dir(tmp_path / "models")
     values = {"TSCOUT_DATABASE_URL": _postgres_database, "TSCOUT_STORAGE_URL": str(tmp_path / "artifacts"),
               "TSCOUT_MODELS_DIR": str(models), "TSCOUT_HUB_CACHE_DIR": str(tmp_path / "hub")}
@@ -98,7 +107,7 @@ def test_worker_runs_the_units_of_a_ranking_on_the_ray_cluster(ray_head, _postgr
     worker_log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"], cwd=REPO, stdout=worker_log, stderr=subprocess.STDOUT,
-        env=dict(os.environ, **values, TSCOUT_EXECUTOR="ray", TSCOUT_RAY_ADDRESS=address, PYTHONPATH=str(REPO)),
+        env=_clean_env(**values, TSCOUT_EXECUTOR="ray", TSCOUT_RAY_ADDRESS=address, PYTHONPATH=str(REPO)),
         start_new_session=True)
     started = time.monotonic()
     try:
