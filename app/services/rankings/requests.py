@@ -163,7 +163,7 @@ def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None
 
 @raises(Conflict, InvalidInput)
 def create_ranking(session: Session, principal: Principal, runtime: Runtime, request: RankingCreate,
-                   idempotency_key: str | None = None) -> tuple[Job, bool]:
+                   idempotency_key: str | None = None, *, extends: uuid.UUID | None = None) -> tuple[Job, bool]:
     """Validate and store a PENDING ranking job. Returns (job, created); the caller commits, then submits.
 
     The same ``Idempotency-Key`` with the same body returns the existing job; with a different body, 409.
@@ -184,6 +184,7 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
         if resolved.reference_backbone is not None and ProbeArm.reference.value not in arms:
             arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
     stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
+                                  **({"extends": str(extends)} if extends is not None else {}),
                                   "reference_backbone": resolved.reference_backbone,
                                   "design": _design(request, settings),
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
@@ -245,12 +246,8 @@ def extend_probes(session: Session, principal: Principal, runtime: Runtime, job_
              "round_size": design["round_size"], "max_seeds": extension.max_seeds, "candidates": candidates,
              "final_test_seeds": design.get("final_test_seeds") or design["max_seeds"],
              "time_budget_seconds": extension.time_budget_seconds or design["time_budget_seconds"]}
-    job, created = create_ranking(session, principal, runtime, RankingCreate(**{**body, "probe": probe}),
-                                  idempotency_key)
-    if created:
-        job.request = {**job.request, "resolved": {**job.request["resolved"], "extends": str(job_id)}}
-        session.flush()
-    return job, created
+    return create_ranking(session, principal, runtime, RankingCreate(**{**body, "probe": probe}), idempotency_key,
+                          extends=job_id)
 
 
 @raises(NotFound, Conflict)
