@@ -51,9 +51,12 @@ SEEDS = (0, 1, 2, 3, 4)
 TUNE_SEED = 0
 LR_GRID = (1e-3, 3e-3, 1e-2)  # finetune and scratch (AdamW)
 LINEAR_LR_GRID = (3e-3, 1e-2, 3e-2)  # the head alone on frozen features
-SMALL_TARGET = 200  # train images at or below this: the short budget
-STEPS_SMALL, STEPS_LARGE = 160, 250
-EVAL_EVERY = {STEPS_SMALL: 20, STEPS_LARGE: 25}
+# the step budget grows with the training set so that every arm sees >= 25 epochs (scratch converges: the
+# "Does scratch converge?" table of RESULTS.md); targets at or below SMALL_TARGET images get STEPS_SMALL,
+# at or below MEDIUM_TARGET STEPS_MEDIUM, above it STEPS_LARGE
+SMALL_TARGET, MEDIUM_TARGET = 120, 250
+STEPS_SMALL, STEPS_MEDIUM, STEPS_LARGE = 160, 320, 640
+EVAL_EVERY = {STEPS_SMALL: 20, STEPS_MEDIUM: 20, STEPS_LARGE: 40}
 BATCH_SIZE = 16  # what two shared cores allow: the per-step cost is linear in the batch
 RUN_ORDER = ("gratings_4", "gratings_8", "counting_6", "digits_10shot", "counting", "textures", "shapes_new",
              "shapes_small", "digits_colour", "textures_40")
@@ -101,7 +104,9 @@ def steps_for(n_train: int) -> int:
     """The step budget of a target: long enough for scratch to converge (checked by ``convergence``)."""
     if n_train < 1:
         raise ValueError(f"a target needs training images, got {n_train}")
-    return STEPS_SMALL if n_train <= SMALL_TARGET else STEPS_LARGE
+    if n_train <= SMALL_TARGET:
+        return STEPS_SMALL
+    return STEPS_MEDIUM if n_train <= MEDIUM_TARGET else STEPS_LARGE
 
 
 def budget(steps: int, lr: float):
@@ -539,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
     meta["sessions"].append(session)
     meta["protocol"] = {"seeds": list(SEEDS), "tune_seed": TUNE_SEED, "lr_grid": list(LR_GRID),
                         "linear_lr_grid": list(LINEAR_LR_GRID), "steps": {f"<= {SMALL_TARGET} train images":
-                        STEPS_SMALL, "more": STEPS_LARGE}, "eval_every": {str(k): v for k, v in EVAL_EVERY.items()},
+                        STEPS_SMALL, f"<= {MEDIUM_TARGET}": STEPS_MEDIUM, "more": STEPS_LARGE}, "eval_every": {str(k): v for k, v in EVAL_EVERY.items()},
                         "batch_size": BATCH_SIZE, "weight_decay": 1e-4, "val_fraction": 0.2, "early_stopping": "none",
                         "alpha": ALPHA, "delta": DELTA}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")

@@ -63,7 +63,8 @@ def test_choose_lr_reads_validation_only():
 
 def test_tail_mean_and_steps():
     assert gt.tail_mean([(0, 0.1), (10, 0.5), (20, 0.7), (30, 0.9)]) == pytest.approx(0.8)
-    assert gt.steps_for(100) == gt.STEPS_SMALL and gt.steps_for(480) == gt.STEPS_LARGE
+    assert gt.steps_for(100) == gt.STEPS_SMALL and gt.steps_for(200) == gt.STEPS_MEDIUM
+    assert gt.steps_for(480) == gt.STEPS_LARGE
     with pytest.raises(ValueError):
         gt.steps_for(0)
 
@@ -185,7 +186,7 @@ def test_bootstrap_interval_covers_the_mean():
 @pytest.mark.slow
 def test_tiny_v2_run_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(gt, "STEPS_SMALL", 4)
-    monkeypatch.setattr(gt, "EVAL_EVERY", {4: 2, gt.STEPS_LARGE: 25})
+    monkeypatch.setattr(gt, "EVAL_EVERY", {4: 2, gt.STEPS_MEDIUM: 20, gt.STEPS_LARGE: 40})
     argv = ["--targets", "gratings_4", "--workers", "1", "--no-cut-points", "--out", str(tmp_path),
             "--sources", "zoo:cnn_small.random,zoo:mixer_tiny.gratings"]
     gt.main(argv)
