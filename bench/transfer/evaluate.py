@@ -31,13 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from app.ranking import fit as F
-from bench.transfer.ground_truth_v2 import digest_files, read_rows
+from bench.transfer.ground_truth_v2 import read_rows
 
 HERE = Path(__file__).resolve().parent
 RANDOM_DRAWS = 200
 BOOTSTRAP = 2000
-HEAD_METRICS = ("leep", "nce")  # read the source head, not a tap: one value per source, valid at every tap
-FIT_EXCLUDE_PREFIX = "difficulty."  # scored at the last tap only: a ranker, not a candidate of the fit
 OLD_DEFAULT = "old default: service job (layers=auto, best layer, rank mean)"
 NEW_DEFAULT = "new default (fitted, leave-one-target-out)"
 
@@ -56,31 +54,6 @@ def direction(metric: str) -> bool | None:
     return None
 
 
-def layer_table(rows: Sequence[dict]) -> dict[str, list[str]]:
-    """``{source: taps in depth order}`` from ``taps_v2.csv``."""
-    out: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    for r in rows:
-        out[r["source"]].append((float(r["depth"]), r["layer"]))
-    return {s: [ly for _, ly in sorted(v)] for s, v in out.items()}
-
-
-def load_scores(rows: Sequence[dict], layers: Mapping[str, Sequence[str]]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """``{(target, source, layer): {metric: value}}``; head metrics are copied to every tap of the source,
-    a missing or failed value is NaN."""
-    out: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
-    head: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        value = float(r["value"]) if r["value"] not in ("", None) else math.nan
-        if r["metric"] in HEAD_METRICS:
-            head[(r["target"], r["source"])][r["metric"]] = value
-        else:
-            out[(r["target"], r["source"], r["layer"])][r["metric"]] = value
-    for (tgt, src), vals in head.items():
-        for ly in layers.get(src, []):
-            out[(tgt, src, ly)].update(vals)
-    return dict(out)
-
-
 def load_cards(models_dir: Path, sources: Sequence[str]) -> dict[str, dict]:
     from app.backbones.catalogue import Catalogue
 
@@ -92,13 +65,6 @@ def load_cards(models_dir: Path, sources: Sequence[str]) -> dict[str, dict]:
         out[sid] = {"accuracy": float(spec.source.accuracy), "params": float(spec.num_params),
                     "role": str(recipe.get("role", "")), "labels": str(recipe.get("labels", ""))}
     return out
-
-
-def complete_targets(gt_rows: Sequence[dict], n_sources: int) -> list[str]:
-    per: dict[str, int] = defaultdict(int)
-    for r in gt_rows:
-        per[r["target"]] += 1
-    return sorted(t for t, n in per.items() if n == n_sources)
 
 
 # -- statistics -------------------------------------------------------------------------------------------------
@@ -137,46 +103,68 @@ def verdict_rows(verdicts: Mapping[tuple[str, str], str], truth_labels: Mapping[
 
 
 # -- the evaluation ---------------------------------------------------------------------------------------------
-def build(out: Path, models_dir: Path) -> dict:
-    """Everything the report needs, read from the CSVs."""
-    from bench.transfer.targets import target
+def head_metrics() -> list[str]:
+    """Metrics that read the source head, not a tap: one value per source, valid at every tap."""
+    from app.transferability import METRICS
 
-    taps = read_rows(out / "taps_v2.csv")
-    layers = layer_table(taps)
-    gt_rows = read_rows(out / "ground_truth_v2.csv")
-    sources = sorted(layers)
-    targets = complete_targets(gt_rows, len(sources))
-    score_rows = [r for r in read_rows(out / "scores_v2.csv") if r["target"] in targets]
-    scores = load_scores(score_rows, layers)
-    scored_targets = sorted({k[0] for k in scores})
-    targets = [t for t in targets if t in scored_targets]
-    metrics = sorted({m for v in scores.values() for m in v if direction(m) is not None})
-    directions = {m: bool(direction(m)) for m in metrics}
-    truth = {(r["target"], r["source"]): float(r["finetune"]) for r in gt_rows if r["target"] in targets}
-    cut_rows = read_rows(out / "cut_points_v2.csv")
-    cut_truth = {}
-    cut_complete = []
-    for tgt in sorted({r["target"] for r in cut_rows}):
-        rows = [r for r in cut_rows if r["target"] == tgt]
-        if tgt in targets and len(rows) == sum(len(v) for v in layers.values()):
-            cut_complete.append(tgt)
-            cut_truth.update({(tgt, r["source"], r["layer"]): float(r["finetune"]) for r in rows})
-    bench = F.Benchmark(scores=scores, directions=directions, layers=layers, truth=truth, cut_truth=cut_truth)
-    roles = {t: target(t).role for t in targets}
+    return [n for n, s in METRICS.items() if s.needs_source_head]
+
+
+def fit_candidate(metric: str) -> bool:
+    """A metric the fitted default may weigh: one the service's rank stage aggregates (a registry
+    transferability or baseline metric; not a similarity, a difficulty field or a pool score)."""
+    from app.transferability import METRICS
+
+    spec = METRICS.get(metric)
+    return spec is not None and spec.kind in ("transferability", "baseline")
+
+
+def add_pool_scores(bench: F.Benchmark, layers: Mapping[str, Sequence[str]]) -> list[str]:
+    """Add each pool-level score (ETran, NCTI: ``POOL_SCORES``) at every source's last layer of every target
+    whose pool has all its parts there; returns the names added. A pool score is defined across the pool's
+    models at one layer each, so it exists at the last layer only."""
+    from app.transferability import POOL_SCORES
+
+    added = []
+    for name, pool in POOL_SCORES.items():
+        for tgt in bench.targets:
+            srcs = bench.sources(tgt)
+            parts = {s: {p: bench.scores[(tgt, s, layers[s][-1])].get(p, math.nan) for p in pool.parts} for s in srcs}
+            if not all(np.isfinite(v) for vals in parts.values() for v in vals.values()):
+                continue
+            combined = pool.combine(parts)
+            for s in srcs:
+                bench.scores[(tgt, s, layers[s][-1])][name] = float(combined[s])
+            bench.directions[name] = pool.direction == "higher_is_better"
+            if name not in added:
+                added.append(name)
+    return added
+
+
+def build(out: Path, models_dir: Path) -> dict:
+    """Everything the report needs, read from the CSVs (the benchmark itself by ``app.ranking.benchmark``,
+    the loader ``tscout ranker fit`` uses too)."""
+    from app.ranking.benchmark import load_benchmark
+    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
+
+    loaded = load_benchmark(out, direction, head_metrics())
+    bench, layers, sources = loaded.bench, loaded.bench.layers, loaded.sources
+    pools = add_pool_scores(bench, layers)
+    targets = bench.targets
+    metrics = sorted({m for v in bench.scores.values() for m in v if direction(m) is not None} | set(pools))
+    roles = loaded.roles
     old = defaultdict(dict)
     old_layer = defaultdict(dict)
     for r in read_rows(out / "service_default_v2.csv"):
         old[r["target"]][r["source"]] = float(r["aggregate"])
         old_layer[r["target"]][r["source"]] = r["best_layer"]
-    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
-
+    gt_rows = read_rows(out / "ground_truth_v2.csv")
     return {"bench": bench, "layers": layers, "sources": sources, "targets": targets, "roles": roles,
             "protocol_targets": [t.name for t in TARGETS], "protocol_cut_targets": list(CUT_POINT_TARGETS),
-            "fit_targets": [t for t in targets if roles[t] == "fit"],
-            "holdout_targets": [t for t in targets if roles[t] == "holdout"], "metrics": metrics,
-            "candidates": [m for m in metrics if not m.startswith(FIT_EXCLUDE_PREFIX)],
-            "gt_rows": gt_rows, "cut_rows": cut_rows, "cut_targets": cut_complete, "old": dict(old),
-            "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}
+            "fit_targets": loaded.fit_targets, "holdout_targets": loaded.holdout_targets, "metrics": metrics,
+            "candidates": [m for m in metrics if fit_candidate(m)], "pools": pools, "digest": loaded.digest,
+            "gt_rows": gt_rows, "cut_rows": read_rows(out / "cut_points_v2.csv"), "cut_targets": bench.cut_targets,
+            "old": dict(old), "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}
 
 
 def single_rankings(data: dict, tgt: str) -> dict[str, dict[str, float]]:
@@ -208,11 +196,10 @@ def evaluate(data: dict) -> dict:
             table[NEW_DEFAULT][tgt] = {k: entry[k] for k in ("tau", "pearson", "top1", "top3")}
     shipped = None
     if fit_targets:
-        w = F.fit_weights(bench, fit_targets, data["candidates"])
-        shipped = {"weights": w, "layer_rule": F.fit_layer_rule(bench, fit_targets, w)}
+        shipped = F.fit_all(bench, fit_targets, data["candidates"])
         for tgt in holdouts:
             table["new default (shipped: fitted on every fit target)"][tgt] = F.target_quality(
-                bench, tgt, w, shipped["layer_rule"])
+                bench, tgt, shipped["weights"], shipped["layer_rule"], shipped["combination"])
     return {"table": dict(table), "loto": loto, "shipped": shipped}
 
 
@@ -237,11 +224,14 @@ def cut_point_table(data: dict, loto: dict | None) -> list[dict]:
     rows = []
     for tgt in data["cut_targets"]:
         entry = (loto or {}).get("per_target", {}).get(tgt)
-        weights = entry["weights"] if entry else F.fit_weights(bench, [t for t in data["fit_targets"] if t != tgt],
-                                                               data["candidates"])
+        if entry:
+            weights, family = entry["weights"], entry["combination"]
+        else:
+            f = F.fit_all(bench, [t for t in data["fit_targets"] if t != tgt], data["candidates"])
+            weights, family = f["weights"], f["combination"]
         row: dict = {"target": tgt, "loto_rule": entry["layer_rule"] if entry else ""}
         for rule in F.LAYER_RULES:
-            q = F.layer_rule_quality(bench, tgt, weights, rule)
+            q = F.layer_rule_quality(bench, tgt, weights, rule, family)
             row[rule] = q["rule"]
             row["last_layer"], row["best_cut"] = q["last"], q["best"]
         svc = [bench.cut_truth.get((tgt, s, data["old_layer"].get(tgt, {}).get(s, ""))) for s in data["sources"]]
@@ -262,9 +252,9 @@ def harmful_ranks(data: dict, loto: dict | None, shipped: dict | None) -> list[d
         truth = {s: bench.truth[(tgt, s)] for s in data["sources"]}
         if loto and tgt in loto["per_target"]:
             e = loto["per_target"][tgt]
-            new = F.predict(bench, tgt, e["weights"], e["layer_rule"])
+            new = F.predict(bench, tgt, e["weights"], e["layer_rule"], e["combination"])
         elif shipped:
-            new = F.predict(bench, tgt, shipped["weights"], shipped["layer_rule"])
+            new = F.predict(bench, tgt, shipped["weights"], shipped["layer_rule"], shipped["combination"])
         else:
             new = {}
         for s in harmful:
@@ -330,17 +320,19 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
         lines.append(f"| {name} | " + " | ".join(f"{table[name][t]['tau']:.2f}" for t in fit_t) + " |")
     if loto:
         lines += ["", "## The new default, fold by fold", "",
-                  "Weights and layer rule fitted on the other fit targets only (forward stagewise, ≤ 6 units of "
-                  "weight on normalised ranks; layer rule: the best of `last` / `best` / `best_deep` on the "
-                  "training folds' cut-point truth, `last` unless strictly better).", "",
-                  "| held-out target | τ_w | top-1 | layer rule | weights |", "|---|---:|---:|---|---|"]
+                  "Family, weights and layer rule fitted on the other fit targets only: the family (normalised "
+                  "ranks or clipped z-scores) by an inner leave-one-target-out on those targets; the weights by "
+                  "forward stagewise selection (≤ 6 units of weight, candidates: the registry metrics the rank "
+                  "stage aggregates); the layer rule: the best of `last` / `best` / `best_deep` on the training "
+                  "folds' cut-point truth, `last` unless strictly better.", "",
+                  "| held-out target | τ_w | top-1 | family | layer rule | weights |", "|---|---:|---:|---|---|---|"]
         for tgt, e in loto["per_target"].items():
             w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(e["weights"].items(), key=lambda kv: -kv[1]))
-            lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['layer_rule']} | {w} |")
+            lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['combination']} | {e['layer_rule']} | {w} |")
     if shipped:
         w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(shipped["weights"].items(), key=lambda kv: -kv[1]))
-        lines += ["", f"Shipped default (fitted on all {len(fit_t)} fit targets): {w}; layer rule "
-                  f"`{shipped['layer_rule']}`."]
+        lines += ["", f"Shipped default (fitted on all {len(fit_t)} fit targets): {shipped['combination']} family, "
+                  f"{w}; layer rule `{shipped['layer_rule']}`."]
     if hold_t:
         hs = summary(table, hold_t)
         lines += ["", "## Hold-out targets (never fitted on)", "",
@@ -416,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     convergence = conv.check(out, plot=out / "convergence_v2.png")
     text = markdown(data, result, convergence, meta)
     if a.write_default:
-        digest = digest_files([out / "ground_truth_v2.csv", out / "cut_points_v2.csv", out / "scores_v2.csv"])
+        digest = data["digest"]
         default = F.fit_default(data["bench"], ground_truth_digest=digest, version=a.default_version,
                                 targets=data["fit_targets"], candidates=data["candidates"])
         path = F.write_default(default)

@@ -9,13 +9,16 @@ executor's ``run_job``, as ``service_rows`` does):
   for classification, and domain similarity on: its stored ``metric_scores`` rows (every metric at every
   tap, the similarity and difficulty fields included, as the job names them) are written to
   ``scores_v2.csv`` — the inputs the fitted default is learned from and scored with;
-* the **service default job** (no options: ``layers=auto``, best layer, rank mean of the default metrics):
+* the **old service default job** (``layers=auto``, best layer, rank mean of the default metrics, pinned
+  with ``aggregation="rank_mean"`` now that the fitted default is what a job with no options runs):
   its ranked table is written to ``service_default_v2.csv`` — the "old default" row of RESULTS.md.
 
 Both jobs score at most :data:`MAX_SAMPLES` target images (the request's ``max_samples``: a stratified
 subset), which only bites on the two 60-shot targets.
 
-A target whose rows are already in both files is skipped, so the command continues where it stopped.
+Resumable per (target, metric): a target's scoring job computes only the registry metrics it has no rows
+for yet (a metric added to the registry later is scored on every target by running the command again;
+similarity and difficulty come with the target's first job), and its service-default job runs once.
 Only the measurement lives here; ``bench.transfer.evaluate`` reads the CSVs.
 """
 
@@ -84,18 +87,26 @@ def _run_job(target_name: str, request: dict, models_dir: Path):
 def collect(target_name: str, sources: list[str], models_dir: Path, out: Path) -> tuple[int, float]:
     """Score one target (both jobs) and append its rows; returns ``(rows written, seconds)``."""
     started = time.perf_counter()
-    have_scores = {r["target"] for r in read_rows(out / "scores_v2.csv")}
+    rows_now = [r for r in read_rows(out / "scores_v2.csv") if r["target"] == target_name]
+    have = {r["metric"] for r in rows_now if r["value"] != ""}  # a metric that failed everywhere is retried
+    first = not rows_now
     have_default = {r["target"] for r in read_rows(out / "service_default_v2.csv")}
     n = 0
-    if target_name not in have_scores:
-        rows, _ = _run_job(target_name, {"backbones": sources, "layers": "all", "metrics": scoring_metrics(),
-                                         "similarity": True, "bootstrap": 0, "subset_size": 0,
+    todo = [m for m in scoring_metrics() if m not in have]
+    if todo:
+        rows, _ = _run_job(target_name, {"backbones": sources, "layers": "all", "metrics": todo,
+                                         "similarity": first, "bootstrap": 0, "subset_size": 0,
                                          "max_samples": MAX_SAMPLES}, models_dir)
+        # difficulty fields come with every job; a retried metric's new rows are read after its old ones
+        rows = [r for r in rows if r["metric"] not in have]
         append_rows(out / "scores_v2.csv", sorted(rows, key=lambda r: (r["source"], r["layer"], r["metric"])),
                     SCORE_FIELDS)
         n += len(rows)
     if target_name not in have_default:
+        # the *old* default, pinned: the rank mean of the registry's default metrics at each backbone's best
+        # layer (what a job with no options ran before the fitted default existed)
         _, table = _run_job(target_name, {"backbones": sources, "bootstrap": 0, "subset_size": 0,
+                                          "aggregation": "rank_mean", "layer_mode": "best",
                                           "max_samples": MAX_SAMPLES}, models_dir)
         append_rows(out / "service_default_v2.csv", table, DEFAULT_FIELDS)
         n += len(table)
