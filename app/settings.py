@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         description="Where hub weights (timm/torchvision/transformers) are looked up offline.",
     )
     offline: bool = Field(default=True, description="Never reach a model hub; missing weights answer 422.")
+    rankers_dir: Path = Field(
+        default=Path("var/rankers"),
+        description="This deployment's refitted default rankings (`tscout ranker fit`); the newest version here "
+                    "or among the built-in ones ranks every job that does not name its own aggregation.",
+    )
 
     auth: AuthMode = AuthMode.disabled
     local_project: str = Field(

@@ -5,6 +5,7 @@
 ``zoo``    build the built-in source zoo                            ``demo``  the whole zoo on the bundled target
 ``gc``     remove orphan artifacts (no row, older than the grace period)
 ``rankings`` show / export one ranking job (CSV, JSON, HTML)
+``ranker``  show / refit the fitted default ranking
 
 Commands import their heavy dependencies inside the command, so ``tscout --help`` stays fast.
 """
@@ -18,6 +19,7 @@ from app.cli.demo import demo
 from app.cli.gc import gc
 from app.cli.keys import keys_cli
 from app.cli.rank import rank
+from app.cli.ranker import ranker_cli
 from app.cli.rankings import rankings_cli
 from app.cli.serve import serve, worker
 from app.cli.zoo import zoo_cli
@@ -33,6 +35,7 @@ def build_cli() -> typer.Typer:
     cli.add_typer(keys_cli, name="keys")
     cli.command("rank")(rank)
     cli.add_typer(rankings_cli, name="rankings")
+    cli.add_typer(ranker_cli, name="ranker")
     cli.command("demo")(demo)
     cli.add_typer(zoo_cli, name="zoo")
     cli.command("gc")(gc)

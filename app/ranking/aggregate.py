@@ -3,6 +3,16 @@
 Raw metric values are only comparable between candidates on the same target (LogME is a log density,
 GBC a negative overlap, …), so every metric is first normalised across the candidate set, with its
 direction applied so that **higher is better** for every normalised column.
+
+Methods (:data:`AGGREGATIONS`):
+
+* ``rank_mean`` — the mean of per-metric ranks (unweighted; robust to scale);
+* ``weighted`` — a weighted mean of min-max normalised columns (user-given weights);
+* ``rank_weighted`` — a weighted sum of **normalised ranks** in [0, 1] (:func:`normalised_ranks`; a
+  missing value counts :data:`MISSING_RANK`): the family of the fitted default ranking;
+* ``zscore_weighted`` — a weighted sum of per-metric **z-scores** across the candidates, clipped to
+  ±:data:`ZSCORE_CLIP` (:func:`zscores`; a missing value counts 0, the mean): the other family of the
+  fitted default, which keeps how far apart the candidates are, not only their order.
 """
 
 from __future__ import annotations
@@ -12,7 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AGGREGATIONS = ("rank_mean", "weighted")
+AGGREGATIONS = ("rank_mean", "weighted", "rank_weighted", "zscore_weighted")
+#: the families a fitted default combines metrics with: ``<family>_weighted`` is the aggregation method
+COMBINATIONS = ("rank", "zscore")
+MISSING_RANK = 0.5
+ZSCORE_CLIP = 3.0
 
 
 def rank_with_ties(values: Sequence[float]) -> np.ndarray:
@@ -45,6 +59,55 @@ def normalise(values: Sequence[float], *, higher_is_better: bool = True) -> np.n
     return out
 
 
+def normalised_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks of ``values`` scaled to [0, 1] (1 = highest), ties averaged; NaN gets :data:`MISSING_RANK`.
+    A single finite item, or all-missing values, gets 0.5."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"need a non-empty 1-d array of values, got shape {v.shape}")
+    out = np.full(len(v), MISSING_RANK)
+    ok = np.flatnonzero(np.isfinite(v))
+    if len(ok) < 2:
+        return out
+    vals = v[ok]
+    order = np.argsort(vals, kind="stable")
+    ranks = np.empty(len(vals))
+    ranks[order] = np.arange(len(vals), dtype=np.float64)
+    for u in np.unique(vals):  # average ties
+        tied = vals == u
+        ranks[tied] = ranks[tied].mean()
+    out[ok] = ranks / (len(vals) - 1)
+    return out
+
+
+def zscores(values: Sequence[float], clip: float = ZSCORE_CLIP) -> np.ndarray:
+    """``(v − mean) / sd`` over the finite values (population sd), clipped to ±``clip``; NaN, and every
+    value of a column with fewer than 2 finite or no spread, gets 0 (the mean: no evidence either way)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 1 or len(v) == 0:
+        raise ValueError(f"need a non-empty 1-d array of values, got shape {v.shape}")
+    if not (np.isfinite(clip) and clip > 0):
+        raise ValueError(f"clip must be a positive number, got {clip!r}")
+    out = np.zeros(len(v))
+    ok = np.isfinite(v)
+    if ok.sum() < 2:
+        return out
+    mu, sd = float(v[ok].mean()), float(v[ok].std())
+    if sd <= 1e-12 * max(1.0, abs(mu)):
+        return out
+    out[ok] = np.clip((v[ok] - mu) / sd, -clip, clip)
+    return out
+
+
+def family_normalise(values: Sequence[float], family: str) -> np.ndarray:
+    """One oriented column (higher = better) normalised by a fitted default's family (:data:`COMBINATIONS`)."""
+    if family == "rank":
+        return normalised_ranks(values)
+    if family == "zscore":
+        return zscores(values)
+    raise ValueError(f"unknown combination {family!r}; known: {COMBINATIONS}")
+
+
 @dataclass(frozen=True)
 class AggregateResult:
     """Aggregate score per candidate (higher = better), its rank, and the normalised metric columns."""
@@ -68,8 +131,8 @@ def aggregate(
     ----------
     scores : {metric: (n_candidates,) values}
     directions : {metric: True if higher is better}
-    method : ``"rank_mean"`` (mean of per-metric ranks; robust to scale) or ``"weighted"`` (weighted mean
-        of min-max normalised scores with ``weights``).
+    method : one of :data:`AGGREGATIONS` (module docstring); every method but ``rank_mean`` needs
+        ``weights``.
 
     Returns
     -------
@@ -86,18 +149,23 @@ def aggregate(
     missing = [m for m in scores if m not in directions]
     if missing:
         raise ValueError(f"no direction given for metrics {missing}")
-    normalised = {m: normalise(v, higher_is_better=directions[m]) for m, v in scores.items()}
+    if method in ("rank_weighted", "zscore_weighted"):
+        family = method.removesuffix("_weighted")
+        normalised = {m: family_normalise(np.asarray(v, dtype=np.float64) * (1.0 if directions[m] else -1.0), family)
+                      for m, v in scores.items()}
+    else:
+        normalised = {m: normalise(v, higher_is_better=directions[m]) for m, v in scores.items()}
     metric_ranks = {m: rank_with_ties(np.nan_to_num(n, nan=-np.inf)) for m, n in normalised.items()}
     if method == "rank_mean":
         score = -np.mean(np.stack(list(metric_ranks.values())), axis=0)
     else:
         if not weights:
-            raise ValueError("aggregation 'weighted' needs weights per metric")
+            raise ValueError(f"aggregation {method!r} needs weights per metric")
         unknown = sorted(set(weights) - set(scores))
         if unknown:
             raise ValueError(f"weights name metrics that were not computed: {unknown}")
         w = np.array([float(weights.get(m, 0.0)) for m in scores])
-        if (w < 0).any() or w.sum() <= 0:
+        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"weights must be non-negative with a positive sum, got {dict(weights)}")
         cols = np.stack([np.nan_to_num(normalised[m], nan=0.0) for m in scores])
         score = (w[:, None] * cols).sum(axis=0) / w.sum()

@@ -32,10 +32,21 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from app.ranking.aggregate import COMBINATIONS, MISSING_RANK, family_normalise, normalised_ranks
+
+__all__ = ["COMBINATIONS", "MISSING_RANK", "normalised_ranks"]  # re-exported: the fit's family lives in aggregate
+
+#: format 1: rank family only; format 2 adds ``combination``
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+NORMALISATIONS = {
+    "rank": f"per target: normalised rank in [0, 1] of each metric's oriented value, ties averaged, missing = "
+            f"{MISSING_RANK}; score = weighted sum",
+    "zscore": "per target: z-score of each metric's oriented value over the candidates (population sd), clipped "
+              "to ±3, missing = 0; score = weighted sum",
+}
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 LAYER_RULES = ("last", "best", "best_deep")
-MISSING_RANK = 0.5
 _FILE_RE = re.compile(r"^(?P<task>[a-z_]+)-v(?P<version>\d+)\.json$")
 
 Key3 = tuple[str, str, str]  # (target, source, layer)
@@ -121,27 +132,6 @@ def rank_quality(pred: Mapping[str, float], truth: Mapping[str, float]) -> dict[
 
 
 # -- the aggregation family -----------------------------------------------------------------------------------
-def normalised_ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks of ``values`` scaled to [0, 1] (1 = highest), ties averaged; NaN gets :data:`MISSING_RANK`.
-    A single item, or all-missing values, gets 0.5."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim != 1 or len(v) == 0:
-        raise ValueError(f"need a non-empty 1-d array of values, got shape {v.shape}")
-    out = np.full(len(v), MISSING_RANK)
-    ok = np.flatnonzero(np.isfinite(v))
-    if len(ok) < 2:
-        return out
-    vals = v[ok]
-    order = np.argsort(vals, kind="stable")
-    ranks = np.empty(len(vals))
-    ranks[order] = np.arange(len(vals), dtype=np.float64)
-    for u in np.unique(vals):  # average ties
-        tied = vals == u
-        ranks[tied] = ranks[tied].mean()
-    out[ok] = ranks / (len(vals) - 1)
-    return out
-
-
 def _check_weights(weights: Mapping[str, float]) -> dict[str, float]:
     if not weights:
         raise ValueError("weights must name at least one metric")
@@ -155,9 +145,10 @@ def _check_weights(weights: Mapping[str, float]) -> dict[str, float]:
 
 
 def combine(rows: Mapping[Any, Mapping[str, float]], weights: Mapping[str, float],
-            directions: Mapping[str, bool]) -> dict[Any, float]:
-    """The combined score of each row: Σ_m w_m · normalised rank of the row's (oriented) value of m among
-    ``rows``. ``directions[m]`` is True when higher is better.
+            directions: Mapping[str, bool], combination: str = "rank") -> dict[Any, float]:
+    """The combined score of each row: Σ_m w_m · normalised value of the row's (oriented) value of m among
+    ``rows`` — its normalised rank (``combination="rank"``) or its clipped z-score (``"zscore"``; see
+    ``app.ranking.aggregate``). ``directions[m]`` is True when higher is better.
 
     Parameters
     ----------
@@ -178,12 +169,13 @@ def combine(rows: Mapping[Any, Mapping[str, float]], weights: Mapping[str, float
     for m, wm in w.items():
         sign = 1.0 if directions[m] else -1.0
         col = np.array([sign * float(rows[k].get(m, np.nan)) for k in keys], dtype=np.float64)
-        total += wm * normalised_ranks(col)
+        total += wm * family_normalise(col, combination)
     return dict(zip(keys, total.tolist(), strict=True))
 
 
 def choose_layers(scores: Mapping[tuple[str, str], Mapping[str, float]], layers: Mapping[str, Sequence[str]],
-                  weights: Mapping[str, float], directions: Mapping[str, bool], rule: str) -> dict[str, tuple[str, float]]:
+                  weights: Mapping[str, float], directions: Mapping[str, bool], rule: str,
+                  combination: str = "rank") -> dict[str, tuple[str, float]]:
     """``{source: (chosen layer, its combined score)}`` on one target.
 
     Parameters
@@ -213,7 +205,7 @@ def choose_layers(scores: Mapping[tuple[str, str], Mapping[str, float]], layers:
             if (src, ly) not in scores:
                 raise ValueError(f"no scores for source {src} at layer {ly}")
             pool[(src, ly)] = scores[(src, ly)]
-    combined = combine(pool, weights, directions)
+    combined = combine(pool, weights, directions, combination)
     out: dict[str, tuple[str, float]] = {}
     for (src, ly), value in combined.items():  # ties keep the deeper tap (pool order is depth order)
         if src not in out or value >= out[src][1]:
@@ -274,20 +266,24 @@ class Benchmark:
         return {s: self.layers[s] for s in self.sources(target)}
 
 
-def predict(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last") -> dict[str, tuple[str, float]]:
+def predict(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last",
+            combination: str = "rank") -> dict[str, tuple[str, float]]:
     """``{source: (layer, score)}`` of the aggregation on one target of ``bench``."""
-    return choose_layers(bench.target_scores(target), bench.target_layers(target), weights, bench.directions, rule)
+    return choose_layers(bench.target_scores(target), bench.target_layers(target), weights, bench.directions, rule,
+                         combination)
 
 
-def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last") -> dict[str, float]:
-    pred = predict(bench, target, weights, rule)
+def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last",
+                   combination: str = "rank") -> dict[str, float]:
+    pred = predict(bench, target, weights, rule, combination)
     truth = {s: float(bench.truth[(target, s)]) for s in bench.sources(target)}
     return rank_quality({s: v for s, (_, v) in pred.items()}, truth)
 
 
 # -- the fit ------------------------------------------------------------------------------------------------
 def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None, *,
-                max_units: int = 6, min_gain: float = 0.005, rule: str = "last") -> dict[str, float]:
+                max_units: int = 6, min_gain: float = 0.005, rule: str = "last",
+                combination: str = "rank") -> dict[str, float]:
     """Forward stagewise weights: start from nothing; at each step add one unit of weight to the candidate
     metric that most raises the mean weighted τ over ``targets``; stop after ``max_units`` units or when
     the best step gains less than ``min_gain``. The result has non-negative rational weights summing to 1
@@ -312,7 +308,7 @@ def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[s
         for m in cands:
             trial = dict(units)
             trial[m] = trial.get(m, 0) + 1
-            score = float(np.mean([target_quality(bench, t, trial, rule)["tau"] for t in targets]))
+            score = float(np.mean([target_quality(bench, t, trial, rule, combination)["tau"] for t in targets]))
             if score > step_best + 1e-12:
                 step_best, step_metric = score, m
         if units and step_best < best_score + min_gain:
@@ -323,14 +319,15 @@ def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[s
     return {m: u / total for m, u in sorted(units.items())}
 
 
-def layer_rule_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str) -> dict[str, float]:
+def layer_rule_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str,
+                       combination: str = "rank") -> dict[str, float]:
     """Cut-point check on one target: mean fine-tune accuracy over sources at the rule's chosen tap, at the
     last tap and at each source's best tap, and the regret (best − chosen)."""
     srcs = sorted({s for t, s, _ in bench.cut_truth if t == target})
     if not srcs:
         raise ValueError(f"no cut-point truth for target {target}")
     scores = {k: v for k, v in bench.target_scores(target).items() if k[0] in srcs}
-    chosen = choose_layers(scores, {s: bench.layers[s] for s in srcs}, weights, bench.directions, rule)
+    chosen = choose_layers(scores, {s: bench.layers[s] for s in srcs}, weights, bench.directions, rule, combination)
     acc_rule, acc_last, acc_best = [], [], []
     for s in srcs:
         taps = bench.layers[s]
@@ -346,7 +343,7 @@ def layer_rule_quality(bench: Benchmark, target: str, weights: Mapping[str, floa
 
 
 def fit_layer_rule(bench: Benchmark, targets: Sequence[str], weights: Mapping[str, float],
-                   rules: Sequence[str] = LAYER_RULES) -> str:
+                   rules: Sequence[str] = LAYER_RULES, combination: str = "rank") -> str:
     """The rule with the highest mean cut-point fine-tune accuracy over ``targets``; ``last`` unless another
     rule is strictly better (and ``last`` when no target has cut-point truth)."""
     cut = [t for t in targets if t in bench.cut_targets]
@@ -354,27 +351,65 @@ def fit_layer_rule(bench: Benchmark, targets: Sequence[str], weights: Mapping[st
         raise ValueError("the rules must include 'last' (the fallback)")
     if not cut:
         return "last"
-    mean = {r: float(np.mean([layer_rule_quality(bench, t, weights, r)["rule"] for t in cut])) for r in rules}
+    mean = {r: float(np.mean([layer_rule_quality(bench, t, weights, r, combination)["rule"] for t in cut]))
+            for r in rules}
     best = max(rules, key=lambda r: (mean[r], r == "last"))
     return best if mean[best] > mean["last"] + 1e-12 else "last"
 
 
+def fit_combination(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
+                    combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> tuple[str, dict[str, float]]:
+    """Choose the combination family on ``targets`` by an inner leave-one-target-out: for each family, fit
+    the weights on all but one target and score the one left out; the family with the best mean τ wins
+    (ties, and fewer than 3 targets: ``rank``, the scale-free one). Returns ``(family, {family: inner τ})``.
+
+    Choosing the family on held-out folds, not on the fit itself, keeps the choice from rewarding the family
+    that memorises the training targets best."""
+    unknown = [c for c in combinations if c not in COMBINATIONS]
+    if unknown or not combinations:
+        raise ValueError(f"combinations must be a non-empty subset of {COMBINATIONS}, got {list(combinations)}")
+    targets = list(targets)
+    if len(targets) < 3 or len(combinations) == 1:
+        return ("rank" if "rank" in combinations else combinations[0]), {}
+    inner: dict[str, float] = {}
+    for fam in combinations:
+        taus = []
+        for held in targets:
+            train = [t for t in targets if t != held]
+            w = fit_weights(bench, train, candidates, combination=fam, **fit_kw)
+            taus.append(target_quality(bench, held, w, "last", fam)["tau"])
+        inner[fam] = float(np.mean(taus))
+    best = max(combinations, key=lambda c: (inner[c], c == "rank"))
+    return best, inner
+
+
+def fit_all(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
+            combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> dict[str, Any]:
+    """The whole fit on ``targets``: the family (:func:`fit_combination`), the weights (:func:`fit_weights`)
+    and the layer rule (:func:`fit_layer_rule`)."""
+    family, inner = fit_combination(bench, targets, candidates, combinations, **fit_kw)
+    w = fit_weights(bench, targets, candidates, combination=family, **fit_kw)
+    rule = fit_layer_rule(bench, targets, w, combination=family)
+    return {"weights": w, "layer_rule": rule, "combination": family, "inner_tau": inner}
+
+
 def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
-                         candidates: Sequence[str] | None = None, **fit_kw: Any) -> dict[str, Any]:
-    """For each target in turn: fit weights and the layer rule on the *other* targets only, then score the
-    held-out target. Returns ``{"per_target": {t: {...}}, "mean": {...}}``."""
+                         candidates: Sequence[str] | None = None,
+                         combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> dict[str, Any]:
+    """For each target in turn: fit the family, weights and layer rule on the *other* targets only
+    (:func:`fit_all`), then score the held-out target. Returns ``{"per_target": {t: {...}}, "mean": {...}}``."""
     targets = list(targets if targets is not None else bench.targets)
     if len(targets) < 2:
         raise ValueError("leave-one-target-out needs at least 2 targets")
     per: dict[str, dict[str, Any]] = {}
     for held in targets:
         train = [t for t in targets if t != held]
-        w = fit_weights(bench, train, candidates, **fit_kw)
-        rule = fit_layer_rule(bench, train, w)
-        q = target_quality(bench, held, w, rule)
-        entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "fitted_on": train}
+        f = fit_all(bench, train, candidates, combinations, **fit_kw)
+        w, rule, fam = f["weights"], f["layer_rule"], f["combination"]
+        q = target_quality(bench, held, w, rule, fam)
+        entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "combination": fam, "fitted_on": train}
         if held in bench.cut_targets:
-            lq = layer_rule_quality(bench, held, w, rule)
+            lq = layer_rule_quality(bench, held, w, rule, fam)
             entry["cut"] = {k: v for k, v in lq.items() if k != "chosen"}
         per[held] = entry
     mean = {k: float(np.mean([per[t][k] for t in targets])) for k in ("tau", "pearson", "top1", "top3")}
@@ -396,8 +431,11 @@ class FittedDefault:
     fitted_on: tuple[str, ...]
     loto: dict[str, Any] = field(default_factory=dict)
     method: dict[str, Any] = field(default_factory=dict)
+    combination: str = "rank"
 
     def __post_init__(self) -> None:
+        if self.combination not in COMBINATIONS:
+            raise ValueError(f"unknown combination {self.combination!r}; known: {COMBINATIONS}")
         if not isinstance(self.version, int) or self.version < 1:
             raise ValueError(f"version must be a positive integer, got {self.version!r}")
         w = _check_weights(self.weights)
@@ -419,46 +457,61 @@ class FittedDefault:
         return {"format": FORMAT_VERSION, "version": self.version, "task_type": self.task_type,
                 "metrics": list(self.metrics), "weights": dict(sorted(self.weights.items())),
                 "directions": {m: ("higher" if self.directions[m] else "lower") for m in self.metrics},
-                "normalisation": "per target: normalised rank in [0, 1] of each metric's oriented value, ties "
-                                 f"averaged, missing = {MISSING_RANK}; score = weighted sum",
+                "combination": self.combination, "normalisation": NORMALISATIONS[self.combination],
                 "layer_rule": self.layer_rule, "ground_truth_digest": self.ground_truth_digest,
                 "fitted_on": list(self.fitted_on), "method": self.method, "loto": self.loto}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FittedDefault:
-        if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"unsupported default-ranking format {data.get('format')!r} (expected {FORMAT_VERSION})")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"unsupported default-ranking format {data.get('format')!r} (readable: {READABLE_FORMATS})")
         try:
             directions = {m: {"higher": True, "lower": False}[d] for m, d in data["directions"].items()}
             return cls(version=int(data["version"]), task_type=str(data["task_type"]),
                        metrics=tuple(data["metrics"]), weights={m: float(w) for m, w in data["weights"].items()},
                        directions=directions, layer_rule=str(data["layer_rule"]),
                        ground_truth_digest=str(data["ground_truth_digest"]), fitted_on=tuple(data["fitted_on"]),
-                       loto=dict(data.get("loto") or {}), method=dict(data.get("method") or {}))
+                       loto=dict(data.get("loto") or {}), method=dict(data.get("method") or {}),
+                       combination=str(data.get("combination", "rank")))
         except KeyError as exc:
             raise ValueError(f"default-ranking JSON lacks {exc}") from None
 
     def rank(self, scores: Mapping[tuple[str, str], Mapping[str, float]],
              layers: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, float]]:
         """``{source: (layer, score)}`` for one target — what the rank stage of a job computes."""
-        return choose_layers(scores, layers, self.weights, self.directions, self.layer_rule)
+        return choose_layers(scores, layers, self.weights, self.directions, self.layer_rule, self.combination)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_type}-v{self.version}"
+
+    @property
+    def aggregation(self) -> str:
+        """The ``app.ranking.aggregate`` method that computes this default's combined score."""
+        return f"{self.combination}_weighted"
 
 
 def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, task_type: str = "classification",
                 targets: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
-                max_units: int = 6, min_gain: float = 0.005) -> FittedDefault:
+                max_units: int = 6, min_gain: float = 0.005,
+                combinations: Sequence[str] = COMBINATIONS) -> FittedDefault:
     """Fit on all ``targets`` (the shipped default) and record the leave-one-target-out estimate of how it
     does on a target it was not fitted on."""
     targets = list(targets if targets is not None else bench.targets)
-    loto = leave_one_target_out(bench, targets, candidates, max_units=max_units, min_gain=min_gain)
-    w = fit_weights(bench, targets, candidates, max_units=max_units, min_gain=min_gain)
-    rule = fit_layer_rule(bench, targets, w)
+    kw = {"max_units": max_units, "min_gain": min_gain}
+    loto = leave_one_target_out(bench, targets, candidates, combinations, **kw)
+    f = fit_all(bench, targets, candidates, combinations, **kw)
+    w = f["weights"]
     cands = sorted(candidates if candidates is not None else bench.metrics)
     return FittedDefault(version=version, task_type=task_type, metrics=tuple(sorted(w)), weights=w,
-                         directions={m: bool(bench.directions[m]) for m in w}, layer_rule=rule,
+                         directions={m: bool(bench.directions[m]) for m in w}, layer_rule=f["layer_rule"],
                          ground_truth_digest=ground_truth_digest, fitted_on=tuple(targets), loto=loto,
+                         combination=f["combination"],
                          method={"weights": "forward stagewise on mean weighted tau", "max_units": max_units,
-                                 "min_gain": min_gain, "candidates": cands, "layer_rules": list(LAYER_RULES)})
+                                 "min_gain": min_gain, "candidates": cands, "layer_rules": list(LAYER_RULES),
+                                 "combinations": list(combinations),
+                                 "combination_choice": "inner leave-one-target-out mean weighted tau",
+                                 "inner_tau": f["inner_tau"]})
 
 
 def default_path(task_type: str, version: int, directory: Path = DEFAULTS_DIR) -> Path:
@@ -477,30 +530,54 @@ def write_default(default: FittedDefault, directory: Path = DEFAULTS_DIR) -> Pat
     return path
 
 
-def versions(task_type: str, directory: Path = DEFAULTS_DIR) -> list[int]:
-    """The stored versions of a task type's default, ascending."""
-    out = []
+def _stored(task_type: str, directory: Path) -> dict[int, Path]:
+    out = {}
     for p in Path(directory).glob(f"{task_type}-v*.json"):
         m = _FILE_RE.match(p.name)
         if m and m["task"] == task_type:
-            out.append(int(m["version"]))
-    return sorted(out)
+            out[int(m["version"])] = p
+    return out
+
+
+def versions(task_type: str, directory: Path | Sequence[Path] = DEFAULTS_DIR) -> list[int]:
+    """The stored versions of a task type's default, ascending, over one directory or several."""
+    dirs = [directory] if isinstance(directory, str | Path) else list(directory)
+    return sorted({v for d in dirs for v in _stored(task_type, Path(d))})
 
 
 def load_default(task_type: str = "classification", version: int | None = None,
-                 directory: Path = DEFAULTS_DIR) -> FittedDefault:
-    """The newest (or the named) stored default of a task type."""
-    found = versions(task_type, directory)
+                 directory: Path | Sequence[Path] = DEFAULTS_DIR) -> FittedDefault:
+    """The newest (or the named) stored default of a task type. ``directory`` may be a list (the built-in
+    defaults and a deployment's own refits): the newest version over all of them wins, and one version
+    stored in two places must be the same file."""
+    dirs = [directory] if isinstance(directory, str | Path) else list(directory)
+    found: dict[int, Path] = {}
+    for d in dirs:
+        for v, p in _stored(task_type, Path(d)).items():
+            if v in found and found[v].read_bytes() != p.read_bytes():
+                raise ValueError(f"version {v} of the {task_type!r} default differs between {found[v]} and {p}")
+            found.setdefault(v, p)
     if not found:
-        raise FileNotFoundError(f"no fitted default for {task_type!r} in {directory}")
-    v = found[-1] if version is None else int(version)
+        raise FileNotFoundError(f"no fitted default for {task_type!r} in {', '.join(map(str, dirs))}")
+    v = max(found) if version is None else int(version)
     if v not in found:
-        raise FileNotFoundError(f"no version {v} of the {task_type!r} default in {directory}; have {found}")
-    data = json.loads(default_path(task_type, v, directory).read_text())
-    default = FittedDefault.from_json(data)
+        raise FileNotFoundError(f"no version {v} of the {task_type!r} default; have {sorted(found)}")
+    default = FittedDefault.from_json(json.loads(found[v].read_text()))
     if default.version != v or default.task_type != task_type:
-        raise ValueError(f"{default_path(task_type, v, directory)} holds {default.task_type} v{default.version}")
+        raise ValueError(f"{found[v]} holds {default.task_type} v{default.version}")
     return default
+
+
+def file_digest(task_type: str, version: int, directory: Path | Sequence[Path] = DEFAULTS_DIR) -> str:
+    """sha256 of the stored JSON of a default: what a ranking names, so the exact data can be found again."""
+    import hashlib
+
+    dirs = [directory] if isinstance(directory, str | Path) else list(directory)
+    for d in dirs:
+        p = _stored(task_type, Path(d)).get(int(version))
+        if p is not None:
+            return hashlib.sha256(p.read_bytes()).hexdigest()
+    raise FileNotFoundError(f"no version {version} of the {task_type!r} default")
 
 
 def targets_of(keys: Iterable[tuple]) -> list[str]:

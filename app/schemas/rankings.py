@@ -117,15 +117,19 @@ class RankingCreate(BaseModel):
     layers: Literal["auto", "last", "all"] | list[str] = Field(
         default="auto", description="'auto' = a few evenly spaced cut points per backbone."
     )
-    layer_mode: Literal["best", "mean", "last"] = Field(
-        default="best", description="How a backbone's layers become its one row: best layer, layer mean, last."
-    )
+    layer_mode: Literal["best", "mean", "last"] | None = Field(
+        default=None,
+        description="How a backbone's layers become its one row: best layer, layer mean, last. Omitted: the "
+                    "default ranking's fitted layer rule when 'aggregation' is 'default', else 'best'.")
     metrics: list[str] | None = Field(default=None, description="Default: chosen by task type from the registry.")
     similarity: bool = Field(default=True, description="Domain similarity to each source's stored statistics.")
     probe: ProbeOptions | None = None
-    aggregation: Literal["rank_mean"] | dict[str, Annotated[float, Field(ge=0)]] = Field(
-        default="rank_mean", description="'rank_mean' or weights per metric (weighted mean of normalised scores)."
-    )
+    aggregation: Literal["default", "rank_mean"] | dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default="default",
+        description="'default': the newest fitted default ranking of the task type (its metrics, weights and "
+                    "layer rule, fitted leave-one-target-out on measured fine-tunes; named in the job's "
+                    "resolved request and in GET /v1/metrics); 'rank_mean': the mean of per-metric ranks; or "
+                    "weights per metric (weighted mean of min-max normalised scores).")
     reference_backbone: str | None = None
     bootstrap: int = Field(default=30, ge=0, le=1000, description="Bootstrap replicates for rank CIs (0 = off).")
     subset_size: int = Field(default=3, ge=0, le=5, description="Largest multi-source subset (0 = off).")
@@ -158,6 +162,10 @@ AGGREGATE_SCALES = {
                  "backbone's layers against each other on the same scale (-1 = best layer on every metric).",
     "weighted": "weighted mean of the metrics' min-max normalised scores across candidates: 1 = best on "
                 "every weighted metric, 0 = worst.",
+    "rank_weighted": "the default ranking's weighted sum of normalised ranks (each metric's candidates ranked "
+                     "0 = worst … 1 = best, ties averaged): 1 = best on every weighted metric, 0 = worst.",
+    "zscore_weighted": "the default ranking's weighted sum of per-metric z-scores across candidates (clipped to "
+                       "±3): 0 = average on every weighted metric, positive = better than the candidates' mean.",
 }
 
 
@@ -264,9 +272,14 @@ class RankingRow(BaseModel):
 class AggregationRead(BaseModel):
     """How the table's ``aggregate`` column is computed, and the scale it is on."""
 
-    method: str = Field(examples=["rank_mean"])
+    method: str = Field(examples=["rank_weighted"])
     metrics: list[str] = Field(default_factory=list, description="The metrics that entered the aggregate.")
+    weights: dict[str, float] | None = Field(default=None, description="Their weights (weighted methods).")
     scale: str = Field(description="What the numbers mean: best and worst possible values.")
+    ranker: dict[str, Any] | None = Field(
+        default=None, description="The fitted default ranking this job used (name, version, file digest, "
+                                  "ground-truth digest, layer rule), when it used one.")
+    note: str | None = Field(default=None, description="Why the aggregation is not the fitted default, if not.")
 
 
 class SubsetRead(BaseModel):

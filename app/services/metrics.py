@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import MetricScore
 from app.enums import TaskType
+from app.settings import Settings
 from app.errors import Unavailable, raises
 
 #: the most recent metric rows the cost summary reads
@@ -28,7 +29,10 @@ COST_BASIS = ("stored job timings: the seconds of values rankings computed (scor
 
 
 @raises(Unavailable)  # the costs read the database
-def metric_catalogue(session: Session | None = None) -> dict[str, Any]:
+def metric_catalogue(session: Session | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The catalogue; with ``settings``, also the default ranking of each task type (``rankers``): what a
+    ranking with ``aggregation="default"`` uses now."""
+    from app.services.rankers import rankers
     from app.transferability import METRICS, capability_matrix, default_metrics
 
     out: dict[str, Any] = {
@@ -36,6 +40,8 @@ def metric_catalogue(session: Session | None = None) -> dict[str, Any]:
         "capability_matrix": capability_matrix(),
         "defaults": {task.value: list(default_metrics(task.value)) for task in TaskType},
     }
+    if settings is not None:
+        out["rankers"] = rankers(settings)
     if session is not None:
         out["costs"] = metric_costs(session)
         out["cost_basis"] = COST_BASIS

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
 from app.api.errors import responses_for
 from app.services.metrics import metric_catalogue
 
@@ -22,9 +22,14 @@ class MetricCatalogue(BaseModel):
         description="Per metric: typical seconds per 1,000 samples × 512 features (seconds_per_1k_x_512), the "
                     "number of stored timings it rests on and their median seconds and size.")
     cost_basis: str = Field(description="Where the costs come from and how they are scaled.")
+    rankers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="By task type: the fitted default ranking a ranking with aggregation 'default' uses now "
+                    "(name, version, file digest, ground-truth digest, family, weights, layer rule, "
+                    "leave-one-target-out τ).")
 
 
 @router.get("", operation_id="metrics-list", summary="The metric catalogue, the capability matrix and typical costs",
             responses=responses_for(metric_catalogue, public=True, validated=False))
-def list_metrics(session: SessionDep) -> MetricCatalogue:
-    return MetricCatalogue(**metric_catalogue(session))
+def list_metrics(session: SessionDep, settings: SettingsDep) -> MetricCatalogue:
+    return MetricCatalogue(**metric_catalogue(session, settings))

@@ -72,6 +72,8 @@ class Plan:
     seed: int
     probe: ProbePlan | None
     request: dict[str, Any] = field(default_factory=dict)
+    #: the frozen aggregation (requests._resolve_aggregation): method, weights, ranker, layer rule
+    resolved_aggregation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_features(self) -> bool:
@@ -111,15 +113,24 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
                           lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"])
     layers = req["layers"]
+    agg = resolved.get("aggregation") or _legacy_aggregation(req)
     return Plan(
         job_id=job.id, project_id=job.project_id, dataset_id=dataset.id, dataset_prefix=dataset.artifact_key,
         dataset_digest=dataset.digest, modality=dataset.modality, task_type=dataset.task_type,
         backbones=tuple(resolved["backbones"]), layers=tuple(layers) if isinstance(layers, list) else layers,
-        layer_mode=req["layer_mode"], metrics=tuple(resolved["metrics"]), similarity=req["similarity"],
+        layer_mode=agg["layer_mode"], metrics=tuple(resolved["metrics"]), similarity=req["similarity"],
         aggregation=req["aggregation"], reference_backbone=resolved.get("reference_backbone"),
+        resolved_aggregation=agg,
         bootstrap=req["bootstrap"], subset_size=req["subset_size"], max_samples=req.get("max_samples"),
         seed=req["seed"], probe=probe, request=req,
     )
+
+
+def _legacy_aggregation(req: dict[str, Any]) -> dict[str, Any]:
+    """The aggregation of a job stored before it was frozen in ``resolved``: what the request said then."""
+    weights = req.get("aggregation") if isinstance(req.get("aggregation"), dict) else None
+    return {"method": "weighted" if weights else "rank_mean", "weights": weights, "ranker": None,
+            "layer_mode": req.get("layer_mode") or "best", "layer_rule": None, "note": None}
 
 
 def scoring_rows(labels: np.ndarray, max_samples: int | None, seed: int) -> np.ndarray:

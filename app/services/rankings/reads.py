@@ -102,6 +102,8 @@ def _aggregation(result: dict) -> AggregationRead | None:
     if not method:
         return None
     return AggregationRead(method=method, metrics=list(result.get("metrics_in_aggregate") or []),
+                           weights=result.get("aggregate_weights"), ranker=result.get("ranker"),
+                           note=result.get("aggregation_note"),
                            scale=AGGREGATE_SCALES.get(method, f"see the {method!r} aggregation's documentation"))
 
 

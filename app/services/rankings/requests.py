@@ -37,6 +37,41 @@ class ResolvedRanking:
     backbone_ids: list[str]
     metrics: list[str]
     reference_backbone: str | None
+    aggregation: dict[str, Any]
+
+
+def _resolve_aggregation(request: RankingCreate, task_type: str, settings: Settings,
+                         metrics: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """The metrics to compute and the frozen aggregation: ``{"method", "weights", "ranker", "layer_mode",
+    "layer_rule", "note"}``. ``"default"`` resolves to the newest fitted default of the task type (its
+    metrics are added to the defaults when the request names none); with no fitted default, or none of its
+    metrics among those the request names, it is the rank mean, and ``note`` says why."""
+    from app.services.rankers import ranker_block
+
+    if isinstance(request.aggregation, dict):
+        return metrics, {"method": "weighted", "weights": dict(request.aggregation), "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
+    if request.aggregation == "rank_mean":
+        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
+    block = ranker_block(settings, task_type)
+    note = None
+    if request.metrics:
+        note = ("the request names its metrics: their rank mean (the fitted default ranking applies when "
+                "'metrics' is omitted)")
+        block = None
+    elif block is None:
+        note = f"no fitted default ranking for {task_type} targets: the rank mean of the default metrics"
+    else:
+        weights = dict(block["weights"])
+        metrics = metrics + [m for m in sorted(weights) if m not in metrics]
+    if block is None:
+        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": note}
+    rule = block["layer_rule"]
+    mode = request.layer_mode or ("last" if rule == "last" else "fitted")
+    return metrics, {"method": block["aggregation"], "weights": weights, "ranker": block, "layer_mode": mode,
+                     "layer_rule": rule if mode == "fitted" else None, "note": note}
 
 
 def _request_digest(body: dict[str, Any]) -> str:
@@ -133,6 +168,7 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
     if dataset is None or dataset.project_id != principal.project_id:
         raise InvalidInput(f"dataset_id: dataset {request.dataset_id} not found in this project")
     metrics = _resolve_metrics(request, dataset.task_type)
+    metrics, aggregation = _resolve_aggregation(request, dataset.task_type, runtime.settings, metrics)
     backbone_ids, reference = _resolve_backbones(session, principal, runtime, request, dataset)
     if request.probe is not None and ProbeArm.reference in request.probe.arms and reference is None:
         raise InvalidInput("probe.arms: the 'reference' arm needs reference_backbone")
@@ -141,7 +177,7 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
         if outside:
             raise InvalidInput(f"probe.candidates: {outside} are not among the ranked backbones")
     return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics,
-                           reference_backbone=reference)
+                           reference_backbone=reference, aggregation=aggregation)
 
 
 def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None:
@@ -184,6 +220,7 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
         if resolved.reference_backbone is not None and ProbeArm.reference.value not in arms:
             arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
     stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
+                                  "aggregation": resolved.aggregation,
                                   **({"extends": str(extends)} if extends is not None else {}),
                                   "reference_backbone": resolved.reference_backbone,
                                   "design": _design(request, settings),

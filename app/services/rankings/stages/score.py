@@ -9,13 +9,17 @@ A metric that cannot be computed on this input records why (``details.error``) i
 
 Only the work the answer needs, in three passes per backbone:
 
-1. the cheap metrics (``cost="cheap"``) at every job layer, the head metrics, the target difficulty;
+1. the cheap metrics (``cost="cheap"``) at every job layer, the head metrics, the target difficulty; a
+   layer whose features are bitwise those of a shallower one (a duplicate tap) copies its twin's values
+   (``details.duplicate_of``) instead of computing them again;
 2. the expensive metrics (``cost="expensive"``) at the *candidate* layers only: every layer for
-   ``layer_mode="mean"`` (the answer averages them), the last one for ``"last"``, else the last one plus the
+   ``layer_mode="mean"`` (the answer averages them), the last one for ``"last"``, the layers the fitted
+   default's rule chooses among for ``"fitted"`` (every layer for ``best``, the deeper half for
+   ``best_deep``: its choice pools every backbone, so no one unit can narrow it), else the last one plus the
    best by the cheap metrics (all layers when the plan has no cheap layer metric). A layer outside the
    candidates has no value for an expensive metric, so the rank stage ranks it last on that metric;
 3. the similarity metrics at the layer the rank stage reads them from (the chosen layer, by the same rule
-   as the rank stage on the values of passes 1–2; the last one for ``"mean"``) — they do not take part in
+   as the rank stage on the values of passes 1–2; the last one for ``"mean"`` and ``"fitted"``) — they do not take part in
    the layer choice or the aggregate, so their values elsewhere change nothing.
 
 The score cache key of a value (:func:`app.db.score_cache.score_cache_key`) is made of the embedding
@@ -76,6 +80,24 @@ class _Task:
     cache_key: str
     data: Callable[[], dict[str, Any]]
     dim: Callable[[], int]
+    features: bool = False  # reads the backbone's features at ``layer`` (and nothing else of it)
+
+
+def duplicate_layers(inputs: RankingInputs, backbone_id: str, layers: list[str]) -> dict[str, str]:
+    """``{layer: its twin}`` for each layer whose scored features are bitwise those of a shallower layer
+    (``stage3`` and a global-average ``pool`` after it, say): such a tap is scored once, at the twin."""
+    import hashlib
+
+    seen: dict[tuple[tuple[int, ...], str], str] = {}
+    out = {}
+    for layer in layers:
+        x = np.ascontiguousarray(inputs.scored(backbone_id, layer))
+        key = (x.shape, hashlib.sha256(x.tobytes()).hexdigest())
+        if key in seen:
+            out[layer] = seen[key]
+        else:
+            seen[key] = layer
+    return out
 
 
 @dataclass
@@ -102,13 +124,25 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     layers = inputs.layers(backbone_id)
     last = layers[-1]
     n_rows = int(len(inputs.rows))
+    same_as = duplicate_layers(inputs, backbone_id, layers)
 
     def feature_task(layer: str, name: str) -> _Task:
         return _Task(layer, name, name, keys.key(name, [keys.embedding(backbone_id, layer)]),
                      lambda: {"features": inputs.scored(backbone_id, layer), **inputs.target()},
-                     lambda: int(inputs.scored(backbone_id, layer).shape[1]))
+                     lambda: int(inputs.scored(backbone_id, layer).shape[1]), features=True)
 
     def run(tasks: list[_Task]) -> None:
+        tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
+        twins = [t for t in tasks if t.features and t.layer in same_as]
+        if twins:  # a duplicate tap: its twin's value (computed once, at the twin), never computed again
+            run([feature_task(same_as[t.layer], t.name) for t in twins])
+            for t in twins:
+                twin = same_as[t.layer]
+                value = out.values[(twin, t.key)]
+                twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
+                out.rows.append((t.layer, t.key, None if np.isnan(value) else value, METRICS[t.name].variant, 0.0,
+                                 {**twin_details, "duplicate_of": twin}))
+                out.values[(t.layer, t.key)] = value
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         if not tasks:
             return
@@ -160,6 +194,9 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
             candidates = list(layers)
         elif plan.layer_mode == "last":
             candidates = [last]
+        elif plan.layer_mode == "fitted":
+            rule = plan.resolved_aggregation.get("layer_rule")
+            candidates = list(layers[len(layers) // 2:]) if rule == "best_deep" else list(layers)
         else:
             best = choose_layers(per_layer(cheap), directions, mode="best", layer_order=layers)[0]
             candidates = [ly for ly in layers if ly in (best, last)]
@@ -169,7 +206,7 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     if plan.similarity and not plan.is_features:
         scored = per_layer(layer_metrics)
         look = last
-        if scored and plan.layer_mode != "mean":
+        if scored and plan.layer_mode not in ("mean", "fitted"):
             chosen = choose_layers(scored, directions, mode=plan.layer_mode, layer_order=layers)[0]
             look = last if chosen == "mean" else chosen
         run(_similarity_tasks(inputs, keys, backbone_id, look, similarity_metrics(plan.task_type)))
