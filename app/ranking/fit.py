@@ -281,16 +281,102 @@ def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], 
 
 
 # -- the fit ------------------------------------------------------------------------------------------------
+WEIGHT_METHODS = ("stagewise", "nnls")
+#: the fit recipes the inner loop chooses among: (combination family, weight method)
+RECIPES = tuple((c, m) for c in COMBINATIONS for m in WEIGHT_METHODS)
+RIDGE = 1.0  # nnls: one pseudo-observation per weight, pulling it to 0 (the values are standardised per target)
+
+
+def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
+    """Non-negative least squares, min ‖a x − b‖ subject to x ≥ 0 (Lawson & Hanson 1974, the active-set
+    algorithm ``scipy.optimize.nnls`` implements). Pure numpy; raises when it does not converge."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or b.shape != (a.shape[0],):
+        raise ValueError(f"need a (m, n) matrix and an (m,) vector, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("nnls inputs must be finite")
+    n = a.shape[1]
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    tol = 10 * np.finfo(float).eps * np.linalg.norm(a, 1) * max(a.shape)
+    limit = max_iter if max_iter is not None else 3 * n + 30
+    for _ in range(limit):
+        w = a.T @ (b - a @ x)
+        if passive.all() or np.max(np.where(passive, -np.inf, w)) <= tol:
+            return x
+        passive[int(np.argmax(np.where(passive, -np.inf, w)))] = True
+        for _inner in range(limit):
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if np.all(z[passive] > tol):
+                x = z
+                break
+            neg = passive & (z <= tol)
+            alpha = np.min(x[neg] / np.maximum(x[neg] - z[neg], 1e-300))
+            x = x + alpha * (z - x)
+            passive &= x > tol
+            x[~passive] = 0.0
+        else:
+            raise RuntimeError("nnls: the inner loop did not converge")
+    raise RuntimeError(f"nnls did not converge in {limit} iterations")
+
+
+def _standardised(values: Sequence[float], combination: str) -> np.ndarray:
+    """A per-target column on the family's scale, centred: ranks − 0.5, or z-scores."""
+    col = family_normalise(values, combination)
+    return col - MISSING_RANK if combination == "rank" else col
+
+
+def fit_weights_nnls(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str], *,
+                     combination: str = "rank", ridge: float = RIDGE) -> dict[str, float]:
+    """Weights by pooled non-negative ridge regression: every training target's sources (at their last
+    layer) are rows, the family-normalised metric values the columns, the family-normalised truth the
+    response; ``ridge`` pseudo-observations per weight shrink it to 0. Uses every pair of every target at
+    once (the stagewise fit sees one τ per target). Normalised to sum 1; no weight at all (every metric
+    useless on the training targets) falls back to the best single metric by mean τ."""
+    if not targets:
+        raise ValueError("fit_weights needs at least one training target")
+    if ridge < 0 or not math.isfinite(ridge):
+        raise ValueError(f"ridge must be finite and >= 0, got {ridge}")
+    cands = sorted(candidates)
+    rows, ys = [], []
+    for t in targets:
+        srcs = bench.sources(t)
+        cols = []
+        for m in cands:
+            sign = 1.0 if bench.directions[m] else -1.0
+            cols.append(_standardised([sign * float(bench.scores[(t, s, bench.layers[s][-1])].get(m, np.nan))
+                                       for s in srcs], combination))
+        rows.append(np.array(cols).T)
+        ys.append(_standardised([bench.truth[(t, s)] for s in srcs], combination))
+    x, y = np.vstack(rows), np.concatenate(ys)
+    if ridge:
+        x = np.vstack([x, math.sqrt(ridge) * np.eye(len(cands))])
+        y = np.concatenate([y, np.zeros(len(cands))])
+    w = nnls(x, y)
+    if w.sum() <= 1e-12:
+        best = max(cands, key=lambda m: (np.mean([target_quality(bench, t, {m: 1.0}, "last", combination)["tau"]
+                                                  for t in targets]), -cands.index(m)))
+        return {best: 1.0}
+    total = float(w.sum())
+    return {m: float(v) / total for m, v in zip(cands, w, strict=True) if v > 1e-12}
+
+
 def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None, *,
                 max_units: int = 6, min_gain: float = 0.005, rule: str = "last",
-                combination: str = "rank") -> dict[str, float]:
-    """Forward stagewise weights: start from nothing; at each step add one unit of weight to the candidate
+                combination: str = "rank", method: str = "stagewise") -> dict[str, float]:
+    """The weights of the default on ``targets``: by forward stagewise selection (``method="stagewise"``,
+    below) or by pooled non-negative ridge regression (``"nnls"``, :func:`fit_weights_nnls`).
+
+    Forward stagewise weights: start from nothing; at each step add one unit of weight to the candidate
     metric that most raises the mean weighted τ over ``targets``; stop after ``max_units`` units or when
     the best step gains less than ``min_gain``. The result has non-negative rational weights summing to 1
     and at most ``max_units`` metrics — few enough free parameters not to overfit a handful of targets.
 
     Ties between candidates go to the alphabetically first, so the fit is deterministic.
     """
+    if method not in WEIGHT_METHODS:
+        raise ValueError(f"unknown weight method {method!r}; known: {WEIGHT_METHODS}")
     if not targets:
         raise ValueError("fit_weights needs at least one training target")
     unknown = [t for t in targets if t not in bench.targets]
@@ -301,6 +387,8 @@ def fit_weights(bench: Benchmark, targets: Sequence[str], candidates: Sequence[s
         raise ValueError("no candidate metrics")
     if max_units < 1:
         raise ValueError(f"max_units must be >= 1, got {max_units}")
+    if method == "nnls":
+        return fit_weights_nnls(bench, targets, cands, combination=combination)
     units: dict[str, int] = {}
     best_score = -math.inf
     for _ in range(max_units):
@@ -357,45 +445,47 @@ def fit_layer_rule(bench: Benchmark, targets: Sequence[str], weights: Mapping[st
     return best if mean[best] > mean["last"] + 1e-12 else "last"
 
 
-def fit_combination(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
-                    combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> tuple[str, dict[str, float]]:
-    """Choose the combination family on ``targets`` by an inner leave-one-target-out: for each family, fit
-    the weights on all but one target and score the one left out; the family with the best mean τ wins
-    (ties, and fewer than 3 targets: ``rank``, the scale-free one). Returns ``(family, {family: inner τ})``.
+def fit_recipe(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
+               recipes: Sequence[tuple[str, str]] = RECIPES, **fit_kw: Any) -> tuple[tuple[str, str], dict[str, float]]:
+    """Choose the fit recipe — the combination family and the weight method — on ``targets`` by an inner
+    leave-one-target-out: for each recipe, fit the weights on all but one target and score the one left
+    out; the recipe with the best mean τ wins (ties: the earlier in ``recipes``; fewer than 3 targets or one
+    recipe: the first). Returns ``((family, method), {"family/method": inner τ})``.
 
-    Choosing the family on held-out folds, not on the fit itself, keeps the choice from rewarding the family
-    that memorises the training targets best."""
-    unknown = [c for c in combinations if c not in COMBINATIONS]
-    if unknown or not combinations:
-        raise ValueError(f"combinations must be a non-empty subset of {COMBINATIONS}, got {list(combinations)}")
+    Choosing on held-out folds, not on the fit itself, keeps the choice from rewarding the recipe that
+    memorises the training targets best."""
+    recipes = [tuple(r) for r in recipes]
+    bad = [r for r in recipes if r[0] not in COMBINATIONS or r[1] not in WEIGHT_METHODS]
+    if bad or not recipes:
+        raise ValueError(f"recipes must be (family in {COMBINATIONS}, method in {WEIGHT_METHODS}) pairs, got {bad or recipes}")
     targets = list(targets)
-    if len(targets) < 3 or len(combinations) == 1:
-        return ("rank" if "rank" in combinations else combinations[0]), {}
+    if len(targets) < 3 or len(recipes) == 1:
+        return recipes[0], {}
     inner: dict[str, float] = {}
-    for fam in combinations:
+    for fam, method in recipes:
         taus = []
         for held in targets:
             train = [t for t in targets if t != held]
-            w = fit_weights(bench, train, candidates, combination=fam, **fit_kw)
+            w = fit_weights(bench, train, candidates, combination=fam, method=method, **fit_kw)
             taus.append(target_quality(bench, held, w, "last", fam)["tau"])
-        inner[fam] = float(np.mean(taus))
-    best = max(combinations, key=lambda c: (inner[c], c == "rank"))
-    return best, inner
+        inner[f"{fam}/{method}"] = float(np.mean(taus))
+    best = max(range(len(recipes)), key=lambda i: (inner["/".join(recipes[i])], -i))
+    return recipes[best], inner
 
 
 def fit_all(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
-            combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> dict[str, Any]:
-    """The whole fit on ``targets``: the family (:func:`fit_combination`), the weights (:func:`fit_weights`)
+            recipes: Sequence[tuple[str, str]] = RECIPES, **fit_kw: Any) -> dict[str, Any]:
+    """The whole fit on ``targets``: the recipe (:func:`fit_recipe`), the weights (:func:`fit_weights`)
     and the layer rule (:func:`fit_layer_rule`)."""
-    family, inner = fit_combination(bench, targets, candidates, combinations, **fit_kw)
-    w = fit_weights(bench, targets, candidates, combination=family, **fit_kw)
+    (family, method), inner = fit_recipe(bench, targets, candidates, recipes, **fit_kw)
+    w = fit_weights(bench, targets, candidates, combination=family, method=method, **fit_kw)
     rule = fit_layer_rule(bench, targets, w, combination=family)
-    return {"weights": w, "layer_rule": rule, "combination": family, "inner_tau": inner}
+    return {"weights": w, "layer_rule": rule, "combination": family, "weight_method": method, "inner_tau": inner}
 
 
 def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
                          candidates: Sequence[str] | None = None,
-                         combinations: Sequence[str] = COMBINATIONS, **fit_kw: Any) -> dict[str, Any]:
+                         recipes: Sequence[tuple[str, str]] = RECIPES, **fit_kw: Any) -> dict[str, Any]:
     """For each target in turn: fit the family, weights and layer rule on the *other* targets only
     (:func:`fit_all`), then score the held-out target. Returns ``{"per_target": {t: {...}}, "mean": {...}}``."""
     targets = list(targets if targets is not None else bench.targets)
@@ -404,10 +494,11 @@ def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
     per: dict[str, dict[str, Any]] = {}
     for held in targets:
         train = [t for t in targets if t != held]
-        f = fit_all(bench, train, candidates, combinations, **fit_kw)
+        f = fit_all(bench, train, candidates, recipes, **fit_kw)
         w, rule, fam = f["weights"], f["layer_rule"], f["combination"]
         q = target_quality(bench, held, w, rule, fam)
-        entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "combination": fam, "fitted_on": train}
+        entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "combination": fam,
+                                 "weight_method": f["weight_method"], "fitted_on": train}
         if held in bench.cut_targets:
             lq = layer_rule_quality(bench, held, w, rule, fam)
             entry["cut"] = {k: v for k, v in lq.items() if k != "chosen"}
@@ -494,23 +585,23 @@ class FittedDefault:
 def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, task_type: str = "classification",
                 targets: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
                 max_units: int = 6, min_gain: float = 0.005,
-                combinations: Sequence[str] = COMBINATIONS) -> FittedDefault:
+                recipes: Sequence[tuple[str, str]] = RECIPES) -> FittedDefault:
     """Fit on all ``targets`` (the shipped default) and record the leave-one-target-out estimate of how it
     does on a target it was not fitted on."""
     targets = list(targets if targets is not None else bench.targets)
     kw = {"max_units": max_units, "min_gain": min_gain}
-    loto = leave_one_target_out(bench, targets, candidates, combinations, **kw)
-    f = fit_all(bench, targets, candidates, combinations, **kw)
+    loto = leave_one_target_out(bench, targets, candidates, recipes, **kw)
+    f = fit_all(bench, targets, candidates, recipes, **kw)
     w = f["weights"]
     cands = sorted(candidates if candidates is not None else bench.metrics)
     return FittedDefault(version=version, task_type=task_type, metrics=tuple(sorted(w)), weights=w,
                          directions={m: bool(bench.directions[m]) for m in w}, layer_rule=f["layer_rule"],
                          ground_truth_digest=ground_truth_digest, fitted_on=tuple(targets), loto=loto,
                          combination=f["combination"],
-                         method={"weights": "forward stagewise on mean weighted tau", "max_units": max_units,
-                                 "min_gain": min_gain, "candidates": cands, "layer_rules": list(LAYER_RULES),
-                                 "combinations": list(combinations),
-                                 "combination_choice": "inner leave-one-target-out mean weighted tau",
+                         method={"weights": f["weight_method"], "max_units": max_units, "min_gain": min_gain,
+                                 "ridge": RIDGE, "candidates": cands, "layer_rules": list(LAYER_RULES),
+                                 "recipes": ["/".join(r) for r in recipes],
+                                 "recipe_choice": "inner leave-one-target-out mean weighted tau",
                                  "inner_tau": f["inner_tau"]})
 
 

@@ -284,7 +284,9 @@ class AggregationRead(BaseModel):
 
 class SubsetRead(BaseModel):
     metric: str
-    steps: list[dict[str, Any]]
+    explanation: str | None = Field(default=None, description="How the subset was built and why it stopped.")
+    steps: list[dict[str, Any]] = Field(description="Per step: backbone_id, score (of the subset so far), gain "
+                                                    "(over the subset before it; null for the first), why.")
 
 
 class RankingRead(BaseModel):

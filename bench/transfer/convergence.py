@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.transfer.ground_truth_v2 import read_rows, run_key
+from bench.transfer.ground_truth_v2 import current, dedupe, read_rows, run_key
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,7 +50,7 @@ def check(out: Path, plot: Path | None = None, arms: Sequence[str] = ("scratch",
     curves_path = out / "curves_v2.jsonl"
     if not curves_path.is_file():
         return None
-    runs = {run_key(r): r for r in read_rows(out / "runs_v2.csv")}
+    runs = {run_key(r): r for r in current(dedupe(read_rows(out / "runs_v2.csv")))}
     last: dict[str, tuple[float, str]] = {}
     for t in read_rows(out / "taps_v2.csv"):
         if t["source"] not in last or float(t["depth"]) > last[t["source"]][0]:
@@ -63,6 +63,8 @@ def check(out: Path, plot: Path | None = None, arms: Sequence[str] = ("scratch",
             row = runs.get((d["target"], d["source"], d["layer"], d["arm"], int(d["seed"]), float(d["lr"])))
             if row is None or not int(row["chosen"]) or d["arm"] not in arms:
                 continue
+            if d["curve"] and int(d["curve"][-1][0]) != int(row["budget_steps"]):
+                continue  # the curve of a run at an older budget (history), not of the current row
             if d["arm"] == "finetune" and row["layer"] != last.get(row["source"], (0, ""))[1]:
                 continue  # cut-point runs are not the main fine-tune
             curve = [(s, v) for s, v in d["curve"]]

@@ -119,6 +119,16 @@ def fit_candidate(metric: str) -> bool:
     return spec is not None and spec.kind in ("transferability", "baseline")
 
 
+def scored_everywhere(bench: F.Benchmark, metric: str, targets: Sequence[str]) -> bool:
+    """The metric has a value at the last layer of at least two sources of every target (a metric that
+    fails on this zoo — too few samples, too few dimensions — cannot be weighed)."""
+    for t in targets:
+        vals = [bench.scores[(t, s, bench.layers[s][-1])].get(metric, math.nan) for s in bench.sources(t)]
+        if sum(np.isfinite(vals)) < 2:
+            return False
+    return True
+
+
 def add_pool_scores(bench: F.Benchmark, layers: Mapping[str, Sequence[str]]) -> list[str]:
     """Add each pool-level score (ETran, NCTI: ``POOL_SCORES``) at every source's last layer of every target
     whose pool has all its parts there; returns the names added. A pool score is defined across the pool's
@@ -162,7 +172,8 @@ def build(out: Path, models_dir: Path) -> dict:
     return {"bench": bench, "layers": layers, "sources": sources, "targets": targets, "roles": roles,
             "protocol_targets": [t.name for t in TARGETS], "protocol_cut_targets": list(CUT_POINT_TARGETS),
             "fit_targets": loaded.fit_targets, "holdout_targets": loaded.holdout_targets, "metrics": metrics,
-            "candidates": [m for m in metrics if fit_candidate(m)], "pools": pools, "digest": loaded.digest,
+            "candidates": [m for m in metrics if fit_candidate(m) and scored_everywhere(bench, m, loaded.fit_targets)],
+            "pools": pools, "digest": loaded.digest,
             "gt_rows": gt_rows, "cut_rows": read_rows(out / "cut_points_v2.csv"), "cut_targets": bench.cut_targets,
             "old": dict(old), "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}
 
@@ -320,19 +331,23 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
         lines.append(f"| {name} | " + " | ".join(f"{table[name][t]['tau']:.2f}" for t in fit_t) + " |")
     if loto:
         lines += ["", "## The new default, fold by fold", "",
-                  "Family, weights and layer rule fitted on the other fit targets only: the family (normalised "
-                  "ranks or clipped z-scores) by an inner leave-one-target-out on those targets; the weights by "
-                  "forward stagewise selection (≤ 6 units of weight, candidates: the registry metrics the rank "
-                  "stage aggregates); the layer rule: the best of `last` / `best` / `best_deep` on the training "
+                  "Recipe, weights and layer rule fitted on the other fit targets only. The recipe — the family "
+                  "(normalised ranks or clipped z-scores) and how the weights are fitted (forward stagewise "
+                  "selection, ≤ 6 units of weight on mean τ; or pooled non-negative ridge regression of the "
+                  "normalised truth on the normalised metrics, ridge 1) — by an inner leave-one-target-out on "
+                  "those targets. Candidates: the registry metrics the rank stage aggregates that have values on "
+                  "every fit target. Layer rule: the best of `last` / `best` / `best_deep` on the training "
                   "folds' cut-point truth, `last` unless strictly better.", "",
-                  "| held-out target | τ_w | top-1 | family | layer rule | weights |", "|---|---:|---:|---|---|---|"]
+                  "| held-out target | τ_w | top-1 | family / weights by | layer rule | weights |",
+                  "|---|---:|---:|---|---|---|"]
         for tgt, e in loto["per_target"].items():
             w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(e["weights"].items(), key=lambda kv: -kv[1]))
-            lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['combination']} | {e['layer_rule']} | {w} |")
+            lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['combination']} / {e['weight_method']} | "
+                         f"{e['layer_rule']} | {w} |")
     if shipped:
         w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(shipped["weights"].items(), key=lambda kv: -kv[1]))
         lines += ["", f"Shipped default (fitted on all {len(fit_t)} fit targets): {shipped['combination']} family, "
-                  f"{w}; layer rule `{shipped['layer_rule']}`."]
+                  f"weights by {shipped['weight_method']}: {w}; layer rule `{shipped['layer_rule']}`."]
     if hold_t:
         hs = summary(table, hold_t)
         lines += ["", "## Hold-out targets (never fitted on)", "",

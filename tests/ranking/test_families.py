@@ -64,16 +64,45 @@ def test_zscore_family_keeps_the_gap_a_rank_throws_away():
     assert zs["s0"] > zs["s1"] > zs["s2"]
 
 
-def test_fit_combination_chooses_on_held_out_folds_and_defaults_to_rank():
+def test_fit_recipe_chooses_on_held_out_folds():
     bench = _bench(n_targets=5)
-    fam, inner = F.fit_combination(bench, bench.targets, ["bad", "good"])
-    assert set(inner) == set(A.COMBINATIONS) and fam in A.COMBINATIONS
-    assert inner[fam] == max(inner.values())
-    # too few targets for an inner loop, or one family offered: no choice is made from data
-    assert F.fit_combination(bench, bench.targets[:2], ["good"]) == ("rank", {})
-    assert F.fit_combination(bench, bench.targets, ["good"], combinations=("zscore",)) == ("zscore", {})
-    with pytest.raises(ValueError, match="subset"):
-        F.fit_combination(bench, bench.targets, ["good"], combinations=("softmax",))
+    (fam, method), inner = F.fit_recipe(bench, bench.targets, ["bad", "good"])
+    assert set(inner) == {f"{c}/{m}" for c, m in F.RECIPES} and (fam, method) in F.RECIPES
+    assert inner[f"{fam}/{method}"] == max(inner.values())
+    # too few targets for an inner loop, or one recipe offered: no choice is made from data
+    assert F.fit_recipe(bench, bench.targets[:2], ["good"]) == (F.RECIPES[0], {})
+    assert F.fit_recipe(bench, bench.targets, ["good"], recipes=[("zscore", "nnls")]) == (("zscore", "nnls"), {})
+    with pytest.raises(ValueError, match="recipes"):
+        F.fit_recipe(bench, bench.targets, ["good"], recipes=[("softmax", "nnls")])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_nnls_matches_scipy(seed):
+    from scipy.optimize import nnls as scipy_nnls
+
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(5, 60)), int(rng.integers(1, 12))
+    a = rng.normal(size=(m, n))
+    if seed % 3 == 0:
+        a[:, 0] = a[:, 1] if n > 1 else a[:, 0]  # collinear columns
+    b = rng.normal(size=m) + (a @ np.abs(rng.normal(size=n)) if seed % 2 else 0)
+    x = F.nnls(a, b)
+    ref, _ = scipy_nnls(a, b)
+    assert np.all(x >= 0)
+    assert np.linalg.norm(a @ x - b) == pytest.approx(np.linalg.norm(a @ ref - b), rel=1e-7, abs=1e-9)
+    with pytest.raises(ValueError, match="matrix"):
+        F.nnls(a, b[:-1])
+
+
+def test_nnls_weights_find_the_informative_metric_and_the_pooled_fit():
+    bench = _bench(n_targets=4)
+    w = F.fit_weights(bench, bench.targets, ["bad", "good", "lower"], method="nnls", combination="zscore")
+    assert sum(w.values()) == pytest.approx(1.0) and w.get("bad", 0.0) < 0.1
+    assert set(w) & {"good", "lower"}
+    with pytest.raises(ValueError, match="weight method"):
+        F.fit_weights(bench, bench.targets, ["good"], method="lasso")
+    with pytest.raises(ValueError, match="ridge"):
+        F.fit_weights_nnls(bench, bench.targets, ["good"], ridge=-1)
 
 
 def test_fitted_default_stores_its_family_and_reads_format_1(tmp_path):

@@ -158,3 +158,13 @@ def test_a_degenerate_backbone_is_flagged_and_its_similarity_withheld(runtime, m
     assert "degenerate_features" in row["flags"] and "far_domain" not in row["flags"]
     assert all(v is None for v in row["similarity"].values())
     assert any("degenerate features" in w for w in table["warnings"])
+
+
+def test_the_subset_explains_its_scores_and_where_it_stopped(runtime):
+    table, _, _ = _run(runtime, {"backbones": list(TOY_ZOO), "bootstrap": 0, "subset_size": 2})
+    subset = table["subset"]
+    assert "Greedy forward selection" in subset["explanation"] and "stopped" in subset["explanation"]
+    first = subset["steps"][0]
+    assert first["gain"] is None and "nothing before it" in first["why"] and "standardised" in first["why"]
+    for step in subset["steps"][1:]:
+        assert step["gain"] is not None and f"{step['gain']:+.4g}" in step["why"]
