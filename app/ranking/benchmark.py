@@ -140,6 +140,16 @@ def load_benchmark(directory: Path, direction: Callable[[str], bool | None],
                            incomplete=incomplete, digest=digest_files([directory / f for f in DIGEST_FILES]))
 
 
+def scored_everywhere(bench: Benchmark, metric: str, targets: Sequence[str]) -> bool:
+    """The metric has a value at the last layer of at least two sources of every target (a metric that
+    fails on a zoo — too few samples, too few dimensions — cannot be weighed by the fit)."""
+    for t in targets:
+        vals = [bench.scores[(t, s, bench.layers[s][-1])].get(metric, math.nan) for s in bench.sources(t)]
+        if sum(1 for v in vals if math.isfinite(v)) < 2:
+            return False
+    return True
+
+
 def merge(base: Benchmark, extra: Benchmark) -> Benchmark:
     """One benchmark holding both: ``extra``'s targets must be new; a source in both keeps ``base``'s taps."""
     clash = sorted(set(base.targets) & set(extra.targets))

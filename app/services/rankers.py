@@ -155,13 +155,16 @@ def refit(settings: Settings, bench_dir: Path, *, session=None, project_id=None,
             bench = B.merge(bench, extra)
             targets += extra.targets
             digest = hashlib_of(digest, extra)
-    candidates = sorted(bench.directions)
+    candidates = [m for m in sorted(bench.directions) if B.scored_everywhere(bench, m, targets)]
+    if not candidates:
+        raise ValueError("no metric has values on every target: nothing to fit")
     current = fit.load_default(task_type, None, ranker_dirs(settings))
-    before_per = {}
-    for t in targets:
-        w = {m: v for m, v in current.weights.items() if m in bench.directions}
-        before_per[t] = fit.target_quality(bench, t, w or {candidates[0]: 1.0}, current.layer_rule,
-                                           current.combination)["tau"]
+    w = {m: v for m, v in current.weights.items() if m in bench.directions}
+    if not w:
+        raise ValueError(f"the current default {current.name} weighs {sorted(current.weights)}, none of which the "
+                         "benchmark scores: it cannot be compared")
+    rule = current.layer_rule if all(len(bench.layers[s]) for s in bench.layers) else "last"
+    before_per = {t: fit.target_quality(bench, t, w, rule, current.combination)["tau"] for t in targets}
     new = fit.fit_default(bench, ground_truth_digest=digest, version=max(fit.versions(task_type, ranker_dirs(settings))) + 1,
                           task_type=task_type, targets=targets, candidates=candidates)
     after_per = {t: e["tau"] for t, e in new.loto["per_target"].items()}

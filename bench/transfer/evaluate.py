@@ -119,16 +119,6 @@ def fit_candidate(metric: str) -> bool:
     return spec is not None and spec.kind in ("transferability", "baseline")
 
 
-def scored_everywhere(bench: F.Benchmark, metric: str, targets: Sequence[str]) -> bool:
-    """The metric has a value at the last layer of at least two sources of every target (a metric that
-    fails on this zoo — too few samples, too few dimensions — cannot be weighed)."""
-    for t in targets:
-        vals = [bench.scores[(t, s, bench.layers[s][-1])].get(metric, math.nan) for s in bench.sources(t)]
-        if sum(np.isfinite(vals)) < 2:
-            return False
-    return True
-
-
 def add_pool_scores(bench: F.Benchmark, layers: Mapping[str, Sequence[str]]) -> list[str]:
     """Add each pool-level score (ETran, NCTI: ``POOL_SCORES``) at every source's last layer of every target
     whose pool has all its parts there; returns the names added. A pool score is defined across the pool's
@@ -154,7 +144,7 @@ def add_pool_scores(bench: F.Benchmark, layers: Mapping[str, Sequence[str]]) -> 
 def build(out: Path, models_dir: Path) -> dict:
     """Everything the report needs, read from the CSVs (the benchmark itself by ``app.ranking.benchmark``,
     the loader ``tscout ranker fit`` uses too)."""
-    from app.ranking.benchmark import load_benchmark
+    from app.ranking.benchmark import load_benchmark, scored_everywhere
     from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
 
     loaded = load_benchmark(out, direction, head_metrics())
