@@ -120,9 +120,9 @@ class _Kernel:
     """A metric's resampled kernel on one backbone's inputs, or why it could not be prepared (the metric
     refuses these inputs; every replicate then records that error, as the materialised path would)."""
 
-    def __init__(self, fn: Callable[[np.ndarray], float] | None, error: str | None, details: dict[str, Any],
-                 prepare_seconds: float) -> None:
-        self.fn, self.error, self.details = fn, error, details
+    def __init__(self, name: str, fn: Callable[[np.ndarray], float] | None, error: str | None,
+                 details: dict[str, Any], prepare_seconds: float) -> None:
+        self.name, self.fn, self.error, self.details = name, fn, error, details
         self._prepare_seconds = prepare_seconds
 
     def take_prepare_seconds(self) -> float:
@@ -158,6 +158,6 @@ def _prepare(name: str, task_type: str, seed: int, **data: Any) -> _Kernel:
         try:
             fn = resampled_kernel(name, task_type=task_type, **metric_params(name, seed), **data)
         except ValueError as exc:
-            return _Kernel(None, str(exc), {"resampled_kernel": True}, time.perf_counter() - started)
+            return _Kernel(name, None, str(exc), {"resampled_kernel": True}, time.perf_counter() - started)
     details = {"warnings": sorted({str(w.message) for w in caught})} if caught else {}
-    return _Kernel(fn, None, details, time.perf_counter() - started)
+    return _Kernel(name, fn, None, details, time.perf_counter() - started)
