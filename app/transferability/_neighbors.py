@@ -23,7 +23,7 @@ from ._linalg import single_thread_blas
 __all__ = ["NeighborLists", "neighbor_lists", "full_row"]
 
 _EPS = float(np.finfo(np.float64).eps)
-_BLOCK_ELEMENTS = 2**22  # rows × candidates × features per exact-distance block (32 MiB of float64)
+_BLOCK_ELEMENTS = 2**17  # elements per temporary block (1 MiB of float64: it stays in cache, no page faults)
 
 
 class NeighborLists:
@@ -54,7 +54,7 @@ class NeighborLists:
 
 def _sq_dist(x: np.ndarray, i: int, rows: np.ndarray) -> np.ndarray:
     diff = x[rows] - x[i]
-    return (diff * diff).sum(axis=-1)
+    return np.square(diff, out=diff).sum(axis=-1)
 
 
 def full_row(x: np.ndarray, codes: np.ndarray, i: int) -> np.ndarray:
@@ -77,7 +77,10 @@ def neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     with single_thread_blas():  # a thin product: threads only contend with the rest of the machine
         for start in range(0, n, rows_per_block):
             stop = min(n, start + rows_per_block)
-            approx = sq[start:stop, None] + sq[None, :] - 2.0 * (x[start:stop] @ x.T)
+            approx = x[start:stop] @ x.T
+            approx *= -2.0
+            approx += sq[None, :]
+            approx += sq[start:stop, None]
             part = np.argpartition(approx, m - 1, axis=1)[:, :m]
             cand[start:stop] = part
             bound[start:stop] = np.take_along_axis(approx, part, axis=1).max(axis=1)
@@ -88,7 +91,7 @@ def neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     for start in range(0, n, step):
         stop = min(n, start + step)
         diff = x[cand[start:stop]] - x[start:stop, None, :]
-        exact[start:stop] = (diff * diff).sum(axis=-1)
+        exact[start:stop] = np.square(diff, out=diff).sum(axis=-1)
     order = np.lexsort((cand, codes[cand], exact), axis=-1)
     index = np.take_along_axis(cand, order, axis=1)
     exact = np.take_along_axis(exact, order, axis=1)

@@ -28,7 +28,8 @@ def pca_project(x, n_components: int):
 def _pca_scores_of_centred(xc, n_components: int):
     s, v = eigh(gram(xc))
     top = xp_of(v).flip(v[:, -n_components:], (1,))
-    return xc @ top
+    # a contiguous copy: numpy's product of a reversed (negative-stride) view is a slow non-BLAS loop
+    return xc @ (np.ascontiguousarray(top) if xp_of(top) is np else top.contiguous())
 
 
 def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 64) -> float:
@@ -130,7 +131,8 @@ def gbc_resampled(features, labels, *, gaussian: str = "diagonal",
             shift = (w @ x) / n
             x = x - shift
             _, v = eigh(weighted_gram(x, w))
-            x = x @ v[:, ::-1][:, : min(pca_dim, n, x.shape[1])]
+            # a contiguous copy of the axes: a reversed view makes the product a slow non-BLAS loop
+            x = x @ np.ascontiguousarray(v[:, ::-1][:, : min(pca_dim, n, x.shape[1])])
         return _gbc_of(x, drawn.codes, drawn.n_classes, drawn.class_counts, gaussian, weights=w)
 
     return kernel
