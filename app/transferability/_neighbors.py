@@ -20,7 +20,7 @@ import numpy as np
 
 from ._linalg import single_thread_blas
 
-__all__ = ["NeighborLists", "neighbor_lists", "full_row"]
+__all__ = ["NeighborLists", "neighbor_lists", "full_row", "others"]
 
 _EPS = float(np.finfo(np.float64).eps)
 _BLOCK_ELEMENTS = 2**17  # elements per temporary block (1 MiB of float64: it stays in cache, no page faults)
@@ -33,15 +33,19 @@ class NeighborLists:
     ----------
     index : ndarray (n, m) int64
         Neighbour row indices, nearest first (a row is its own neighbour at distance 0).
+    sq_dist : ndarray (n, m) float64
+        Their squared distances.
     valid : ndarray (n,) int64
         How many leading entries of each row's list are certainly in the exact order over *all* rows; the
         entries after them may not be the next neighbours.
     """
 
-    def __init__(self, x: np.ndarray, codes: np.ndarray, index: np.ndarray, valid: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, codes: np.ndarray, index: np.ndarray, sq_dist: np.ndarray,
+                 valid: np.ndarray) -> None:
         self.x = x
         self.codes = codes
         self.index = index
+        self.sq_dist = sq_dist
         self.valid = valid
         self._full: dict[int, np.ndarray] = {}
 
@@ -69,7 +73,8 @@ def neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     m = max(1, min(int(m), n))
     if m == n:  # every row is a candidate: the lists are the whole exact order
         index = np.stack([full_row(x, codes, i) for i in range(n)]) if n else np.zeros((0, 0), np.int64)
-        return NeighborLists(x, codes, index, np.full(n, n, dtype=np.int64))
+        sq_dist = np.stack([_sq_dist(x, i, index[i]) for i in range(n)]) if n else np.zeros((0, 0))
+        return NeighborLists(x, codes, index, sq_dist, np.full(n, n, dtype=np.int64))
     sq = np.einsum("ij,ij->i", x, x)
     cand = np.empty((n, m), dtype=np.int64)
     bound = np.empty(n)  # every non-candidate's estimate is ≥ its row's bound
@@ -97,4 +102,20 @@ def neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     exact = np.take_along_axis(exact, order, axis=1)
     # a non-candidate's exact distance is > bound − tol: candidates strictly below that precede all of them
     valid = (exact < (bound - tol)[:, None]).sum(axis=1)
-    return NeighborLists(x, codes, index, valid.astype(np.int64))
+    return NeighborLists(x, codes, index, exact, valid.astype(np.int64))
+
+
+def others(lists: NeighborLists, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and squared distances (n, k) of each row's ``k`` nearest *other* rows (``k < n``), in the
+    exact order: a row is left out of its own list, its duplicates are not."""
+    n = lists.index.shape[0]
+    rows = np.arange(n)
+    ok = (lists.index != rows[:, None]) & (np.arange(lists.index.shape[1])[None, :] < lists.valid[:, None])
+    pick = np.argsort(~ok, axis=1, kind="stable")[:, :k]  # the first k usable entries, in order
+    index = np.take_along_axis(lists.index, pick, axis=1)
+    sq_dist = np.take_along_axis(lists.sq_dist, pick, axis=1)
+    for i in np.flatnonzero(ok.sum(axis=1) < k):  # the valid prefix is too short: the whole order
+        order = lists.full(int(i))
+        order = order[order != i][:k]
+        index[i], sq_dist[i] = order, _sq_dist(lists.x, int(i), order)
+    return index, sq_dist

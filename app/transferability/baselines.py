@@ -18,22 +18,20 @@ from ._inputs import (
     check_random_state,
     encode_labels,
 )
-from ._neighbors import NeighborLists, neighbor_lists
+from ._neighbors import NeighborLists, neighbor_lists, others
 
 __all__ = ["knn_accuracy", "knn_accuracy_resampled", "linear_probe_accuracy", "loo_neighbors", "knn_loo_predictions"]
 
 
-def loo_neighbors(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def loo_neighbors(x: np.ndarray, k: int, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices (n, k) of each sample's k nearest *other* samples (Euclidean, ascending).
 
-    scikit-learn's ``kneighbors()`` without a query excludes every sample from its own neighbours (also
-    when duplicates exist).
+    Only the sample itself is left out (its duplicates are neighbours at distance 0); equal distances are
+    ordered by ``codes`` (label codes, when given), then by row — the exact order of ``_neighbors``.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
-    dist, idx = nn.kneighbors()
-    return dist, idx
+    codes = np.zeros(x.shape[0], dtype=np.int64) if codes is None else codes
+    idx, sq_dist = others(neighbor_lists(x, codes, k + 1 + _SLACK), k)
+    return np.sqrt(sq_dist), idx
 
 
 def knn_loo_predictions(neighbor_idx: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:

@@ -268,7 +268,7 @@ _SPECS = [
                cost="expensive"),
     MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
                "Facco et al. 2017 (TwoNN); normalised label entropy; LOO k-NN; Fisher variance ratio",
-               "difficulty.v1"),
+               "difficulty.v1_exact_knn_ties_by_label", version="2"),
     # ---- further metrics of the peers (none is a default)
     MetricSpec("etran_lda", etran_lda, _FL, _C, "higher_is_better", "transferability",
                "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::LDA_Score", "etran.lda_score",

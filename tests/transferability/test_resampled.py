@@ -198,3 +198,19 @@ def test_neighbour_lists_are_the_exact_order_and_position_independent():
         assert (lists.index[i, :v] == full_row(x, codes, i)[:v]).all()
     idx = rng.integers(0, 120, 120)  # the same pairs inside a resample: the same distances, bit for bit
     assert _sq_dist(x[idx], 3, np.arange(120)).tolist() == _sq_dist(x, int(idx[3]), idx).tolist()
+
+
+def test_loo_neighbours_leave_out_only_the_row_itself():
+    from sklearn.neighbors import NearestNeighbors
+
+    from app.transferability.baselines import loo_neighbors
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 6))
+    x[1] = x[0]  # a duplicate: its twin is its nearest neighbour at distance exactly 0
+    dist, idx = loo_neighbors(x, 4)
+    assert idx[0, 0] == 1 and idx[1, 0] == 0 and dist[0, 0] == dist[1, 0] == 0.0
+    assert not (idx == np.arange(80)[:, None]).any()
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=4, algorithm="brute").fit(x).kneighbors()
+    assert (idx[2:] == ref_idx[2:]).all()
+    assert dist == pytest.approx(ref_dist, abs=1e-6)  # scikit-learn's Gram form puts the twins ~1e-7 apart
