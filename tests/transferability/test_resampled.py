@@ -212,5 +212,6 @@ def test_loo_neighbours_leave_out_only_the_row_itself():
     assert idx[0, 0] == 1 and idx[1, 0] == 0 and dist[0, 0] == dist[1, 0] == 0.0
     assert not (idx == np.arange(80)[:, None]).any()
     ref_dist, ref_idx = NearestNeighbors(n_neighbors=4, algorithm="brute").fit(x).kneighbors()
-    assert (idx[2:] == ref_idx[2:]).all()
+    twin = lambda i: np.where(i == 1, 0, i)  # noqa: E731  (rows 0 and 1 tie for everyone else)
+    assert (twin(idx[2:]) == twin(ref_idx[2:])).all()
     assert dist == pytest.approx(ref_dist, abs=1e-6)  # scikit-learn's Gram form puts the twins ~1e-7 apart
