@@ -215,3 +215,20 @@ def test_loo_neighbours_leave_out_only_the_row_itself():
     twin = lambda i: np.where(i == 1, 0, i)  # noqa: E731  (rows 0 and 1 tie for everyone else)
     assert (twin(idx[2:]) == twin(ref_idx[2:])).all()
     assert dist == pytest.approx(ref_dist, abs=1e-6)  # scikit-learn's Gram form puts the twins ~1e-7 apart
+
+
+def test_single_thread_blas_nests_and_restores():
+    from threadpoolctl import threadpool_info
+
+    from app.transferability import single_thread_blas
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_thread_blas():
+        assert all(t == 1 for t in blas_threads())
+        with single_thread_blas():  # free inside an open one, and leaves the limit in place
+            assert all(t == 1 for t in blas_threads())
+        assert all(t == 1 for t in blas_threads())
+    assert blas_threads() == before
