@@ -105,7 +105,9 @@ class SqlScoreCache:
             return
         insert = dialect_insert(self.session)
         now = utcnow()
+        # one statement, executed for many parameter sets (compiling a multi-row VALUES of 500 rows costs more
+        # than running it)
+        statement = insert(ScoreCacheEntry).on_conflict_do_nothing(index_elements=["cache_key"])
         for start in range(0, len(rows), _CHUNK):
             chunk = [{**r, "id": uuid.uuid4(), "created_at": now} for r in rows[start:start + _CHUNK]]
-            self.session.execute(insert(ScoreCacheEntry).values(chunk)
-                                 .on_conflict_do_nothing(index_elements=["cache_key"]))
+            self.session.execute(statement, chunk)

@@ -30,6 +30,7 @@ are never modified; results are deterministic for a given ``random_state``; labe
 values and are re-encoded to ``0..C-1`` in sorted order.
 """
 
+from ._linalg import single_thread_blas
 from .baselines import knn_accuracy, linear_probe_accuracy
 from .difficulty import TaskDifficulty, task_difficulty
 from .etran import etran_combine, etran_energy, etran_lda
@@ -57,6 +58,7 @@ from .registry import (
     default_metrics,
     far_domain_metric,
     get_metric,
+    resampled_kernel,
     score,
     similarity_metrics,
     spec_of,
@@ -118,6 +120,8 @@ __all__ = [
     "check_capability",
     "get_metric",
     "score",
+    "resampled_kernel",
+    "single_thread_blas",
     "default_metrics",
     "similarity_metrics",
     "subset_metric",

@@ -265,3 +265,20 @@ def stratified_subsample(codes: np.ndarray, max_samples: int, random_state: int)
 
 def codes_tensor(labels: EncodedLabels, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(labels.codes).to(device)
+
+
+def check_counts(counts: object, n: int, *, min_total: int = 2) -> np.ndarray:
+    """Validate a resample given as multiplicities: a 1-D array of ``n`` non-negative integers (how many
+    times each row is drawn) with at least ``min_total`` draws in all; returned as int64."""
+    arr = np.asarray(counts)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"counts must be 1-D with one entry per row ({n}), got shape {arr.shape}")
+    integral = np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool
+    if not integral and (arr.dtype.kind != "f" or not np.all(arr == np.round(arr))):
+        raise ValueError(f"counts must be integers (multiplicities), got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if (arr < 0).any():
+        raise ValueError(f"counts must be non-negative, got {int(arr.min())} at row {int(np.argmin(arr))}")
+    if int(arr.sum()) < min_total:
+        raise ValueError(f"counts must draw at least {min_total} rows in all, got {int(arr.sum())}")
+    return arr

@@ -11,6 +11,9 @@ tridiagonalisation and factorisations synchronise per panel and collapse when th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse
@@ -32,9 +35,24 @@ def to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def single_thread_blas():
-    """Context manager limiting numpy's and scipy's OpenBLAS to one thread (nestable)."""
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+_SINGLE_DEPTH = 0  # how many single_thread_blas contexts are open (the limit is process-wide)
+
+
+@contextlib.contextmanager
+def single_thread_blas() -> Iterator[None]:
+    """Context manager limiting numpy's and scipy's OpenBLAS to one thread (nestable: inside an open one it
+    costs nothing — setting the limit queries every BLAS library, about a millisecond on a loaded machine,
+    which the many small calls of a bootstrap would pay each time)."""
+    global _SINGLE_DEPTH
+    if _SINGLE_DEPTH:
+        yield
+        return
+    with _CONTROLLER.limit(limits=1, user_api="blas"):
+        _SINGLE_DEPTH += 1
+        try:
+            yield
+        finally:
+            _SINGLE_DEPTH -= 1
 
 
 def gram(x):

@@ -6,25 +6,32 @@ Both are accuracies in [0, 1]; higher is better (Sorkhei et al. 2025 find k-NN h
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
-from ._inputs import EncodedLabels, as_numpy_matrix, check_positive_int, check_random_state, encode_labels
+from ._inputs import (
+    EncodedLabels,
+    as_numpy_matrix,
+    check_counts,
+    check_positive_int,
+    check_random_state,
+    encode_labels,
+)
+from ._neighbors import NeighborLists, neighbor_lists, others
 
-__all__ = ["knn_accuracy", "linear_probe_accuracy", "loo_neighbors", "knn_loo_predictions"]
+__all__ = ["knn_accuracy", "knn_accuracy_resampled", "linear_probe_accuracy", "loo_neighbors", "knn_loo_predictions"]
 
 
-def loo_neighbors(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def loo_neighbors(x: np.ndarray, k: int, codes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices (n, k) of each sample's k nearest *other* samples (Euclidean, ascending).
 
-    scikit-learn's ``kneighbors()`` without a query excludes every sample from its own neighbours (also
-    when duplicates exist).
+    Only the sample itself is left out (its duplicates are neighbours at distance 0); equal distances are
+    ordered by ``codes`` (label codes, when given), then by row — the exact order of ``_neighbors``.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x)
-    dist, idx = nn.kneighbors()
-    return dist, idx
+    codes = np.zeros(x.shape[0], dtype=np.int64) if codes is None else codes
+    idx, sq_dist = others(neighbor_lists(x, codes, k + 1 + _SLACK), k)
+    return np.sqrt(sq_dist), idx
 
 
 def knn_loo_predictions(neighbor_idx: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
@@ -43,9 +50,11 @@ def knn_loo_predictions(neighbor_idx: np.ndarray, codes: np.ndarray, n_classes: 
 def knn_accuracy(features, labels, *, k: int = 5) -> float:
     """Leave-one-out k-nearest-neighbour accuracy.
 
-    Each sample is classified by the majority label of its ``k`` nearest other samples (Euclidean
-    distance, brute force); a tie goes to the tied class with the nearest vote. ``k`` is capped at
-    ``n_samples - 1``.
+    Each sample is classified by the majority label of its ``k`` nearest other samples (squared Euclidean
+    distance, evaluated exactly per pair); a tie of votes goes to the tied class with the nearest vote.
+    Neighbours at equal distance are taken in the order of their label (then of their row), so the value
+    does not depend on the order of the samples; a duplicate of a sample is its neighbour at distance 0 (only
+    the sample itself is left out). ``k`` is capped at ``n_samples - 1``.
 
     Parameters
     ----------
@@ -74,9 +83,80 @@ def knn_accuracy(features, labels, *, k: int = 5) -> float:
     x = as_numpy_matrix(features, "features")
     enc = encode_labels(labels, x.shape[0])
     k = min(check_positive_int(k, "k"), x.shape[0] - 1)
-    _, idx = loo_neighbors(x, k)
-    pred = knn_loo_predictions(idx, enc.codes, enc.n_classes)
-    return float(np.mean(pred == enc.codes))
+    lists = neighbor_lists(x, enc.codes, k + 1 + _SLACK)
+    counts = np.ones(x.shape[0], dtype=np.int64)
+    return _weighted_knn_accuracy(lists, counts, k, enc.n_classes)
+
+
+#: neighbours kept beyond k + 1, so that ties and bootstrap duplicates rarely send a row to the full order
+_SLACK = 8
+#: neighbours kept per row for the bootstrap kernel: a resample leaves a row out with probability ~1/e, so a
+#: row reaches k votes within its first ~2k + 2 neighbours; the rare row that does not is recomputed
+_RESAMPLED_LIST = 48
+
+
+def knn_accuracy_resampled(features, labels, *, k: int = 5) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`knn_accuracy`: ``kernel(counts)`` equals
+    ``knn_accuracy(features[idx], labels[idx], k=k)`` for every ``idx`` with ``np.bincount(idx) == counts``.
+
+    The neighbour lists are found once (one n×n distance computation); a resample only re-weights them: the
+    copies of a row vote with their multiplicity, the other copies of the query row included (they are its
+    neighbours at distance 0), and all copies of a row get the same prediction. Validated here, once.
+    """
+    x = as_numpy_matrix(features, "features")
+    enc = encode_labels(labels, x.shape[0])
+    k = check_positive_int(k, "k")
+    lists = neighbor_lists(x, enc.codes, _RESAMPLED_LIST)
+
+    def kernel(counts: np.ndarray) -> float:
+        counts = check_counts(counts, x.shape[0])
+        present = np.unique(enc.codes[counts > 0])
+        if present.shape[0] < 2:
+            raise ValueError(f"labels must contain at least 2 distinct classes, got {present.shape[0]} "
+                             f"({enc.classes[present].tolist()})")
+        return _weighted_knn_accuracy(lists, counts, min(k, int(counts.sum()) - 1), enc.n_classes)
+
+    return kernel
+
+
+def _weighted_knn_accuracy(lists: NeighborLists, counts: np.ndarray, k: int, n_classes: int) -> float:
+    """k-NN accuracy of the multiset of rows with multiplicities ``counts`` (every copy of a row is its own
+    sample), from the rows' neighbour lists."""
+    rows = np.flatnonzero(counts > 0)
+    index = lists.index[rows]
+    mult = counts[index]
+    mult[index == rows[:, None]] -= 1  # a sample is not its own neighbour; its other copies are
+    valid = lists.valid[rows]
+    mult[np.arange(index.shape[1])[None, :] >= valid[:, None]] = 0
+    enough = mult.sum(axis=1) >= k
+    pred = np.empty(rows.shape[0], dtype=np.int64)
+    if enough.any():
+        pred[enough] = _vote(index[enough], mult[enough], lists.codes, k, n_classes)
+    for j in np.flatnonzero(~enough):  # the valid prefix is too short: the whole order of this row
+        i = int(rows[j])
+        order = lists.full(i)
+        m = counts[order]
+        m[order == i] -= 1
+        pred[j] = _vote(order[None, :], m[None, :], lists.codes, k, n_classes)[0]
+    hit = pred == lists.codes[rows]
+    return float(counts[rows][hit].sum() / counts.sum())
+
+
+def _vote(index: np.ndarray, mult: np.ndarray, codes: np.ndarray, k: int, n_classes: int) -> np.ndarray:
+    """Predictions of rows whose ordered neighbours ``index`` (r, m) have multiplicities ``mult`` (r, m)
+    summing to at least ``k``: the majority of the first ``k`` copies, a tie to the class voted first."""
+    r = index.shape[0]
+    before = np.cumsum(mult, axis=1) - mult  # copies ahead of each entry
+    take = np.clip(np.minimum(mult, k - before), 0, None)
+    width = int(np.max(np.argmax(np.cumsum(take, axis=1) >= k, axis=1))) + 1 if r else 0
+    index, before, take = index[:, :width], before[:, :width], take[:, :width]
+    cls = codes[index]
+    flat = (np.arange(r)[:, None] * n_classes + cls).reshape(-1)
+    votes = np.bincount(flat, weights=take.reshape(-1), minlength=r * n_classes).reshape(r, n_classes)
+    first = np.full(r * n_classes, k, dtype=np.int64)
+    voted = take.reshape(-1) > 0
+    np.minimum.at(first, flat[voted], before.reshape(-1)[voted])
+    return (votes * (k + 1) + (k - first.reshape(r, n_classes))).argmax(axis=1)
 
 
 def linear_probe_accuracy(

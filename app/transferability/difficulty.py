@@ -119,7 +119,7 @@ def task_difficulty(features, labels, *, k: int = 5) -> TaskDifficulty:
         imbalance = float(max(0.0, 1.0 - float(-(p * np.log(p)).sum()) / np.log(c)))
     else:
         imbalance = 0.0
-    dist, idx = loo_neighbors(x, max(k, 2))
+    dist, idx = loo_neighbors(x, max(k, 2), enc.codes)
     pred = knn_loo_predictions(idx[:, :k], enc.codes, c)
     knn_error = float(np.mean(pred != enc.codes))
     mu = x.mean(axis=0)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from ._inputs import as_array, encode_labels
+from ._inputs import as_array, as_numpy_matrix, encode_labels
 from ._linalg import center_, centered, class_sums, codes_like, counts_like, eigh, gram, to_numpy, xp_of
+from ._resample import drawn_rows, weighted_gram
 
-__all__ = ["gbc", "pca_project"]
+__all__ = ["gbc", "gbc_resampled", "pca_project"]
 
 _GAUSSIANS = ("diagonal", "spherical", "spherical_google")
 _VARIANCE_FLOOR = 1e-4  # tf.maximum(variance, 1e-4) in the reference
@@ -25,7 +28,8 @@ def pca_project(x, n_components: int):
 def _pca_scores_of_centred(xc, n_components: int):
     s, v = eigh(gram(xc))
     top = xp_of(v).flip(v[:, -n_components:], (1,))
-    return xc @ top
+    # a contiguous copy: numpy's product of a reversed (negative-stride) view is a slow non-BLAS loop
+    return xc @ (np.ascontiguousarray(top) if xp_of(top) is np else top.contiguous())
 
 
 def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 64) -> float:
@@ -75,10 +79,7 @@ def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 6
     >>> round(gbc(f, [0, 0, 1, 1], pca_dim=None), 4)
     -0.0004
     """
-    if gaussian not in _GAUSSIANS:
-        raise ValueError(f"gaussian must be one of {_GAUSSIANS}, got {gaussian!r}")
-    if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or pca_dim < 1):
-        raise ValueError(f"pca_dim must be a positive int or None, got {pca_dim!r}")
+    _check_options(gaussian, pca_dim)
     x = as_array(features, "features", owned=pca_dim is not None)
     enc = encode_labels(labels, x.shape[0])
     codes = codes_like(enc, x)
@@ -86,10 +87,15 @@ def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 6
     if pca_dim is not None:
         center_(x)  # our own copy: no second n×d array
         x = _pca_scores_of_centred(x, min(pca_dim, *x.shape))
-    c = enc.n_classes
-    means = class_sums(x, codes, c) / counts[:, None]
+    return _gbc_of(x, codes, enc.n_classes, counts, gaussian)
+
+
+def _gbc_of(x, codes, c: int, counts, gaussian: str, weights=None) -> float:
+    """GBC of the (projected) rows ``x`` with class codes ``codes``; ``weights`` are row multiplicities."""
+    means = class_sums(x, codes, c, weights=weights) / counts[:, None]
     resid = x - means[codes]
-    var = class_sums(resid * resid, codes, c) / counts[:, None]  # biased (1/n_c), as tf.reduce_variance
+    # biased (1/n_c), as tf.reduce_variance
+    var = class_sums(resid * resid, codes, c, weights=weights) / counts[:, None]
     means, var = to_numpy(means), to_numpy(var)  # (C, d): the pairwise part is small, numpy on the CPU
     if gaussian == "diagonal":
         var = np.maximum(var, _VARIANCE_FLOOR)
@@ -97,6 +103,39 @@ def gbc(features, labels, *, gaussian: str = "diagonal", pca_dim: int | None = 6
     var = np.maximum(var.mean(axis=1, keepdims=True), _VARIANCE_FLOOR)
     weight = float(x.shape[1]) if gaussian == "spherical" else 1.0
     return float(_gbc_from_stats(means, var, weight=weight))
+
+
+def _check_options(gaussian: str, pca_dim: int | None) -> None:
+    if gaussian not in _GAUSSIANS:
+        raise ValueError(f"gaussian must be one of {_GAUSSIANS}, got {gaussian!r}")
+    if pca_dim is not None and (isinstance(pca_dim, bool) or not isinstance(pca_dim, int) or pca_dim < 1):
+        raise ValueError(f"pca_dim must be a positive int or None, got {pca_dim!r}")
+
+
+def gbc_resampled(features, labels, *, gaussian: str = "diagonal",
+                  pca_dim: int | None = 64) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`gbc`: ``kernel(counts)`` equals ``gbc(features[idx], labels[idx])``
+    for every ``idx`` with ``np.bincount(idx) == counts``, up to rounding (and up to the sign of each
+    principal axis, which the score does not see). The PCA is that of the weighted centred Gram matrix;
+    class means and variances are weighted sums over the drawn rows."""
+    _check_options(gaussian, pca_dim)
+    x0 = as_numpy_matrix(features, "features")
+    enc = encode_labels(labels, x0.shape[0])
+    if pca_dim is not None:
+        x0 = x0 - x0.mean(axis=0)  # the resample's mean is close: a small cancellation in its Gram
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = drawn_rows(counts, enc.codes, x0.shape[0], classes=enc.classes)
+        x, w, n = x0[drawn.rows], drawn.weights, drawn.n
+        if pca_dim is not None:
+            shift = (w @ x) / n
+            x = x - shift
+            _, v = eigh(weighted_gram(x, w))
+            # a contiguous copy of the axes: a reversed view makes the product a slow non-BLAS loop
+            x = x @ np.ascontiguousarray(v[:, ::-1][:, : min(pca_dim, n, x.shape[1])])
+        return _gbc_of(x, drawn.codes, drawn.n_classes, drawn.class_counts, gaussian, weights=w)
+
+    return kernel
 
 
 def _gbc_from_stats(means: np.ndarray, var: np.ndarray, *, weight: float) -> float:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from ._inputs import as_array, encode_labels
-from ._linalg import center_, class_sums, codes_like, counts_like, eigh, gram, xp_of
+from collections.abc import Callable
 
-__all__ = ["hscore", "hscore_shrinkage", "ledoit_wolf_shrinkage"]
+import numpy as np
+
+from ._inputs import as_array, as_numpy_matrix, encode_labels
+from ._linalg import center_, class_sums, codes_like, counts_like, eigh, gram, xp_of
+from ._resample import drawn_rows, weighted_gram
+
+__all__ = ["hscore", "hscore_shrinkage", "hscore_resampled", "hscore_shrinkage_resampled", "ledoit_wolf_shrinkage"]
 
 
 def _between_factor(fc, codes, counts):
@@ -80,9 +85,17 @@ def ledoit_wolf_shrinkage(fc, g) -> float:
         return 0.0
     xp = xp_of(fc)
     row_sq = xp.einsum("ij,ij->i", fc, fc)  # no n×d temporary
+    return _ledoit_wolf(g, (row_sq * row_sq).sum(), n)
+
+
+def _ledoit_wolf(g, beta_, n: int) -> float:
+    """The shrinkage from the centred Gram matrix ``g`` and ``beta_ = Σ_i ‖x_i‖⁴`` of ``n`` centred rows."""
+    xp = xp_of(g)
+    d = g.shape[0]
+    if d == 1:
+        return 0.0
     emp_cov_trace = xp.diagonal(g) / n
     mu = emp_cov_trace.sum() / d
-    beta_ = (row_sq * row_sq).sum()
     delta_ = (g * g).sum() / n**2
     beta = 1.0 / (d * n) * (beta_ / n - delta_)
     delta = (delta_ - 2.0 * mu * emp_cov_trace.sum() + d * mu**2) / d
@@ -143,3 +156,53 @@ def hscore_shrinkage(features, labels, *, rcond: float = 1e-15) -> float:
     m = _between_factor(fc, codes, counts)
     # cov(E[f|y]) uses 1/(N−1), as np.cov in the reference.
     return float((1.0 - alpha) * _trace_pinv_product(s_alpha, v, m, rcond) / (n - 1))
+
+
+def _centred_resample(xc0, codes, classes, counts):
+    """(drawn, centred Gram, between-class factor M, the drawn rows centred at the resample's mean) of the
+    materialised resample, from rows ``xc0`` centred at the full sample's mean (which keeps the Gram's
+    cancellation small: the resample's mean is close to it)."""
+    drawn = drawn_rows(counts, codes, xc0.shape[0], classes=classes)
+    x, w, n = xc0[drawn.rows], drawn.weights, drawn.n
+    shift = (w @ x) / n
+    g = weighted_gram(x, w) - n * np.outer(shift, shift)
+    sums = class_sums(x, drawn.codes, drawn.n_classes, weights=w) - drawn.class_counts[:, None] * shift
+    return drawn, g, sums / np.sqrt(drawn.class_counts)[:, None], x - shift
+
+
+def _prepared(features, labels):
+    x = as_numpy_matrix(features, "features")
+    enc = encode_labels(labels, x.shape[0])
+    return x - x.mean(axis=0), enc
+
+
+def hscore_resampled(features, labels, *, rcond: float = 1e-15) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`hscore`: ``kernel(counts)`` equals ``hscore(features[idx],
+    labels[idx])`` for every ``idx`` with ``np.bincount(idx) == counts``, up to rounding — from the
+    weighted centred Gram matrix and weighted class sums."""
+    xc0, enc = _prepared(features, labels)
+
+    def kernel(counts: np.ndarray) -> float:
+        _, g, m, _ = _centred_resample(xc0, enc.codes, enc.classes, counts)
+        s, v = eigh(g)
+        return float(_trace_pinv_product(s, v, m, rcond))
+
+    return kernel
+
+
+def hscore_shrinkage_resampled(features, labels, *, rcond: float = 1e-15) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`hscore_shrinkage` (as :func:`hscore_resampled`; the Ledoit–Wolf
+    shrinkage's ``Σ‖x_i‖⁴`` is a weighted sum over the drawn rows)."""
+    xc0, enc = _prepared(features, labels)
+    d = xc0.shape[1]
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn, g, m, xc = _centred_resample(xc0, enc.codes, enc.classes, counts)
+        n = drawn.n
+        row_sq = np.einsum("ij,ij->i", xc, xc)
+        alpha = _ledoit_wolf(g, (drawn.weights * row_sq * row_sq).sum(), n)
+        s, v = eigh(g)
+        s_alpha = (1.0 - alpha) * s / n + alpha * np.trace(g) / (n * d)
+        return float((1.0 - alpha) * _trace_pinv_product(s_alpha, v, m, rcond) / (n - 1))
+
+    return kernel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,8 +18,10 @@ from ._inputs import (
     encode_labels,
     stratified_subsample,
 )
+from ._linalg import class_sums
+from ._resample import drawn_rows
 
-__all__ = ["leep", "nce", "nleep", "SubsampleWarning"]
+__all__ = ["leep", "leep_resampled", "nce", "nce_resampled", "nleep", "SubsampleWarning"]
 
 _TINY = float(np.finfo(np.float64).tiny)
 _NCE_EPS = 1e-20
@@ -135,26 +138,63 @@ def nce(source_probs, labels) -> float:
     >>> nce(p, [0, 0, 1, 0])
     -0.34657359027997264
     """
+    z, n_source = _hard_source_labels(source_probs)
+    enc = encode_labels(labels, z.shape[0], min_classes=1)
+    return _nce_of(enc.codes, enc.n_classes, z, n_source, None, z.shape[0])
+
+
+def _hard_source_labels(source_probs) -> tuple[np.ndarray, int]:
+    """(argmax source class of each row, number of source classes); 1-D input is already hard labels."""
     is_1d = (isinstance(source_probs, torch.Tensor) and source_probs.ndim == 1) or (
         not isinstance(source_probs, torch.Tensor) and np.asarray(source_probs).ndim == 1
     )
     if is_1d:
         z_enc = encode_labels(source_probs, len(source_probs), "source_probs", min_classes=1)
-        z = z_enc.codes
-        n_source = z_enc.n_classes
-    else:
-        theta = _as_probabilities(source_probs)
-        z = torch.argmax(theta, dim=1).cpu().numpy()
-        n_source = theta.shape[1]
-    enc = encode_labels(labels, z.shape[0], min_classes=1)
-    n = z.shape[0]
-    joint = np.bincount(enc.codes * n_source + z, minlength=enc.n_classes * n_source).reshape(
-        enc.n_classes, n_source
+        return z_enc.codes, z_enc.n_classes
+    theta = _as_probabilities(source_probs)
+    return torch.argmax(theta, dim=1).cpu().numpy(), int(theta.shape[1])
+
+
+def _nce_of(codes: np.ndarray, n_classes: int, z: np.ndarray, n_source: int, weights, n: float) -> float:
+    """NCE of target codes against hard source labels ``z``; ``weights`` are row multiplicities summing to n."""
+    joint = np.bincount(codes * n_source + z, weights=weights, minlength=n_classes * n_source).reshape(
+        n_classes, n_source
     ) / n
     pz = joint.sum(axis=0, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         cond = np.where(pz > 0, joint / np.where(pz > 0, pz, 1.0), 0.0)
     return float(np.sum(joint * np.log(cond + _NCE_EPS)))
+
+
+def leep_resampled(source_probs, labels) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`leep`: ``kernel(counts)`` equals ``leep(source_probs[idx],
+    labels[idx])`` for every ``idx`` with ``np.bincount(idx) == counts``, up to rounding — the empirical joint
+    is a weighted class sum, the log-likelihood a weighted mean over the drawn rows."""
+    theta = _as_probabilities(source_probs).cpu().numpy()
+    enc = encode_labels(labels, theta.shape[0], min_classes=1)
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = drawn_rows(counts, enc.codes, theta.shape[0], min_classes=1, classes=enc.classes)
+        th, w = theta[drawn.rows], drawn.weights
+        joint = class_sums(th, drawn.codes, drawn.n_classes, weights=w) / drawn.n
+        pz = joint.sum(axis=0, keepdims=True)
+        cond = np.where(pz > 0, joint / np.where(pz > 0, pz, 1.0), 0.0)
+        eep = (th * cond[drawn.codes]).sum(axis=1)
+        return float((w * np.log(np.maximum(eep, _TINY))).sum() / drawn.n)
+
+    return kernel
+
+
+def nce_resampled(source_probs, labels) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`nce` (weighted joint counts of target and hard source labels)."""
+    z, n_source = _hard_source_labels(source_probs)
+    enc = encode_labels(labels, z.shape[0], min_classes=1)
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = drawn_rows(counts, enc.codes, z.shape[0], min_classes=1, classes=enc.classes)
+        return _nce_of(drawn.codes, drawn.n_classes, z[drawn.rows], n_source, drawn.weights, drawn.n)
+
+    return kernel
 
 
 def nleep(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ._inputs import as_array, as_targets, encode_labels
+from ._inputs import as_array, as_numpy_matrix, as_targets, check_counts, encode_labels
 from ._linalg import class_sums, codes_like, eigh, gram, outer_gram, to_numpy
+from ._resample import drawn_rows, weighted_gram, weighted_outer
 
-__all__ = ["logme", "ConvergenceWarning"]
+__all__ = ["logme", "logme_resampled", "ConvergenceWarning"]
 
 _VARIANTS = ("full_d", "thuml_fixed_point")
 
@@ -129,7 +131,6 @@ def _spectral_projections(f, t, class_info, *, thuml: bool):
     on the matching left singular vectors, and ‖t‖² (K,); numpy arrays (the fixed point that follows works
     on these small arrays only, on the CPU)."""
     n, d = f.shape
-    eps64 = np.finfo(np.float64).eps
     if n > d:
         s, v = eigh(gram(f))
         if class_info is not None:
@@ -139,31 +140,101 @@ def _spectral_projections(f, t, class_info, *, thuml: bool):
         else:
             ftt = f.T @ t
             t2 = to_numpy((t * t).sum(axis=0))
-        s, z = to_numpy(s), to_numpy(v.T @ ftt)
-        if thuml:
-            keep = np.sqrt(np.maximum(s, 0)) > 1e-10
-        else:
-            keep = s > s.max() * max(n, d) * eps64
-        sigma = s[keep]
-        p2 = z[keep] ** 2 / sigma[:, None]
+        return (*_from_gram(to_numpy(s), to_numpy(v.T @ ftt), n, d, thuml=thuml), t2)
+    s, u = eigh(outer_gram(f))
+    if class_info is not None:
+        codes, c, counts = class_info
+        ut = class_sums(u, codes, c).T  # Uᵀ T: (n, C)
+        t2 = counts.astype(np.float64)
     else:
-        s, u = eigh(outer_gram(f))
-        if class_info is not None:
-            codes, c, counts = class_info
-            ut = class_sums(u, codes, c).T  # Uᵀ T: (n, C)
-            t2 = counts.astype(np.float64)
+        ut = u.T @ t
+        t2 = to_numpy((t * t).sum(axis=0))
+    return (*_from_outer(to_numpy(s), to_numpy(ut), n, d, thuml=thuml), t2)
+
+
+def _from_gram(s, z, n, d, *, thuml: bool):
+    """(σ, p²) from the eigenvalues ``s`` of FᵀF and the target columns' coordinates ``z = VᵀFᵀt``."""
+    if thuml:
+        keep = np.sqrt(np.maximum(s, 0)) > 1e-10
+    else:
+        keep = s > s.max() * max(n, d) * np.finfo(np.float64).eps
+    sigma = s[keep]
+    return sigma, z[keep] ** 2 / sigma[:, None]
+
+
+def _from_outer(s, ut, n, d, *, thuml: bool):
+    """(σ, p²) from the eigenvalues ``s`` of FFᵀ and the target columns' coordinates ``ut = Uᵀt``."""
+    if thuml:
+        keep = np.ones_like(s, dtype=bool)  # thuml takes a thin SVD: all n singular values
+        s = np.maximum(s, 0)
+    else:
+        keep = s > s.max() * max(n, d) * np.finfo(np.float64).eps
+    return s[keep], ut[keep] ** 2
+
+
+def logme_resampled(features, labels=None, *, regression: bool = False, tol: float = 1e-7,
+                    max_iter: int = 1000, variant: str = "full_d") -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`logme`: ``kernel(counts)`` equals ``logme(features[idx],
+    labels[idx], ...)`` for every ``idx`` with ``np.bincount(idx) == counts``, up to rounding.
+
+    A resample changes the evidence only through the weighted Gram matrix ``FᵀWF`` (W the multiplicities),
+    ``FᵀWt`` and ``Σ w t²``; with fewer materialised rows than features the outer Gram of the √w-scaled
+    drawn rows has the same non-zero spectrum, and the left singular vectors of the copies are the drawn
+    rows' scaled by 1/√w. Inputs are validated here, once. ``variant="thuml_fixed_point"`` counts the zero
+    singular values of the duplicate rows, so its kernel materialises each resample.
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    if labels is None:
+        raise ValueError("logme needs labels (classification) or targets with regression=True")
+    if not (tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol!r}")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter!r}")
+    f = as_numpy_matrix(features, "features")
+    n_rows, d = f.shape
+    kwargs = {"regression": regression, "tol": tol, "max_iter": max_iter, "variant": variant}
+    if regression:
+        t = as_targets(labels, n_rows, "targets").numpy()
+        enc = None
+    else:
+        enc = encode_labels(labels, n_rows, "labels", min_classes=2)
+        t = None
+    if variant != "full_d":
+        target = t if regression else labels
+
+        def materialised(counts: np.ndarray) -> float:
+            idx = np.repeat(np.arange(n_rows), check_counts(counts, n_rows))
+            return logme(f[idx], np.asarray(target)[idx], **kwargs)
+
+        return materialised
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = drawn_rows(counts, None if enc is None else enc.codes, n_rows, classes=None if enc is None
+                           else enc.classes)
+        x, w, n = f[drawn.rows], drawn.weights, drawn.n
+        if regression:
+            tr = t[drawn.rows]
+            t2 = (w[:, None] * tr * tr).sum(axis=0)
+            zero = np.flatnonzero(t2 == 0)
+            if zero.size:
+                raise ValueError(f"targets column {int(zero[0])} is identically zero; its evidence is unbounded")
         else:
-            ut = u.T @ t
-            t2 = to_numpy((t * t).sum(axis=0))
-        s, ut = to_numpy(s), to_numpy(ut)
-        if thuml:
-            keep = np.ones_like(s, dtype=bool)  # thuml takes a thin SVD: all n singular values
-            s = np.maximum(s, 0)
+            t2 = drawn.class_counts
+        if n > d:
+            s, v = eigh(weighted_gram(x, w))
+            ftt = (x.T @ (w[:, None] * tr) if regression
+                   else class_sums(x, drawn.codes, drawn.n_classes, weights=w).T)
+            sigma, p2 = _from_gram(s, v.T @ ftt, n, d, thuml=False)
         else:
-            keep = s > s.max() * max(n, d) * eps64
-        sigma = s[keep]
-        p2 = ut[keep] ** 2
-    return sigma, p2, t2
+            s, u = eigh(weighted_outer(x, w))
+            root = np.sqrt(w)
+            ut = (u.T @ (root[:, None] * tr) if regression
+                  else class_sums(u, drawn.codes, drawn.n_classes, weights=root).T)
+            sigma, p2 = _from_outer(s, ut, n, d, thuml=False)
+        return float(_full_d_fixed_point(sigma, p2, t2, n, tol=float(tol), max_iter=int(max_iter)).mean())
+
+    return kernel
 
 
 def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):

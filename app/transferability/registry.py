@@ -23,23 +23,23 @@ from typing import Any
 
 import numpy as np
 
-from .baselines import knn_accuracy, linear_probe_accuracy
+from .baselines import knn_accuracy, knn_accuracy_resampled, linear_probe_accuracy
 from .difficulty import task_difficulty
 from .etran import ETRAN_PARTS, etran_combine, etran_energy, etran_lda
-from .gbc import gbc
-from .hscore import hscore, hscore_shrinkage
-from .leep import leep, nce, nleep
+from .gbc import gbc, gbc_resampled
+from .hscore import hscore, hscore_resampled, hscore_shrinkage, hscore_shrinkage_resampled
+from .leep import leep, leep_resampled, nce, nce_resampled, nleep
 from .lfc import lfc
-from .logme import logme
+from .logme import logme, logme_resampled
 from .ncti import NCTI_PARTS, ncti_combine, ncti_ncc, ncti_seli, ncti_vc
 from .otce import otce
 from .otdd import otdd
 from .pactran import pactran_dirichlet, pactran_gamma, pactran_gaussian
 from .parc import parc
 from .rsa import dds, rsa
-from .sfda import sfda
+from .sfda import sfda, sfda_resampled
 from .similarity import frechet_distance, mmd, proxy_a_distance
-from .transrate import transrate
+from .transrate import transrate, transrate_resampled
 
 __all__ = [
     "TASK_TYPES",
@@ -54,6 +54,7 @@ __all__ = [
     "check_capability",
     "capability_matrix",
     "score",
+    "resampled_kernel",
     "default_metrics",
     "similarity_metrics",
     "subset_metric",
@@ -134,6 +135,12 @@ class MetricSpec:
     job_kwargs : mapping
         Keyword arguments the ranking job passes to the function (e.g. a per-side sample cap where the
         exact computation on every row buys nothing); stored with each score and part of its cache key.
+    resampled : callable or None
+        The metric's bootstrap kernel factory: called with the metric's inputs and keyword arguments, it
+        validates them once and returns ``kernel(counts) -> float``, equal (up to rounding) to the metric on
+        the resample that draws row ``i`` ``counts[i]`` times, computed from the original rows' weighted
+        statistics. ``None``: a bootstrap replicate recomputes the metric on the materialised resample.
+        This field is the one place that says which metric has such a kernel (:func:`resampled_kernel`).
     """
 
     name: str
@@ -152,10 +159,13 @@ class MetricSpec:
     pool: str = ""
     cost: str = "cheap"
     job_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    resampled: Callable[..., Callable[[np.ndarray], float]] | None = None
 
     def __post_init__(self) -> None:
         if self.cost not in COSTS:
             raise ValueError(f"metric {self.name!r}: cost must be one of {COSTS}, got {self.cost!r}")
+        if self.resampled is not None and not self.bootstrap:
+            raise ValueError(f"metric {self.name!r}: a resampled kernel serves the bootstrap; set bootstrap=True")
         if not set(self.default_for) <= set(self.task_types):
             raise ValueError(f"metric {self.name!r}: default_for {self.default_for} names task types it does not "
                              f"support ({self.task_types})")
@@ -187,6 +197,7 @@ class MetricSpec:
             "pool": self.pool,
             "cost": self.cost,
             "job_kwargs": dict(self.job_kwargs),
+            "resampled_kernel": self.resampled is not None,
         }
 
 
@@ -205,39 +216,39 @@ _SPECS = [
     MetricSpec("logme", logme, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
                "You et al. ICML 2021 / JMLR 2022; thuml/LogME LogME._fit_icml, tllib ranking/logme.py",
                "logme.full_d_evidence", target_kwargs={"regression": True},
-               bootstrap=True, default_for=_ALL),
+               bootstrap=True, default_for=_ALL, resampled=logme_resampled),
     MetricSpec("leep", leep, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
                "Nguyen et al. ICML 2020; thuml/LogME LEEP.py, tllib ranking/leep.py", "leep.thuml",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=leep_resampled),
     MetricSpec("nce", nce, ("source_probs", "labels"), _C, "higher_is_better", "transferability",
                "Tran et al. ICCV 2019; thuml/LogME NCE.py, tllib ranking/nce.py", "nce.thuml_eps_in_log",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=nce_resampled),
     MetricSpec("nleep", nleep, _FL, _C, "higher_is_better", "transferability",
                "Li et al. CVPR 2021; google-research stable_transfer nleep.py (log form)",
                "nleep.log_pca0.8_k5c_seeded",
                random_state=True, cost="expensive"),
     MetricSpec("hscore", hscore, _FL, _C, "higher_is_better", "transferability",
                "Bao et al. ICIP 2019; README getHscore, tllib ranking/hscore.py::h_score", "hscore.bao_pinv",
-               bootstrap=True),
+               bootstrap=True, resampled=hscore_resampled),
     MetricSpec("hscore_shrinkage", hscore_shrinkage, _FL, _C, "higher_is_better", "transferability",
                "Ibrahim et al. arXiv:2110.06893; tllib ranking/hscore.py::regularized_h_score",
                "hscore.ledoit_wolf",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=hscore_shrinkage_resampled),
     MetricSpec("gbc", gbc, _FL, _C, "higher_is_better", "transferability",
                "Pándy et al. CVPR 2022; google-research stable_transfer gbc.py", "gbc.diagonal_pca64",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=gbc_resampled),
     MetricSpec("sfda", sfda, _FL, _C, "higher_is_better", "transferability",
                "Shao et al. ECCV 2022; TencentARC/SFDA metrics.py::SFDA_Score", "sfda.confmix",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=sfda_resampled),
     MetricSpec("transrate", transrate, _FL, _C, "higher_is_better", "transferability",
                "Huang et al. ICML 2022; tllib ranking/transrate.py", "transrate.tllib_centred_eps1e-4",
-               bootstrap=True, default_for=_C),
+               bootstrap=True, default_for=_C, resampled=transrate_resampled),
     MetricSpec("parc", parc, ("features", "labels_or_targets"), _ALL, "higher_is_better", "transferability",
                "Bolya et al. NeurIPS 2021; dbolya/parc methods.py::PARC", "parc.pca32_max5000",
                random_state=True, default_for=(REGRESSION, MULTILABEL), cost="expensive"),
     MetricSpec("knn_accuracy", knn_accuracy, _FL, _C, "higher_is_better", "baseline",
-               "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_euclidean_k5",
-               bootstrap=True, default_for=_C),
+               "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_exact_euclidean_k5_ties_by_label", version="2",
+               bootstrap=True, default_for=_C, resampled=knn_accuracy_resampled),
     MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold",
                cost="expensive"),
@@ -257,7 +268,7 @@ _SPECS = [
                cost="expensive"),
     MetricSpec("task_difficulty", task_difficulty, _FL, _C, "per_field", "difficulty",
                "Facco et al. 2017 (TwoNN); normalised label entropy; LOO k-NN; Fisher variance ratio",
-               "difficulty.v1"),
+               "difficulty.v1_exact_knn_ties_by_label", version="2"),
     # ---- further metrics of the peers (none is a default)
     MetricSpec("etran_lda", etran_lda, _FL, _C, "higher_is_better", "transferability",
                "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::LDA_Score", "etran.lda_score",
@@ -489,20 +500,53 @@ def score(
     spec = check_capability(name, task_type)
     if spec.direction == "per_field":
         raise ValueError(f"{name!r} returns a structured result, not a score; call {spec.fn.__name__}() directly")
-    supplied = {
-        "features": features,
-        "labels": labels,
-        "source_probs": source_probs,
-        "source_logits": source_logits,
-        "a": a,
-        "b": b,
-        "source_features": source_features,
-        "source_labels": source_labels,
-        "target_features": target_features,
-        "target_labels": target_labels,
-    }
+    args, kwargs = _call_arguments(spec, task_type, params, features=features, labels=labels, targets=targets,
+                                   source_probs=source_probs, source_logits=source_logits, a=a, b=b,
+                                   source_features=source_features, source_labels=source_labels,
+                                   target_features=target_features, target_labels=target_labels)
+    return float(spec.fn(*args, **kwargs))
+
+
+def resampled_kernel(name: str, *, task_type: str = CLASSIFICATION, **inputs: Any) -> Callable[[np.ndarray], float] | None:
+    """The bootstrap kernel of metric ``name`` on these inputs (the keywords of :func:`score`), or ``None``
+    when the registry gives the metric none (:attr:`MetricSpec.resampled`).
+
+    ``kernel(counts)`` equals ``score(name, ...)`` on the resample that draws row ``i`` ``counts[i]`` times,
+    e.g. ``features[idx]`` and ``labels[idx]`` for ``counts = np.bincount(idx, minlength=n)``, up to
+    floating-point rounding; it raises the metric's ``ValueError`` for a resample the metric refuses. The
+    inputs are validated here, once (the same errors as :func:`score`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from app.transferability import resampled_kernel, score
+    >>> f = np.array([[0.0, 1.0], [1.0, 0.0], [4.0, 1.0], [5.0, 2.0], [4.5, 0.5]])
+    >>> kernel = resampled_kernel("hscore", features=f, labels=[0, 0, 1, 1, 1])
+    >>> idx = np.array([0, 0, 1, 2, 4])
+    >>> bool(np.isclose(kernel(np.bincount(idx, minlength=5)), score("hscore", features=f[idx],
+    ...                                                             labels=np.array([0, 0, 1, 1, 1])[idx])))
+    True
+    """
+    spec = check_capability(name, task_type)
+    if spec.resampled is None:
+        return None
+    params = {k: v for k, v in inputs.items() if k not in _SCORE_INPUTS}
+    data = {k: v for k, v in inputs.items() if k in _SCORE_INPUTS}
+    args, kwargs = _call_arguments(spec, task_type, params, **data)
+    return spec.resampled(*args, **kwargs)
+
+
+_SCORE_INPUTS = ("features", "labels", "targets", "source_probs", "source_logits", "a", "b", "source_features",
+                 "source_labels", "target_features", "target_labels")
+
+
+def _call_arguments(spec: MetricSpec, task_type: str, params: Mapping[str, Any], *, targets: Any = None,
+                    **given: Any) -> tuple[list[Any], dict[str, Any]]:
+    """The positional inputs (in the spec's order) and keyword arguments of one call of ``spec.fn``."""
+    name = spec.name
+    supplied = {k: given.get(k) for k in _SCORE_INPUTS if k != "targets"}
     if task_type == CLASSIFICATION:
-        supplied["labels_or_targets"] = labels
+        supplied["labels_or_targets"] = supplied["labels"]
     else:
         if targets is not None and task_type == MULTILABEL:
             _check_multilabel(targets)
@@ -517,4 +561,4 @@ def score(
     kwargs = dict(params)
     if task_type != CLASSIFICATION:
         kwargs = {**spec.target_kwargs, **kwargs}
-    return float(spec.fn(*args, **kwargs))
+    return args, kwargs

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
-from ._inputs import as_array, encode_labels
+from ._inputs import as_array, as_numpy_matrix, encode_labels
 from ._linalg import (
     center_,
     class_sums,
@@ -18,8 +19,9 @@ from ._linalg import (
     to_numpy,
     xp_of,
 )
+from ._resample import drawn_rows, weighted_gram
 
-__all__ = ["sfda"]
+__all__ = ["sfda", "sfda_resampled"]
 
 
 def _largest_eigenvalue_3_power_steps(a: np.ndarray) -> float:
@@ -53,7 +55,7 @@ def _true_class(prob, codes):
     return prob.gather(1, codes[:, None])
 
 
-def _lda_posteriors(xc, mu, centred_means, counts, shrinkage: float | None):
+def _lda_posteriors(xc, mu, centred_means, counts, shrinkage: float | None, weights=None):
     """Shrinkage-LDA posteriors of ``SFDA._solve_eigen`` + ``predict_proba`` for the features
     ``xc + mu`` (``xc`` column-centred, ``mu`` its column means, ``centred_means`` the class means of
     ``xc``); returns (probs, shrinkage).
@@ -65,8 +67,10 @@ def _lda_posteriors(xc, mu, centred_means, counts, shrinkage: float | None):
     """
     n, d = xc.shape
     xp = xp_of(xc)
+    if weights is not None:  # row multiplicities: the statistics of the materialised rows
+        n = float(weights.sum())
     priors = counts / n
-    s_total = gram(xc) / n
+    s_total = (gram(xc) if weights is None else weighted_gram(xc, weights)) / n
     dm = centred_means * xp.sqrt(priors)[:, None]
     s_within = s_total - dm.T @ dm  # Σ_c π_c Cov_c (biased covariances), as the reference
     if shrinkage is None:
@@ -127,10 +131,16 @@ def sfda(features, labels) -> float:
     enc = encode_labels(labels, x.shape[0])
     codes = codes_like(enc, x)
     counts = counts_like(enc, x)
-    c = enc.n_classes
     mu = center_(x)
-    means = class_sums(x, codes, c) / counts[:, None]  # class means in the centred frame
-    prob, shrinkage = _lda_posteriors(x, mu, means, counts, None)
+    return _sfda_centred(x, mu, codes, enc.n_classes, counts)
+
+
+def _sfda_centred(x, mu, codes, c: int, counts, weights=None) -> float:
+    """SFDA of the rows ``x + mu`` (``x`` column-centred, owned: ConfMix is applied to it in place); with
+    ``weights`` (row multiplicities, numpy) the rows stand for their copies and ``counts`` are weighted."""
+    n = x.shape[0] if weights is None else float(weights.sum())
+    means = class_sums(x, codes, c, weights=weights) / counts[:, None]  # class means in the centred frame
+    prob, shrinkage = _lda_posteriors(x, mu, means, counts, None, weights)
     prob = _softmax_rows_(prob)  # the reference's "soften" step: softmax of probabilities
     others = (means.sum(axis=0, keepdims=True) - means) / (c - 1)
     p_true = _true_class(prob, codes)
@@ -139,9 +149,10 @@ def sfda(features, labels) -> float:
     # m and class means are known before mixing, and mixing and re-centring are one pass over row blocks:
     # x ← p·(x − o) + o − m.
     p = p_true[:, 0]
-    mixed_sums = class_sums(x, codes, c, weights=p)
-    mixed_sums += (counts - class_sums(p[:, None], codes, c)[:, 0])[:, None] * others
-    shift = mixed_sums.sum(axis=0) / x.shape[0]
+    wp = p if weights is None else p * weights
+    mixed_sums = class_sums(x, codes, c, weights=wp)
+    mixed_sums += (counts - class_sums(wp[:, None], codes, c)[:, 0])[:, None] * others
+    shift = mixed_sums.sum(axis=0) / n
     step = max(1, 2**18 // x.shape[1])
     for start in range(0, x.shape[0], step):
         block, o = x[start : start + step], others[codes[start : start + step]]
@@ -150,5 +161,25 @@ def sfda(features, labels) -> float:
         o -= shift
         block += o
     mu = mu + shift
-    prob2, _ = _lda_posteriors(x, mu, mixed_sums / counts[:, None] - shift, counts, shrinkage)
-    return float(_true_class(prob2, codes).mean())
+    prob2, _ = _lda_posteriors(x, mu, mixed_sums / counts[:, None] - shift, counts, shrinkage, weights)
+    true = _true_class(prob2, codes)
+    if weights is None:
+        return float(true.mean())
+    return float((weights * true[:, 0]).sum() / n)
+
+
+def sfda_resampled(features, labels) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`sfda`: ``kernel(counts)`` equals ``sfda(features[idx], labels[idx])``
+    for every ``idx`` with ``np.bincount(idx) == counts``, up to rounding — both LDAs from weighted Gram
+    matrices and class sums, the posteriors and ConfMix once per drawn row (its copies share them)."""
+    x0 = as_numpy_matrix(features, "features")
+    enc = encode_labels(labels, x0.shape[0])
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = drawn_rows(counts, enc.codes, x0.shape[0], classes=enc.classes)
+        x, w = x0[drawn.rows], drawn.weights  # a fresh copy: ConfMix works in place
+        mu = (w @ x) / drawn.n
+        x -= mu
+        return _sfda_centred(x, mu, drawn.codes, drawn.n_classes, drawn.class_counts, w)
+
+    return kernel

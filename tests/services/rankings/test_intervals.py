@@ -1,11 +1,14 @@
 """The rank stage's bootstrap: the intervals of the implementation it replaced (each metric recomputed from
-the raw features of every replicate), widened to contain the reported rank."""
+the raw features of every replicate), widened to contain the reported rank — with the metrics that have a
+resampled kernel evaluated through it, and one without (ETran's LDA part) on the materialised rows."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
+from app.db.tables import ScoreCacheEntry
 from app.execution import tasks
 from app.jobs.status import JobStatus
 from app.ranking import aggregate
@@ -21,7 +24,8 @@ def test_rank_intervals_match_recomputing_every_metric_from_raw_features(setting
     from app.transferability import METRICS, score
 
     runtime = Runtime.from_settings(settings_factory(models_dir=toy_models_dir(tmp_path / "models")))
-    metrics = ["logme", "gbc", "leep", "hscore_shrinkage"]
+    metrics = ["logme", "gbc", "leep", "hscore_shrinkage", "knn_accuracy", "sfda", "transrate", "nce", "etran_lda"]
+    assert all(METRICS[m].resampled is not None for m in metrics[:-1]) and METRICS["etran_lda"].resampled is None
     body = {"backbones": list(TOY_ZOO), "metrics": metrics, "layers": "all", "bootstrap": 12, "seed": 2,
             "subset_size": 0}
     try:
@@ -55,5 +59,10 @@ def test_rank_intervals_match_recomputing_every_metric_from_raw_features(setting
             expected = (min(low[i], point), max(high[i], point))
             assert tuple(by_id[b]["rank_ci"]) == pytest.approx(expected, abs=1e-9), b
             assert by_id[b]["rank_ci"][0] <= point <= by_id[b]["rank_ci"][1]
+        with runtime.sessions() as session:
+            boot = [r for r in session.scalars(select(ScoreCacheEntry)) if r.details.get("bootstrap")]
+        assert {r.metric for r in boot} == set(metrics)
+        for r in boot:  # which path computed each replicate value
+            assert bool(r.details.get("resampled_kernel")) is (METRICS[r.metric].resampled is not None), r.metric
     finally:
         runtime.close()

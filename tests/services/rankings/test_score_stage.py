@@ -32,9 +32,15 @@ def runtime(settings_factory, tmp_path):
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Every metric the score stage computes, by name (task difficulty included)."""
+    """Every metric the score stage and the bootstrap compute, by name (task difficulty and the bootstrap's
+    resampled kernels included)."""
     seen: list[str] = []
     real_value, real_difficulty = score_stage.metric_value, score_stage.difficulty_value
+    real_kernel_value = intervals_stage._Kernel.value
+
+    def counted_kernel_value(self, *args, **kwargs):
+        seen.append(self.name)
+        return real_kernel_value(self, *args, **kwargs)
 
     def counted_value(name, *args, **kwargs):
         seen.append(name)
@@ -47,6 +53,7 @@ def calls(monkeypatch):
     monkeypatch.setattr(score_stage, "metric_value", counted_value)
     monkeypatch.setattr(intervals_stage, "metric_value", counted_value)
     monkeypatch.setattr(score_stage, "difficulty_value", counted_difficulty)
+    monkeypatch.setattr(intervals_stage._Kernel, "value", counted_kernel_value)
     return seen
 
 
@@ -66,6 +73,8 @@ def test_a_repeated_job_computes_no_metric(runtime, calls):
     data = image_zip(per_class=10)
     first, project, first_rows = _run(runtime, BODY, data)
     assert len(calls) > 0 and not any(r.details["cached"] for r in first_rows)
+    # the bootstrap's kernel calls are counted too: 4 replicates × each backbone, beside the score stage's
+    assert calls.count("knn_accuracy") >= sum(r.metric == "knn_accuracy" for r in first_rows) + 4 * len(TOY_ZOO)
     calls.clear()
     second, _, second_rows = _run(runtime, BODY, data)
     assert calls == []
