@@ -23,7 +23,7 @@ from app.db.migrate import schema_problem
 from app.execution import build_executor
 from app.runtime import Runtime
 from app.services import job_handlers
-from app.settings import Settings, get_settings
+from app.settings import AuthMode, Settings, get_settings
 
 log = logging.getLogger("tscout")
 
@@ -61,6 +61,21 @@ def _operation_id(route: APIRoute) -> str:
     return route.operation_id or f"{route.tags[0] if route.tags else 'default'}-{route.name}"
 
 
+def _warn_keyless(runtime: Runtime, local_project: str) -> None:
+    """At start with keys required: say which project holds data created with auth disabled (nobody sees it)."""
+    from app.services.auth import keyless_hint
+
+    try:
+        with runtime.sessions() as session:
+            hint = keyless_hint(session, local_project)
+    except Exception as exc:  # an unreachable database answers 503 per request; the start goes on
+        log.warning("could not check project %r for data created with auth disabled: %s", local_project,
+                    type(exc).__name__)
+        return
+    if hint:
+        log.warning("auth is required, and %s", hint)
+
+
 def create_app(settings: Settings | None = None, *, start_executor: bool | None = None) -> FastAPI:
     """Build the application. ``settings`` defaults to :func:`get_settings` (environment)."""
     settings = settings or get_settings()
@@ -74,6 +89,8 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
             raise SchemaNotAtHead(f"refusing to serve: {problem}")
         built_in = len(runtime.catalogue.builtins)  # read the cards now: a broken card fails the start, not a request
         log.info("catalogue: %d built-in backbones from %s", built_in, settings.models_dir)
+        if settings.auth is AuthMode.required:
+            _warn_keyless(runtime, settings.local_project)
         executor = build_executor(runtime, job_handlers())
         run_worker = settings.run_worker_in_api if start_executor is None else start_executor
         if run_worker:

@@ -90,6 +90,8 @@ def _dataset_id(client: Client, dataset: str, *, task_type: str | None, text_col
         what = "folder" if path.is_dir() else "file"
         err.print(f"uploaded {what} {path.name} → dataset {uploaded.id} ({uploaded.num_samples} samples, "
                   f"{uploaded.modality}, {uploaded.task_type})", soft_wrap=True)
+        for note in uploaded.notes:
+            err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
         return str(uploaded.id), uploaded.modality
     try:
         return str(uuid.UUID(dataset)), None

@@ -127,6 +127,16 @@ def create_dataset(session: Session, store: ArtifactStore, settings: Settings, p
             prepared.close()
 
 
+def duplicate_notes(row: Dataset, requested_name: str | None, filename: str) -> list[str]:
+    """What a caller should know when an upload matched an existing dataset: the name it asked for (or its
+    file's name) was not applied, because the content already is dataset ``row``."""
+    asked = (requested_name or filename or "").strip()
+    if not asked or asked == row.name:
+        return []
+    return [f"this content is already dataset {row.id} named {row.name!r} (uploaded {row.created_at:%Y-%m-%d %H:%M} "
+            f"UTC); it keeps that name, so {asked!r} was not applied"]
+
+
 @raises(NotFound)
 def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) -> Dataset:
     """The dataset if it belongs to ``project_id``; another project's dataset is 'not found'."""
