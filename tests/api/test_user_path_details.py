@@ -12,6 +12,8 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
+
 from app.db.session import make_engine, make_sessionmaker, unit_of_work
 from app.services.auth import create_key
 from tests.kits import REPO
@@ -103,3 +105,12 @@ def test_data_created_with_auth_disabled_is_announced_once_keys_are_required(liv
     with locked.client() as c:
         r = c.get("/v1/datasets")
     assert r.status_code == 401 and "local" not in r.json()["detail"]
+
+
+def test_an_npz_with_other_array_names_says_what_it_holds_and_what_it_needs(client):
+    buf = io.BytesIO()
+    np.savez(buf, X=np.zeros((6, 2), dtype=np.float32), y=np.array([0, 1] * 3))
+    r = client.post("/v1/datasets", files={"file": ("xy.npz", buf.getvalue())})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "['X', 'y']" in detail and "'features'" in detail and "'labels'" in detail and "'targets'" in detail
