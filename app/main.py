@@ -12,12 +12,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.guard import RequestGuard, method_table
+from app.api.params import refuse_unknown_query
 from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         docs_url=None,  # served offline by app.api.routes.docs (assets from a package, never a CDN)
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_unknown_query)],
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard)

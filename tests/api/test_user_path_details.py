@@ -114,3 +114,13 @@ def test_an_npz_with_other_array_names_says_what_it_holds_and_what_it_needs(clie
     assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert "['X', 'y']" in detail and "'features'" in detail and "'labels'" in detail and "'targets'" in detail
+
+
+def test_an_unknown_query_parameter_is_named_not_ignored(client):
+    r = client.get("/v1/rankings", params={"dataset": "00000000-0000-0000-0000-000000000000"})
+    assert r.status_code == 422, r.text
+    assert "['dataset']" in r.json()["detail"] and "dataset_id" in r.json()["detail"]
+    assert client.get("/v1/rankings", params={"dataset_id": "00000000-0000-0000-0000-000000000000"}).status_code == 200
+    r = client.get("/healthz", params={"verbose": "1"})
+    assert r.status_code == 422 and "no query parameters" in r.json()["detail"]
+    assert client.get("/docs").status_code == 200 and client.get("/v1/metrics").status_code == 200
