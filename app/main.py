@@ -12,18 +12,19 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
 from app.api.errors import install_error_handlers
 from app.api.guard import RequestGuard, method_table
+from app.api.params import refuse_unknown_query
 from app.api.routes import api_routers
 from app.db.migrate import schema_problem
 from app.execution import build_executor
 from app.runtime import Runtime
 from app.services import job_handlers
-from app.settings import Settings, get_settings
+from app.settings import AuthMode, Settings, get_settings
 
 log = logging.getLogger("tscout")
 
@@ -61,6 +62,21 @@ def _operation_id(route: APIRoute) -> str:
     return route.operation_id or f"{route.tags[0] if route.tags else 'default'}-{route.name}"
 
 
+def _warn_keyless(runtime: Runtime, local_project: str) -> None:
+    """At start with keys required: say which project holds data created with auth disabled (nobody sees it)."""
+    from app.services.auth import keyless_hint
+
+    try:
+        with runtime.sessions() as session:
+            hint = keyless_hint(session, local_project)
+    except Exception as exc:  # an unreachable database answers 503 per request; the start goes on
+        log.warning("could not check project %r for data created with auth disabled: %s", local_project,
+                    type(exc).__name__)
+        return
+    if hint:
+        log.warning("auth is required, and %s", hint)
+
+
 def create_app(settings: Settings | None = None, *, start_executor: bool | None = None) -> FastAPI:
     """Build the application. ``settings`` defaults to :func:`get_settings` (environment)."""
     settings = settings or get_settings()
@@ -74,6 +90,8 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
             raise SchemaNotAtHead(f"refusing to serve: {problem}")
         built_in = len(runtime.catalogue.builtins)  # read the cards now: a broken card fails the start, not a request
         log.info("catalogue: %d built-in backbones from %s", built_in, settings.models_dir)
+        if settings.auth is AuthMode.required:
+            _warn_keyless(runtime, settings.local_project)
         executor = build_executor(runtime, job_handlers())
         run_worker = settings.run_worker_in_api if start_executor is None else start_executor
         if run_worker:
@@ -99,6 +117,7 @@ def create_app(settings: Settings | None = None, *, start_executor: bool | None 
         docs_url=None,  # served offline by app.api.routes.docs (assets from a package, never a CDN)
         redoc_url=None,
         openapi_url="/openapi.json",
+        dependencies=[Depends(refuse_unknown_query)],
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard)

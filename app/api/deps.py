@@ -68,7 +68,7 @@ def get_principal(
 ) -> Principal:
     if settings.auth is AuthMode.disabled:
         return local_principal(session, settings.local_project)
-    return authenticate(session, authorization, pepper=settings.key_pepper)
+    return authenticate(session, authorization, pepper=settings.key_pepper, local_project=settings.local_project)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -20,7 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.guard import allowed_methods
 from app.db.session import is_database_outage
-from app.errors import BadRequest, DomainError, InvalidInput, Unavailable, declared_errors
+from app.errors import (
+    BadRequest,
+    DomainError,
+    InvalidInput,
+    Unavailable,
+    UnsupportedMediaType,
+    declared_errors,
+)
 from app.services.auth import authenticate, local_principal
 
 log = logging.getLogger("tscout.api")
@@ -40,7 +47,8 @@ _DESCRIPTIONS = {
     404: "No such resource in this project",
     409: "Conflict with the resource's current state",
     413: "Body too large",
-    415: "Unsupported media type",
+    415: "Unsupported media type (a JSON body sent without Content-Type: application/json, or an upload in no "
+         "supported format)",
     422: "Invalid input (the detail names the offending field or value)",
     503: "A dependency (database, artifact store) is unavailable; retry after Retry-After seconds",
 }
@@ -59,7 +67,7 @@ def responses_for(*services: Any, public: bool = False, validated: bool = True, 
     if not public:
         errors.extend((*declared_errors(authenticate), *declared_errors(local_principal)))
     if body:
-        errors.extend((BadRequest, BodyTooLarge))
+        errors.extend((BadRequest, BodyTooLarge, UnsupportedMediaType))
     for error in errors:
         statuses.setdefault(error.status, []).append(error.error)
     if validated:
@@ -118,6 +126,32 @@ def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or ".".join(str(p) for p in loc)
 
 
+def _json_error(err: dict[str, Any], document: Any) -> str:
+    """Where and why a body is not JSON: line, column and character offset, and the decoder's reason."""
+    loc = err.get("loc") or ()
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = (err.get("ctx") or {}).get("error", "malformed")
+    if pos is None:
+        return f"the body is not valid JSON: {reason}"
+    where = f"character {pos}"
+    if isinstance(document, str):
+        line = document.count("\n", 0, pos) + 1
+        column = pos - document.rfind("\n", 0, pos)
+        where = f"line {line}, column {column} ({where})"
+    return f"the body is not valid JSON at {where}: {reason}"
+
+
+def _sends_json(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _unread_body(err: dict[str, Any]) -> bool:
+    """FastAPI's error for a JSON-body route whose body it did not parse (the media type was not JSON)."""
+    return err.get("type") == "model_attributes_type" and tuple(err.get("loc") or ()) == ("body",) \
+        and isinstance(err.get("input"), (bytes, str))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -131,9 +165,13 @@ def install_error_handlers(app: FastAPI) -> None:
         fields = []
         for err in exc.errors()[:20]:
             if err.get("type") == "json_invalid":
-                return JSONResponse(_body(BadRequest.error, "the body is not valid JSON: "
-                                          f"{err.get('ctx', {}).get('error', 'malformed')}", limit=limit),
+                return JSONResponse(_body(BadRequest.error, _json_error(err, exc.body), limit=limit),
                                     status_code=400)
+            if _unread_body(err) and not _sends_json(request):
+                sent = request.headers.get("content-type") or "no Content-Type"
+                return JSONResponse(_body(UnsupportedMediaType.error, f"this endpoint reads a JSON body; send "
+                                          f"Content-Type: application/json (got {sent})", limit=limit),
+                                    status_code=415)
             fields.append(
                 {
                     "field": clip(_field_name(err.get("loc", ())), 100),

@@ -136,7 +136,7 @@ class RequestGuard:
 
         def check() -> None:
             with runtime.sessions() as session:
-                authenticate(session, authorization, pepper=settings.key_pepper)
+                authenticate(session, authorization, pepper=settings.key_pepper, local_project=settings.local_project)
 
         try:
             await anyio.to_thread.run_sync(check)

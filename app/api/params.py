@@ -3,7 +3,8 @@ ids), and the one way a read route answers an already-built model (:func:`json_b
 
 A timestamp is ISO 8601 (``2020-01-01``, ``2020-01-01T12:00:00Z``, ``…+02:00``); one without a timezone is
 read as UTC, and a bare number (which Pydantic would take as a Unix time) is refused with 422. A keyset
-cursor is the opaque base64url token a previous page returned.
+cursor is the opaque base64url token a previous page returned. A query parameter no route declares
+(``?dataset=`` for ``?dataset_id=``) answers 422 naming the ones it takes, instead of being ignored.
 """
 
 from __future__ import annotations
@@ -12,13 +13,40 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from app.errors import InvalidInput
 
 ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?$")
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,400}={0,2}$"
+
+
+_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant) -> set[str]:
+    """The query parameter names of a route's dependency tree."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """An app-wide dependency: 422 for a query parameter the matched route does not declare."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    known = _KNOWN_QUERY.get(id(route))
+    if known is None:
+        known = frozenset(_query_names(route.dependant))
+        _KNOWN_QUERY[id(route)] = known
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "no query parameters"
+        raise InvalidInput(f"unknown query parameter(s) {unknown}; {route.path} takes {takes}")
 
 
 def _iso_8601_only(value: object) -> object:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-FAMILIES = ("zoo", "timm", "torchvision", "hf", "torchscript")
+FAMILIES = ("zoo", "timm", "torchvision", "hf", "torchscript", "export")
 _ID_RE = re.compile(r"^(?P<family>[a-z]+):(?P<name>[^@\s]+?)(?:@(?P<revision>[^@\s]+))?$")
 
 

@@ -73,12 +73,19 @@ def _torchscript_family() -> AdapterFamily:
     return AdapterFamily("torchscript", torchscript.create, None, "an uploaded scripted module")
 
 
+def _export_family() -> AdapterFamily:
+    from app.backbones.adapters import exported
+
+    return AdapterFamily("export", exported.create, None, "an uploaded torch.export program (.pt2)")
+
+
 _FAMILY_LOADERS: dict[str, Callable[[], AdapterFamily]] = {
     "zoo": lambda: AdapterFamily("zoo", _zoo_create, None, "our own architectures + safetensors"),
     "timm": _timm_family,
     "torchvision": _torchvision_family,
     "hf": _hf_family,
     "torchscript": _torchscript_family,
+    "export": _export_family,
 }
 
 

@@ -1,8 +1,8 @@
 """Loading weight files without ever unpickling caller data.
 
-Accepted: safetensors, TorchScript archives (``torch.jit.load``, whose loader only restores torch types)
-and torch state-dict archives through ``torch.load(weights_only=True)``. Anything else is refused before it
-is parsed. Every load can check a sha256 first, so a card's digest is the weights actually used.
+Accepted: safetensors, TorchScript archives (``torch.jit.load``, whose loader only restores torch types),
+``torch.export`` programs (``.pt2``, checked member by member first: :mod:`app.backbones.exported`) and torch
+state-dict archives through ``torch.load(weights_only=True)``. Anything else is refused before it is parsed. Every load can check a sha256 first, so a card's digest is the weights actually used.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from app.backbones.errors import InvalidBackbone, UnsupportedWeights, WeightsUnavailable
 
-WeightsFormat = Literal["safetensors", "torchscript", "state_dict"]
+WeightsFormat = Literal["safetensors", "torchscript", "exported", "state_dict"]
 _CHUNK = 1024 * 1024
 
 
@@ -34,9 +34,10 @@ def sha256_file(path: Path) -> str:
 def sniff_format(path: Path) -> WeightsFormat:
     """What a weights file is, from its bytes (never from its name); refuses everything else.
 
-    A safetensors file starts with a little-endian u64 header length and a JSON object; TorchScript and
-    ``torch.save`` files are zip archives, told apart by TorchScript's ``code/`` folder. A bare pickle
-    stream (or anything else) is refused without being parsed.
+    A safetensors file starts with a little-endian u64 header length and a JSON object; TorchScript,
+    ``torch.export`` and ``torch.save`` files are zip archives, told apart by a PT2 archive's
+    ``<root>/archive_format`` member and TorchScript's ``code/`` folder. A bare pickle stream (or anything
+    else) is refused without being parsed.
     """
     with open(path, "rb") as fh:
         head = fh.read(9)
@@ -47,14 +48,21 @@ def sniff_format(path: Path) -> WeightsFormat:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
+        if is_pt2_archive(names):
+            return "exported"
         if any("/code/" in n or n.startswith("code/") for n in names):
             return "torchscript"
         if any(n.endswith("data.pkl") for n in names):
             return "state_dict"
     raise UnsupportedWeights(
-        f"weights file {path.name!r} is neither safetensors, a TorchScript archive nor a torch state-dict "
-        "archive; bare pickle files are refused (convert with safetensors.torch.save_file)"
+        f"weights file {path.name!r} is neither safetensors, a TorchScript archive, a torch.export program (.pt2) "
+        "nor a torch state-dict archive; bare pickle files are refused (convert with safetensors.torch.save_file)"
     )
+
+
+def is_pt2_archive(names: list[str]) -> bool:
+    """Whether zip member ``names`` look like a PT2 archive (``torch.export.save``: ``<root>/archive_format``)."""
+    return any(n.count("/") == 1 and n.endswith("/archive_format") for n in names)
 
 
 def verify_digest(path: Path, expected: str | None) -> str:
@@ -88,7 +96,8 @@ def load_state_dict(path: Path, *, expected_sha256: str | None = None) -> dict[s
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise InvalidBackbone(f"weights {path.name!r} do not hold a mapping of names to tensors")
         return state
-    raise InvalidBackbone(f"weights {path.name!r} are a TorchScript module, not a state dict")
+    raise InvalidBackbone(f"weights {path.name!r} are a {'TorchScript module' if fmt == 'torchscript' else 'torch.export program'}, "
+                          "not a state dict")
 
 
 def load_torchscript(path: Path, *, expected_sha256: str | None = None) -> torch.jit.ScriptModule:

@@ -19,7 +19,7 @@ def keys_create(
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     from app.db.session import make_engine, make_sessionmaker, unit_of_work
-    from app.services.auth import create_key
+    from app.services.auth import create_key, keyless_hint
 
     settings = get_settings()
     engine = make_engine(settings.database_url)
@@ -27,10 +27,13 @@ def keys_create(
         with unit_of_work(make_sessionmaker(engine)) as session:
             row, plaintext = create_key(session, project, pepper=settings.key_pepper, name=name)
             prefix = row.prefix
+            hint = keyless_hint(session, settings.local_project) if project != settings.local_project else None
     finally:
         engine.dispose()
     err.print(f"key {prefix}… for project {project!r} (shown once, store it now):")
     console.print(plaintext)
+    if hint:
+        err.print(f"[yellow]note:[/] {hint}", soft_wrap=True)
 
 
 @keys_cli.command("revoke")

@@ -43,6 +43,8 @@ def _num(value: float | None, fmt: str = ".3f") -> str:
 def print_table(job: RankingRead) -> None:
     from rich.table import Table
 
+    from app.client.export import candidate_label
+
     table = Table(title=f"ranking {job.id} — {job.status.value}")
     for col in ("rank", "backbone", "layer", "aggregate", "rank 95% CI", "verdict", "Δ (95% CI)", "flags"):
         table.add_column(col)
@@ -52,10 +54,11 @@ def print_table(job: RankingRead) -> None:
             f"{v.delta_mean:+.3f} ({_num(v.ci_low, '+.3f')}, {_num(v.ci_high, '+.3f')})"
         style = {"negative_transfer": "red", "positive": "green"}.get(v.verdict if v else "", "")
         if row.status == "failed":
-            table.add_row("—", row.backbone_id, "", "", "", "failed", row.error or "", "", style="dim")
+            table.add_row("—", candidate_label(job, row.backbone_id), "", "", "", "failed", row.error or "", "",
+                          style="dim")
             continue
         ci = row.rank_ci
-        table.add_row(str(row.rank), row.backbone_id, row.best_layer or "", _num(row.aggregate),
+        table.add_row(str(row.rank), candidate_label(job, row.backbone_id), row.best_layer or "", _num(row.aggregate),
                       f"{ci[0]:.1f}–{ci[1]:.1f}" if ci else "", v.verdict if v else "", delta,
                       ",".join(row.flags), style=style)
     console.print(table)
@@ -78,7 +81,8 @@ def print_job(job: RankingRead, as_json: bool) -> None:
 
 
 def _dataset_id(client: Client, dataset: str, *, task_type: str | None, text_column: str | None,
-                label_column: str | None) -> str:
+                label_column: str | None) -> tuple[str, str | None]:
+    """The dataset's id (uploading a file or folder first) and its modality when it was uploaded."""
     path = Path(dataset)
     if path.exists():
         uploaded = client.upload_dataset(path, task_type=task_type, text_column=text_column,
@@ -86,15 +90,35 @@ def _dataset_id(client: Client, dataset: str, *, task_type: str | None, text_col
         what = "folder" if path.is_dir() else "file"
         err.print(f"uploaded {what} {path.name} → dataset {uploaded.id} ({uploaded.num_samples} samples, "
                   f"{uploaded.modality}, {uploaded.task_type})", soft_wrap=True)
-        return str(uploaded.id)
+        for note in uploaded.notes:
+            err.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        return str(uploaded.id), uploaded.modality
     try:
-        return str(uuid.UUID(dataset))
+        return str(uuid.UUID(dataset)), None
     except ValueError:
         fail(f"{dataset!r} is neither an existing file or folder nor a dataset id")
 
 
+def _feature_sets(client: Client, datasets: list[str], backbones: str | None, **upload: Any) -> list[str]:
+    """Several datasets: feature sets of the same samples (one per model), uploaded as needed; their ids."""
+    if backbones:
+        fail("--backbones: several datasets are ranked as feature sets against each other; give one dataset to "
+             "rank backbones")
+    ids = []
+    for dataset in datasets:
+        dataset_id, modality = _dataset_id(client, dataset, **upload)
+        if (modality or client.dataset(dataset_id).modality) != "features":
+            fail(f"{dataset}: several datasets are ranked as feature sets (.npz or .parquet with 'features'); "
+                 "this one is not")
+        ids.append(dataset_id)
+    return ids
+
+
 def rank(
-    dataset: Annotated[str, typer.Argument(help="A dataset id, a file to upload, or a folder of class folders")],
+    datasets: Annotated[list[str], typer.Argument(
+        help="A dataset id, a file to upload, or a folder of class folders; or several features files (or ids) "
+             "of the same samples, one per model, ranked as feature sets (the first gives the labels)",
+        metavar="DATASET...")],
     backbones: Annotated[str | None, typer.Option(help="Comma-separated backbone ids (default: all compatible)")] = None,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Run probe fine-tunes and verdicts")] = False,
     top_k: Annotated[int, typer.Option(help="Probe the k best candidates")] = 3,
@@ -114,7 +138,7 @@ def rank(
     url: Annotated[str | None, typer.Option(help="Server URL (default TSCOUT_API_URL)")] = None,
     key: Annotated[str | None, typer.Option(help="API key (default TSCOUT_API_KEY)")] = None,
 ) -> None:
-    """Rank backbones for a dataset on a running server and print the table."""
+    """Rank backbones for a dataset (or feature sets against each other) on a running server; print the table."""
     from app.client import Client, ScoutError
 
     options: dict[str, Any] = {"layers": layers if layers in ("auto", "last", "all") else layers.split(",")}
@@ -128,9 +152,12 @@ def rank(
                             **({"seeds": seeds} if seeds else {})}
     try:
         with Client(url, key) as client:
-            dataset_id = _dataset_id(client, dataset, task_type=task_type, text_column=text_column,
-                                     label_column=label_column)
-            job = client.rank(dataset_id, **options)
+            upload = {"task_type": task_type, "text_column": text_column, "label_column": label_column}
+            if len(datasets) > 1:
+                ids = _feature_sets(client, datasets, backbones, **upload)
+                job = client.rank_feature_sets(ids, **options)
+            else:
+                job = client.rank(_dataset_id(client, datasets[0], **upload)[0], **options)
             if not wait:
                 err.print(f"ranking {job.id} submitted; follow it with: tscout rankings show {job.id} --wait",
                           soft_wrap=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -125,6 +125,14 @@ def rank_call(dataset_id: Any, *, backbones: list[str] | Mapping[str, Any] | Non
     return Call("POST", "/v1/rankings", {"json": request.model_dump(mode="json", exclude_unset=True),
                                          "headers": headers},
                 lambda r: RankingRead.model_validate(r.json()))
+
+
+def feature_set_ids(feature_sets: Sequence[Any]) -> list[str]:
+    """Candidate ids (``features:<dataset id>``) of features datasets or their ids; refuses an empty list."""
+    ids = [f"features:{getattr(d, 'id', d)}" for d in feature_sets]
+    if not ids:
+        raise ValueError("feature_sets: give at least one features dataset (or its id)")
+    return ids
 
 
 def extend_call(job: Any, *, max_seeds: int, candidates: list[str] | None, time_budget_seconds: float | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -90,6 +90,15 @@ class AsyncClient:
         (``bootstrap``, ``subset_size``, ``aggregation``, ``seed``…) go in ``options``."""
         return await self._send(_core.rank_call(dataset_id, backbones=backbones, layers=layers, metrics=metrics,
                                           probe=probe, idempotency_key=idempotency_key, options=options))
+
+    async def rank_feature_sets(self, feature_sets: Sequence[Any], *, target: Any = None,
+                          metrics: list[str] | None = None, idempotency_key: str | None = None,
+                          **options: Any) -> RankingRead:
+        """Rank precomputed feature sets of the same samples (features datasets, one per model, or their ids)
+        against each other, for the labels of ``target`` (a features dataset; default: the first set)."""
+        backbones = _core.feature_set_ids(feature_sets)
+        return await self.rank(feature_sets[0] if target is None else target, backbones=backbones, metrics=metrics,
+                         idempotency_key=idempotency_key, **options)
 
     async def ranking(self, job: Any) -> RankingRead:
         return await self._send(_core.ranking_call(job))

@@ -55,6 +55,13 @@ def _num(value: Any, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
+def candidate_label(job: RankingRead, backbone_id: str) -> str:
+    """``backbone_id``, with the dataset name of a feature-set candidate (``features:<id> (resnet50.npz)``)."""
+    named = ((job.request or {}).get("resolved") or {}).get("feature_sets") or {}
+    name = (named.get(backbone_id) or {}).get("name")
+    return f"{backbone_id} ({name})" if name else backbone_id
+
+
 def to_html(job: RankingRead, ranking_svg: str | None) -> str:
     """One page with no external reference: styles inline, the plot's SVG embedded."""
     e = html.escape
@@ -67,11 +74,11 @@ def to_html(job: RankingRead, ranking_svg: str | None) -> str:
         cls = {"negative_transfer": "neg", "positive": "pos"}.get(v.verdict if v else "", "")
         if row.status == "failed":
             cls = "failed"
-        rows.append(f"<tr class='{cls}'><td>{_num(row.rank)}</td><td>{e(row.backbone_id)}</td>"
+        rows.append(f"<tr class='{cls}'><td>{_num(row.rank)}</td><td>{e(candidate_label(job, row.backbone_id))}</td>"
                     f"<td>{e(row.best_layer or '')}</td><td>{_num(row.aggregate)}</td><td>{ci}</td>"
                     f"<td>{e(v.verdict) if v else ''}</td><td>{delta}</td><td>{e(', '.join(row.flags))}</td>"
                     f"<td>{e(row.error or '')}</td></tr>")
-    verdicts = "".join(f"<li><b>{e(row.backbone_id)}</b> — <i>{e(row.verdict.verdict)}</i>: {e(row.verdict.text)}</li>"
+    verdicts = "".join(f"<li><b>{e(candidate_label(job, row.backbone_id))}</b> — <i>{e(row.verdict.verdict)}</i>: {e(row.verdict.text)}</li>"
                        for row in job.table if row.verdict)
     warnings = "".join(f"<li>{e(w)}</li>" for w in job.warnings)
     plot = ranking_svg if ranking_svg and ranking_svg.lstrip().startswith(("<svg", "<?xml")) else ""

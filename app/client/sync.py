@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -91,6 +91,15 @@ class Client:
         (``bootstrap``, ``subset_size``, ``aggregation``, ``seed``…) go in ``options``."""
         return self._send(_core.rank_call(dataset_id, backbones=backbones, layers=layers, metrics=metrics,
                                           probe=probe, idempotency_key=idempotency_key, options=options))
+
+    def rank_feature_sets(self, feature_sets: Sequence[Any], *, target: Any = None,
+                          metrics: list[str] | None = None, idempotency_key: str | None = None,
+                          **options: Any) -> RankingRead:
+        """Rank precomputed feature sets of the same samples (features datasets, one per model, or their ids)
+        against each other, for the labels of ``target`` (a features dataset; default: the first set)."""
+        backbones = _core.feature_set_ids(feature_sets)
+        return self.rank(feature_sets[0] if target is None else target, backbones=backbones, metrics=metrics,
+                         idempotency_key=idempotency_key, **options)
 
     def ranking(self, job: Any) -> RankingRead:
         return self._send(_core.ranking_call(job))

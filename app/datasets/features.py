@@ -89,8 +89,10 @@ def _columns_of(key: str, arr: np.ndarray) -> tuple[list[str], list[list[Any]]]:
 
 def _read_npz(fh: BinaryIO, limits: Limits) -> tuple[np.ndarray, str, list[str], list[list[Any]]]:
     arrays: dict[str, np.ndarray] = {}
+    held: list[str] = []
     for member in iter_archive(fh, "zip", limits):
         key = member.name.removesuffix(".npy")
+        held.append(key)
         if key not in ("features", *LABEL_KEYS):
             continue
         try:
@@ -99,11 +101,13 @@ def _read_npz(fh: BinaryIO, limits: Limits) -> tuple[np.ndarray, str, list[str],
             raise InvalidDataset(f"npz array {key!r} cannot be read without pickle ({exc})") from None
         except (OSError, EOFError) as exc:
             raise InvalidDataset(f"npz array {key!r} is corrupt: {exc}") from None
+    wanted = "an npz dataset holds arrays 'features' (n, d) and 'labels' (classification) or 'targets' (regression)"
     if "features" not in arrays:
-        raise InvalidDataset(f"npz file has no 'features' array; found {sorted(arrays) or 'none'}")
+        raise InvalidDataset(f"npz file has no 'features' array; it holds {sorted(held)[:20] or 'no arrays'} ({wanted})")
     keys = [k for k in LABEL_KEYS if k in arrays]
     if len(keys) != 1:
-        raise InvalidDataset(f"npz file needs exactly one of 'labels' or 'targets', found {keys or 'neither'}")
+        raise InvalidDataset(f"npz file needs exactly one of 'labels' or 'targets', found {keys or 'neither'} "
+                             f"among {sorted(held)[:20]} ({wanted})")
     labels = arrays[keys[0]]
     if labels.dtype.kind not in "fiubU":
         raise InvalidDataset(f"npz array {keys[0]!r} has unsupported dtype {labels.dtype}")

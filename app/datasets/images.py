@@ -17,6 +17,7 @@ in an embedding job.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -48,6 +49,14 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_SUFFIXES)
 
 
+_BUFFER_REPR = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
+def _named(exc: BaseException, name: str) -> str:
+    """PIL's message with the in-memory buffer it names (``<_io.BytesIO object at 0x…>``) replaced by the file."""
+    return f"{type(exc).__name__}: {_BUFFER_REPR.sub(repr(name), str(exc))}"
+
+
 def normalize_image(data: bytes, name: str, *, max_pixels: int) -> NormalizedImage:
     """Validate one encoded image and return it in the stored form (see the module docstring).
 
@@ -62,8 +71,10 @@ def normalize_image(data: bytes, name: str, *, max_pixels: int) -> NormalizedIma
             raise LimitExceeded(
                 f"image {name!r} is a decompression bomb ({exc}); the cap is TSCOUT_MAX_IMAGE_PIXELS"
             ) from None
+        except Image.UnidentifiedImageError:
+            raise BadImage(f"not a {', '.join(ALLOWED_FORMATS)} image PIL can identify") from None
         except Exception as exc:  # PIL raises many types for hostile bytes; all mean "not an image"
-            raise BadImage(f"{type(exc).__name__}: {exc}") from None
+            raise BadImage(_named(exc, name)) from None
         with img:
             width, height = img.size
             if width * height > max_pixels:
@@ -82,7 +93,7 @@ def normalize_image(data: bytes, name: str, *, max_pixels: int) -> NormalizedIma
             except LimitExceeded:
                 raise
             except Exception as exc:
-                raise BadImage(f"does not decode ({type(exc).__name__}: {exc})") from None
+                raise BadImage(f"does not decode ({_named(exc, name)})") from None
     out = io.BytesIO()
     rgb.save(out, format="PNG")
     return NormalizedImage(out.getvalue(), width, height, fmt, mode, reencoded=True)

@@ -31,6 +31,7 @@ from app.datasets.stored import (
     SAMPLES,
     SAMPLES_INDEX,
     SPLIT,
+    UPLOAD_ROWS,
     Manifest,
     write_dataset,
 )
@@ -65,14 +66,15 @@ class PreparedDataset:
         c = self.collected
         stored_positions = c.positions[self.order]
         keys = [MANIFEST, LABELS, SPLIT]
-        features = None
+        features = upload_rows = None
         if c.spool is not None:
             c.spool.copy_to_store(store, prefix, stored_positions)
             keys += [SAMPLES, SAMPLES_INDEX]
         if c.features is not None:
-            features = c.features[stored_positions]
-            keys.append(FEATURES)
-        write_dataset(store, prefix, self.manifest, self.labels, self.split, features=features)
+            features, upload_rows = c.features[stored_positions], stored_positions
+            keys += [FEATURES, UPLOAD_ROWS]
+        write_dataset(store, prefix, self.manifest, self.labels, self.split, features=features,
+                      upload_rows=upload_rows)
         return sum(store.size(f"{prefix}/{k}") for k in keys)
 
     def close(self) -> None:

@@ -13,6 +13,10 @@ Every upload format is converted at ingest into this layout under one artifact p
     ``int64 (n, 2)`` array of ``(offset, length)``. Images stay encoded and are decoded lazily.
 ``features.npy``
     features datasets: ``float32 (n, d)`` caller-supplied embeddings.
+``upload_rows.npy``
+    features datasets: ``int64 (n,)``, the row each stored sample had in the uploaded file, so feature sets
+    of the same samples uploaded separately (one per model) can be aligned row by row. Datasets stored
+    before this file existed lack it.
 ``split.npz``
     ``train`` and ``val``: sorted ``int64`` index arrays.
 
@@ -39,6 +43,7 @@ LABELS = "labels.npy"
 SAMPLES = "samples.bin"
 SAMPLES_INDEX = "samples.idx.npy"
 FEATURES = "features.npy"
+UPLOAD_ROWS = "upload_rows.npy"
 SPLIT = "split.npz"
 SPLITS = ("train", "val")
 
@@ -93,13 +98,16 @@ def write_samples(store: ArtifactStore, prefix: str) -> Iterator[SampleWriter]:
 
 
 def write_dataset(store: ArtifactStore, prefix: str, manifest: Manifest, labels: np.ndarray,
-                  split: dict[str, np.ndarray], features: np.ndarray | None = None) -> None:
+                  split: dict[str, np.ndarray], features: np.ndarray | None = None,
+                  upload_rows: np.ndarray | None = None) -> None:
     """Write everything except the samples (written before with :func:`write_samples`), manifest last."""
     if set(split) != set(SPLITS):
         raise ValueError(f"split must have exactly {SPLITS}, got {sorted(split)}")
     store.put_array(f"{prefix}/{LABELS}", labels)
     if features is not None:
         store.put_array(f"{prefix}/{FEATURES}", np.ascontiguousarray(features, dtype=np.float32))
+    if upload_rows is not None:
+        store.put_array(f"{prefix}/{UPLOAD_ROWS}", np.ascontiguousarray(upload_rows, dtype=np.int64))
     buf = io.BytesIO()
     np.savez(buf, **{k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in split.items()})
     store.put_bytes(f"{prefix}/{SPLIT}", buf.getvalue())
@@ -156,6 +164,17 @@ class StoredDataset:
         if self.modality != "features":
             raise ValueError(f"dataset modality is {self.modality!r}; only 'features' datasets store features")
         return self.store.get_array(f"{self.prefix}/{FEATURES}", mmap=True)
+
+    def upload_rows(self) -> np.ndarray | None:
+        """``int64 (n,)``: the row each stored sample had in the uploaded file (features datasets stored since
+        feature sets could be aligned), or ``None``."""
+        key = f"{self.prefix}/{UPLOAD_ROWS}"
+        if self.modality != "features" or not self.store.exists(key):
+            return None
+        rows = self.store.get_array(key)
+        if rows.shape != (len(self),) or not np.array_equal(np.sort(rows), np.arange(len(self))):
+            raise ValueError(f"stored upload rows of {self.prefix} are not a permutation of {len(self)} rows")
+        return rows
 
     # -- samples ------------------------------------------------------------------------------
     @property

@@ -24,6 +24,17 @@ VERDICT_COLOURS = {
     None: "#1565c0",
 }
 ARM_COLOURS = {"finetune": "#1565c0", "scratch": "#6d4c41", "linear": "#2e7d32", "reference": "#8e24aa"}
+_LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def series_styles(n: int) -> list[dict[str, Any]]:
+    """``n`` pairwise-distinct line styles: tab10 colours up to 10 series, tab20 up to 20, then tab20 again
+    with another dash pattern (and past 80, another marker), so no two backbones share a line's look."""
+    palette = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    k = palette.N
+    return [{"color": palette(i % k), "linestyle": _LINESTYLES[(i // k) % len(_LINESTYLES)],
+             "marker": _MARKERS[(i // (k * len(_LINESTYLES))) % len(_MARKERS)]} for i in range(n)]
 
 
 def render(fig: Figure, fmt: str) -> bytes:
@@ -75,12 +86,12 @@ def layers_figure(rows: Sequence[Mapping[str, Any]], title: str = "Score per lay
     if not usable:
         return _empty("no per-layer scores")
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in usable:
+    for r, style in zip(usable, series_styles(len(usable)), strict=True):
         layers = r["layers"]
         names = list(layers)
         depth = [layers[n].get("depth", i / max(1, len(names) - 1)) for i, n in enumerate(names)]
         score = [layers[n].get("aggregate", np.nan) for n in names]
-        line, = ax.plot(depth, score, marker="o", label=r["backbone_id"])
+        line, = ax.plot(depth, score, label=r["backbone_id"], **style)
         if r.get("best_layer") in layers:
             best = layers[r["best_layer"]]
             ax.scatter([best.get("depth", depth[-1])], [best.get("aggregate", np.nan)], s=160,
@@ -88,7 +99,10 @@ def layers_figure(rows: Sequence[Mapping[str, Any]], title: str = "Score per lay
     ax.set_xlabel("relative depth of the cut (0 = input, 1 = last layer)")
     ax.set_ylabel("aggregate score within backbone (higher = better)")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    if len(usable) > 10:  # a long legend goes beside the axes, in columns
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1), ncol=1 + (len(usable) - 1) // 20)
+    else:
+        ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return fig
 

@@ -91,7 +91,7 @@ class BackboneCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, max_length=300,
-                           description="zoo: 'zoo:<arch>.<tag>'; TorchScript ids are 'torchscript:<sha256>' (derived).")
+                           description="zoo: 'zoo:<arch>.<tag>'; TorchScript and torch.export ids are 'torchscript:<sha256>' and 'export:<sha256>' (derived).")
     modality: Literal["image"] = "image"
     description: str = Field(default="", max_length=4000)
     licence: str = Field(default="unknown", max_length=200)

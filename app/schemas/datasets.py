@@ -144,6 +144,8 @@ class DatasetRead(ReadModel):
     stats: DatasetStats
     split: SplitRecipe
     created_at: datetime
+    notes: list[str] = Field(default_factory=list, description="What the service did differently from what was "
+                             "asked (e.g. a re-upload of known content keeps the existing dataset and its name).")
 
 
 class DatasetPage(Page[DatasetRead]):

@@ -112,7 +112,8 @@ class RankingCreate(BaseModel):
 
     dataset_id: uuid.UUID
     backbones: list[str] | BackboneFilter | None = Field(
-        default=None, description="Backbone ids, a catalogue filter, or omitted for every compatible backbone."
+        default=None, description="Backbone ids, a catalogue filter, or omitted for every compatible backbone; for a "
+                                  "precomputed-features dataset, feature sets as 'features:<dataset id>'."
     )
     layers: Literal["auto", "last", "all"] | list[str] = Field(
         default="auto", description="'auto' = a few evenly spaced cut points per backbone."

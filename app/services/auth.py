@@ -8,11 +8,11 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.tables import ApiKey, Project
+from app.db.tables import ApiKey, Backbone, Dataset, Job, Project
 from app.db.upsert import insert_unless_exists
 from app.errors import Unauthorized, Unavailable, raises
 
@@ -67,11 +67,38 @@ def revoke_key(session: Session, prefix: str) -> int:
     return len(rows)
 
 
+def keyless_data(session: Session, project_name: str) -> dict[str, int] | None:
+    """What project ``project_name`` holds while no usable key opens it — data created with auth disabled,
+    which a server with ``TSCOUT_AUTH=required`` shows to nobody — or ``None`` (no such project, nothing in
+    it, or it has a key)."""
+    project = session.scalar(select(Project).where(Project.name == project_name))
+    if project is None or session.scalar(select(ApiKey.id).where(ApiKey.project_id == project.id,
+                                                                 ApiKey.revoked_at.is_(None)).limit(1)):
+        return None
+    counts = {what: session.scalar(select(func.count()).select_from(table).where(table.project_id == project.id))
+              or 0 for what, table in (("datasets", Dataset), ("rankings", Job), ("backbones", Backbone))}
+    return counts if any(counts.values()) else None
+
+
+def keyless_hint(session: Session, project_name: str) -> str | None:
+    """One sentence naming the project that holds data created with auth disabled and how to open it."""
+    counts = keyless_data(session, project_name)
+    if counts is None:
+        return None
+    held = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    return (f"project {project_name!r} (TSCOUT_LOCAL_PROJECT) holds {held} created while auth was disabled and has no "
+            f"key; 'tscout keys create --project {project_name}' makes a key that sees them")
+
+
 @raises(Unauthorized, Unavailable)
-def authenticate(session: Session, authorization: str | None, *, pepper: str) -> Principal:
-    """Resolve an ``Authorization: Bearer <key>`` header to a principal, or raise 401."""
+def authenticate(session: Session, authorization: str | None, *, pepper: str,
+                 local_project: str | None = None) -> Principal:
+    """Resolve an ``Authorization: Bearer <key>`` header to a principal, or raise 401. A call without a key
+    is told about ``local_project``'s data when that project has no key (see :func:`keyless_hint`)."""
     if not authorization:
-        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
+        hint = keyless_hint(session, local_project) if local_project else None
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'"
+                           + (f" ({hint})" if hint else ""))
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:

@@ -43,7 +43,7 @@ from app.settings import Settings
 from app.storage import ArtifactStore, content_key, copy_capped
 
 _CHUNK = 1024 * 1024
-_EXT = {"safetensors": ".safetensors", "torchscript": ".pt", "state_dict": ".pth"}
+_EXT = {"safetensors": ".safetensors", "torchscript": ".pt", "exported": ".pt2", "state_dict": ".pth"}
 
 
 @contextmanager
@@ -190,7 +190,8 @@ def _receive(stream: BinaryIO, limit: int, folder: Path, filename: str | None = 
 @raises(Conflict, InvalidInput, PayloadTooLarge, UnsupportedMediaType, BackboneUnavailable)
 def register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, stream: BinaryIO,
                     card: dict[str, Any], filename: str | None = None) -> dict[str, Any]:
-    """Register uploaded weights: TorchScript (id derived from its sha256) or zoo safetensors/state dict.
+    """Register uploaded weights: TorchScript or a torch.export program (id derived from its sha256), or zoo
+    safetensors/state dict.
 
     The bytes are identified by content, never by name; a pickle or anything else is refused unread.
     """
@@ -206,14 +207,18 @@ def _register_upload(session: Session, project_id: uuid.UUID, runtime: Runtime, 
         path = _receive(stream, settings.max_weights_bytes, Path(tmp), filename)
         fmt = sniff_format(path)
         digest = sha256_file(path)
-        if fmt == "torchscript":
-            from app.backbones.adapters.torchscript import describe_upload
+        if fmt in ("torchscript", "exported"):
+            if fmt == "torchscript":
+                from app.backbones.adapters.torchscript import describe_upload
+            else:
+                from app.backbones.adapters.exported import describe_upload
 
             source = SourceTask(**card["source"]) if card.get("source") else None
             spec = describe_upload(path, pre, description=card.get("description"), licence=card.get("licence"),
                                    source=source)
             if card.get("id") not in (None, spec.id):
-                raise InvalidInput(f"a TorchScript backbone's id is derived from its bytes: {spec.id}, not {card['id']!r}")
+                raise InvalidInput(f"an uploaded {spec.family} backbone's id is derived from its bytes: {spec.id}, "
+                                   f"not {card['id']!r}")
         else:
             if not card.get("id") or not card.get("arch"):
                 raise InvalidInput("uploaded safetensors / state-dict weights are zoo backbones: the card needs "

@@ -127,6 +127,16 @@ def create_dataset(session: Session, store: ArtifactStore, settings: Settings, p
             prepared.close()
 
 
+def duplicate_notes(row: Dataset, requested_name: str | None, filename: str) -> list[str]:
+    """What a caller should know when an upload matched an existing dataset: the name it asked for (or its
+    file's name) was not applied, because the content already is dataset ``row``."""
+    asked = (requested_name or filename or "").strip()
+    if not asked or asked == row.name:
+        return []
+    return [f"this content is already dataset {row.id} named {row.name!r} (uploaded {row.created_at:%Y-%m-%d %H:%M} "
+            f"UTC); it keeps that name, so {asked!r} was not applied"]
+
+
 @raises(NotFound)
 def get_dataset(session: Session, dataset_id: uuid.UUID, project_id: uuid.UUID) -> Dataset:
     """The dataset if it belongs to ``project_id``; another project's dataset is 'not found'."""
@@ -158,6 +168,19 @@ def list_datasets(session: Session, project_id: uuid.UUID, *, name: str | None =
     return rows, total, next_cursor
 
 
+def _ranking_feature_set(session: Session, row: Dataset):
+    """A pending or running ranking of the project that ranks ``row`` as a feature set, or ``None``."""
+    if row.modality != Modality.features.value:
+        return None
+    candidate = f"features:{row.id}"
+    jobs = session.execute(select(Job.id, Job.status, Job.request).where(
+        Job.project_id == row.project_id, Job.kind == "ranking", Job.status.in_(_ACTIVE)))
+    for job in jobs:
+        if candidate in (((job.request or {}).get("resolved") or {}).get("backbones") or []):
+            return job
+    return None
+
+
 @raises(NotFound, Conflict)
 def delete_dataset(session: Session, store: ArtifactStore, dataset_id: uuid.UUID, project_id: uuid.UUID) -> None:
     """Delete the row, and its artifacts once that is committed. Refused (409) while a pending or running
@@ -166,6 +189,8 @@ def delete_dataset(session: Session, store: ArtifactStore, dataset_id: uuid.UUID
     active = session.execute(
         select(Job.id, Job.status).where(Job.dataset_id == row.id, Job.status.in_(_ACTIVE)).limit(1)
     ).first()
+    if active is None:
+        active = _ranking_feature_set(session, row)
     if active is not None:
         raise Conflict(
             f"dataset {dataset_id} is in use by job {active.id} ({active.status}); cancel the job or wait "

@@ -25,7 +25,7 @@ def adapters(specs):
     return {name: create_adapter(spec, ctx) for name, (spec, ctx) in specs.items()}
 
 
-NAMES = ["zoo", "timm", "timm-vit", "torchvision", "hf-vision", "hf-text", "minilm", "torchscript"]
+NAMES = ["zoo", "timm", "timm-vit", "torchvision", "hf-vision", "hf-text", "minilm", "torchscript", "export"]
 
 
 def test_every_family_is_covered(specs):

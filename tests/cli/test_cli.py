@@ -93,3 +93,22 @@ def test_configuration_error_is_one_line_without_traceback(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "TSCOUT_KEY_PEPPER" in lines[0] and lines[0].startswith("error: configuration")
     assert "Traceback" not in done.stderr and not done.stdout
+
+
+def test_several_feature_files_rank_as_feature_sets(server, tmp_path):
+    from tests.kits.rankings import features_npz
+
+    paths = []
+    for seed in (0, 1):
+        paths.append(tmp_path / f"model_{seed}.npz")
+        paths[-1].write_bytes(features_npz(seed=seed))
+    result = tscout("rank", *map(str, paths), "--url", server.url, "--metrics", "logme,knn_accuracy")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("uploaded file model_") == 2 and "features, classification" in result.stderr
+    assert "(model_0.npz)" in result.stdout and "(model_1.npz)" in result.stdout and "SUCCEEDED" in result.stdout
+    text = tmp_path / "texts.csv"
+    text.write_text("text,label\n" + "".join(f"sample {i},{'ab'[i % 2]}\n" for i in range(8)))
+    mixed = tscout("rank", str(paths[0]), str(text), "--url", server.url)
+    assert mixed.exit_code == 1 and "feature sets" in mixed.stderr and "Traceback" not in mixed.output
+    with_backbones = tscout("rank", *map(str, paths), "--backbones", TOY_ZOO[0], "--url", server.url)
+    assert with_backbones.exit_code == 1 and "--backbones" in with_backbones.stderr

@@ -121,3 +121,26 @@ def test_async_client_round_trip(server):
             assert bad.value.status == 422 and bad.value.fields
 
     asyncio.run(main())
+
+
+def test_feature_sets_ranked_by_both_clients(server):
+    """Two models' features of the same rows (the kit's npz with two seeds), ranked against each other; the
+    HTML export names each set by its dataset name."""
+    with Client(server.url) as scout:
+        sets = [scout.upload_dataset(features_npz(seed=s), filename=f"model_{s}.npz") for s in (0, 1)]
+        job = scout.wait(scout.rank_feature_sets(sets, bootstrap=0, metrics=["logme", "knn_accuracy"]), timeout=300)
+        assert job.status.value == "SUCCEEDED", job.error
+        assert sorted(r.backbone_id for r in job.table) == sorted(f"features:{d.id}" for d in sets)
+        page = scout.export(job, "html")
+        assert f"features:{sets[1].id} (model_1.npz)" in page
+        with pytest.raises(ValueError, match="at least one"):
+            scout.rank_feature_sets([])
+
+    async def main() -> None:
+        async with AsyncClient(server.url) as scout:
+            job = await scout.rank_feature_sets([d.id for d in reversed(sets)], target=sets[0].id, bootstrap=0)
+            final = await scout.wait(job, timeout=300)
+            assert final.status.value == "SUCCEEDED", final.error
+            assert final.dataset_id == sets[0].id and len(final.table) == 2
+
+    asyncio.run(main())

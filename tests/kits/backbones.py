@@ -77,9 +77,29 @@ def torchscript_file(folder: Path) -> Path:
     return path
 
 
+class ExportableNet(ScriptedNet):
+    """The same taps for torch.export, with the source head as a ``source_logits`` output."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feat = self.conv(x)
+        pooled = feat.mean(dim=(2, 3))
+        return {"conv": feat, "pool": pooled, "source_logits": self.fc(pooled)}
+
+
+def exported_file(folder: Path, *, dynamic_batch: bool = True, name: str = "exported.pt2") -> Path:
+    """A tiny ``torch.export`` program saved with ``torch.export.save`` (batch dimension dynamic by default)."""
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},) if dynamic_batch else None
+    program = torch.export.export(ExportableNet().eval(), (torch.zeros(2, 3, 32, 32),), dynamic_shapes=shapes)
+    torch.export.save(program, str(path))
+    return path
+
+
 def build_specs(folder: Path) -> dict[str, tuple]:
     """name → (spec, LoadContext): one tiny model per family, plus the real packaged MiniLM."""
-    from app.backbones.adapters import timm_adapter, torchscript, torchvision_adapter
+    from app.backbones.adapters import exported, timm_adapter, torchscript, torchvision_adapter
     from app.backbones.catalogue import Catalogue
 
     ctx = LoadContext(models_dir=folder, hub_cache_dir=folder / "hub")
@@ -97,6 +117,8 @@ def build_specs(folder: Path) -> dict[str, tuple]:
     path = torchscript_file(folder)
     specs["torchscript"] = (torchscript.describe_upload(path, PRE32),
                             LoadContext(models_dir=folder, weights_path=path))
+    path = exported_file(folder)
+    specs["export"] = (exported.describe_upload(path, PRE32), LoadContext(models_dir=folder, weights_path=path))
     return specs
 
 

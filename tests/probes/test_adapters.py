@@ -18,7 +18,7 @@ def specs(tmp_path_factory):
     return build_specs(tmp_path_factory.mktemp("backbones"))
 
 
-@pytest.mark.parametrize("name", ["zoo", "timm", "hf-text"])
+@pytest.mark.parametrize("name", ["zoo", "timm", "hf-text", "export"])
 def test_arms_run_on_real_adapters_without_touching_their_weights(specs, tmp_path, name):
     torch.set_num_threads(1)
     spec, ctx = specs[name]

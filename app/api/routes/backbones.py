@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/backbones", tags=["backbones"])
             response_model=BackbonePage, responses=responses_for(service.list_project_backbones))
 def list_backbones(
     session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep,
-    family: Annotated[str | None, Query(description="zoo, timm, torchvision, hf or torchscript")] = None,
+    family: Annotated[str | None, Query(description="zoo, timm, torchvision, hf, torchscript or export")] = None,
     modality: Annotated[str | None, Query(pattern="^(image|text)$")] = None,
     q: Annotated[str | None, Query(max_length=200, description="Text search over id, description, source.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,

@@ -30,7 +30,9 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UploadL
         "with a new dataset, or 200 with the existing one when this project already holds the same content."
     ),
     status_code=201,
-    responses={200: {"model": DatasetRead, "description": "The same content was already uploaded: the existing dataset"},
+    responses={200: {"model": DatasetRead,
+                      "description": "The same content was already uploaded: the existing dataset, with a note "
+                                     "when its name differs from the one asked"},
                **responses_for(service.create_dataset, body=True)},
 )
 def create_dataset(
@@ -52,9 +54,11 @@ def create_dataset(
     row, created = service.create_dataset(
         session, store, settings, principal.project_id, source=file.file, name=form.name, options=options
     )
+    read = DatasetRead.model_validate(row)
     if not created:
         response.status_code = 200
-    return DatasetRead.model_validate(row)
+        read.notes = service.duplicate_notes(row, form.name, options.filename)
+    return read
 
 
 @router.get("", operation_id="datasets-list", summary="List datasets, newest first",

@@ -21,7 +21,7 @@ from app.jobs.status import JobStatus
 from app.plots import PLOT_FORMATS
 from app.schemas.rankings import BackboneRankingPage, ProbeExtension, RankingCreate, RankingPage, RankingRead
 from app.services import rankings
-from app.services.rankings.reads import PLOT_NAMES
+from app.services.rankings.reads import PLOT_NAMES, stage_eta
 
 router = APIRouter(tags=["rankings"])
 
@@ -115,7 +115,9 @@ def ranking_events(job_id: uuid.UUID, request: Request, session: SessionDep, pri
     def snapshot() -> dict:
         with runtime.sessions() as s:
             job = get_job(s, job_id)
-            return {"status": job.status, "stage": job.stage, "progress": job.progress, "error": job.error}
+            eta = stage_eta(job)
+            return {"status": job.status, "stage": job.stage, "progress": job.progress, "error": job.error,
+                    "eta_seconds": None if eta is None else round(eta, 1)}
 
     async def stream() -> AsyncIterator[str]:
         last = None

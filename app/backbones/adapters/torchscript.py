@@ -24,13 +24,13 @@ from app.backbones.weights import load_torchscript, sha256_file
 OUTPUT = "output"
 
 
-def _outputs(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def program_outputs(module: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     out = module(x)
     if isinstance(out, torch.Tensor):
         return {OUTPUT: out}
     if isinstance(out, dict) and out and all(isinstance(v, torch.Tensor) for v in out.values()):
         return dict(out)
-    raise InvalidBackbone("a TorchScript backbone must return a tensor or a Dict[str, Tensor] from forward()")
+    raise InvalidBackbone("a TorchScript or exported backbone must return a tensor or a Dict[str, Tensor] from forward()")
 
 
 def describe_upload(path: Path, preprocessing: Preprocessing, **card) -> BackboneSpec:
@@ -40,7 +40,7 @@ def describe_upload(path: Path, preprocessing: Preprocessing, **card) -> Backbon
     module = load_torchscript(path).eval()
     try:
         with torch.inference_mode():
-            outs = _outputs(module, torch.zeros(2, *preprocessing.input_size))
+            outs = program_outputs(module, torch.zeros(2, *preprocessing.input_size))
     except InvalidBackbone:
         raise
     except Exception as exc:  # the caller's module failed on its declared input: their mistake
@@ -61,7 +61,7 @@ def describe_upload(path: Path, preprocessing: Preprocessing, **card) -> Backbon
     )
 
 
-def _reinit(module: nn.Module) -> None:
+def reinitialise(module: nn.Module) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim >= 2:
@@ -84,7 +84,7 @@ class TorchScriptAdapter(ModuleAdapter):
         super().__init__(spec, model, head=hasattr(model, "source_logits"))
 
     def _raw_taps(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        outs = _outputs(self.model, x)
+        outs = program_outputs(self.model, x)
         return {n: outs[n] for n in layers}
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,14 +93,14 @@ class TorchScriptAdapter(ModuleAdapter):
     def _build(self, pretrained: bool) -> nn.Module:
         model = load_torchscript(self.path)
         if not pretrained:
-            _reinit(model)
+            reinitialise(model)
         return model
 
     def _trunk_body(self, model: nn.Module, layer: str) -> nn.Module:
-        return _Tap(model, layer, self._pool_module(layer))
+        return OutputTap(model, layer, self._pool_module(layer))
 
 
-class _Tap(nn.Module):
+class OutputTap(nn.Module):
     def __init__(self, model: nn.Module, layer: str, pool: nn.Module) -> None:
         super().__init__()
         self.model = model
@@ -108,7 +108,7 @@ class _Tap(nn.Module):
         self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(_outputs(self.model, x)[self.layer])
+        return self.pool(program_outputs(self.model, x)[self.layer])
 
 
 def create(spec: BackboneSpec, ctx: LoadContext) -> TorchScriptAdapter:

@@ -129,8 +129,7 @@ class RankingInputs:
         missing = [ly for ly in layers if (backbone_id, ly) not in self._embeddings]
         if missing:
             if backbone_id.startswith(FEATURES_PREFIX):
-                self._embeddings[(backbone_id, FEATURES_LAYER)] = np.asarray(
-                    self.stored.features()[self.stored.split("train")], dtype=np.float32)
+                self._embeddings[(backbone_id, FEATURES_LAYER)] = self._feature_set(backbone_id)
             else:
                 from app.embeddings.cache import embed_dataset
 
@@ -142,6 +141,18 @@ class RankingInputs:
                 for ly, array in got.items():
                     self._embeddings[(backbone_id, ly)] = array
         return {ly: self._embeddings[(backbone_id, ly)] for ly in layers}
+
+    def _feature_set(self, backbone_id: str) -> np.ndarray:
+        """A feature-set candidate's rows of the train split, aligned to the target's stored order."""
+        from app.datasets.feature_sets import align
+
+        train = self.stored.split("train")
+        entry = self.plan.feature_sets.get(backbone_id)
+        if entry is None or entry["prefix"] == self.plan.dataset_prefix:
+            return np.asarray(self.stored.features()[train], dtype=np.float32)
+        candidate = StoredDataset(self.runtime.store, entry["prefix"])
+        idx = align(self.stored, candidate, name=f"{backbone_id} ({entry['name']})")
+        return np.asarray(candidate.features()[idx[train]], dtype=np.float32)
 
     def scored(self, backbone_id: str, layer: str) -> np.ndarray:
         """The features of the scored rows at ``layer``."""

@@ -80,6 +80,13 @@ class Plan:
         return self.modality == "features"
 
     @property
+    def feature_sets(self) -> dict[str, dict[str, Any]]:
+        """Per feature-set candidate (``features:<dataset id>``): its dataset's ``prefix``, ``digest`` and
+        ``name``, frozen at creation; empty for jobs of model backbones (and of older features jobs, whose
+        one candidate is the target itself)."""
+        return (self.request.get("resolved") or {}).get("feature_sets") or {}
+
+    @property
     def classification(self) -> bool:
         return self.task_type == "classification"
 

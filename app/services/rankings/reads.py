@@ -42,7 +42,8 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _eta(job: Job) -> float | None:
+def stage_eta(job: Job) -> float | None:
+    """Seconds the current stage still needs at its pace so far (``None`` before its first unit, or at the end)."""
     progress = job.progress or {}
     stage = (progress.get("stages") or {}).get(progress.get("stage") or "", {})
     done, total, started = stage.get("done", 0), stage.get("total", 0), stage.get("started_at")
@@ -143,7 +144,7 @@ def read_ranking(session: Session, job_id: uuid.UUID, project_id: uuid.UUID) -> 
     return RankingRead(
         id=job.id, status=JobStatus(job.status), dataset_id=job.dataset_id, request=job.request,
         progress=Progress(stage=progress.get("stage"), done=progress.get("done", 0),
-                          total=progress.get("total", 0), eta_seconds=_eta(job),
+                          total=progress.get("total", 0), eta_seconds=stage_eta(job),
                           stages=progress.get("stages", {})),
         error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         table=ranking_table(session, job.id, result.get("failed_backbones")),

@@ -23,6 +23,7 @@ from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.schemas.rankings import BackboneFilter, ProbeExtension, RankingCreate
 from app.services.auth import Principal
+from app.services.rankings.feature_sets import resolve_feature_sets
 from app.services.rankings.plan import FEATURES_PREFIX
 from app.settings import Settings
 
@@ -38,14 +39,15 @@ class ResolvedRanking:
     metrics: list[str]
     reference_backbone: str | None
     aggregation: dict[str, Any]
+    feature_sets: dict[str, dict[str, Any]] | None = None
 
 
 def _resolve_aggregation(request: RankingCreate, task_type: str, settings: Settings,
                          metrics: list[str]) -> tuple[list[str], dict[str, Any]]:
     """The metrics to compute and the frozen aggregation: ``{"method", "weights", "ranker", "layer_mode",
-    "layer_rule", "note"}``. ``"default"`` resolves to the newest fitted default of the task type (its
-    metrics are added to the defaults when the request names none); with no fitted default, or none of its
-    metrics among those the request names, it is the rank mean, and ``note`` says why."""
+    "layer_rule", "note"}``. ``"default"`` resolves to the newest fitted default of the task type when the
+    request names no metrics (its metrics join the registry's defaults); a request that names its metrics,
+    or a task type with no fitted default, gets the rank mean, and ``note`` says why."""
     from app.services.rankers import ranker_block
 
     if isinstance(request.aggregation, dict):
@@ -126,14 +128,9 @@ def _find_specs(session: Session, principal: Principal, runtime: Runtime, flt: B
 
 def _resolve_backbones(session: Session, principal: Principal, runtime: Runtime, request: RankingCreate,
                        dataset: Dataset) -> tuple[list[str], str | None]:
-    if dataset.modality == Modality.features:
-        if request.backbones is not None:
-            raise InvalidInput("backbones: a precomputed-features dataset is scored as it is; omit 'backbones'")
-        if request.probe is not None:
-            raise InvalidInput("probe: a precomputed-features dataset has no model to fine-tune; set probe to null")
-        if request.reference_backbone is not None:
-            raise InvalidInput("reference_backbone: not applicable to a precomputed-features dataset")
-        return [f"{FEATURES_PREFIX}{dataset.id}"], None
+    if isinstance(request.backbones, list) and any(b.startswith(FEATURES_PREFIX) for b in request.backbones):
+        raise InvalidInput(f"backbones: feature sets ('features:<dataset id>') are ranked for a precomputed-features "
+                           f"target; dataset {dataset.id} is {dataset.modality}")
     if isinstance(request.backbones, list):
         specs = [_spec(session, principal, runtime, bid, "backbones") for bid in request.backbones]
     else:
@@ -169,6 +166,11 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
         raise InvalidInput(f"dataset_id: dataset {request.dataset_id} not found in this project")
     metrics = _resolve_metrics(request, dataset.task_type)
     metrics, aggregation = _resolve_aggregation(request, dataset.task_type, runtime.settings, metrics)
+    if dataset.modality == Modality.features:
+        backbone_ids, feature_sets = resolve_feature_sets(session, principal, runtime, request, dataset,
+                                                          MAX_BACKBONES)
+        return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics, reference_backbone=None,
+                               aggregation=aggregation, feature_sets=feature_sets)
     backbone_ids, reference = _resolve_backbones(session, principal, runtime, request, dataset)
     if request.probe is not None and ProbeArm.reference in request.probe.arms and reference is None:
         raise InvalidInput("probe.arms: the 'reference' arm needs reference_backbone")
@@ -223,6 +225,7 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
                                   "aggregation": resolved.aggregation,
                                   **({"extends": str(extends)} if extends is not None else {}),
                                   "reference_backbone": resolved.reference_backbone,
+                                  **({"feature_sets": resolved.feature_sets} if resolved.feature_sets else {}),
                                   "design": _design(request, settings),
                                   "margin": (request.probe.margin if request.probe and request.probe.margin
                                              is not None else settings.probe_margin)})

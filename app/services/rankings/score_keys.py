@@ -36,7 +36,9 @@ class ScoreKeys:
         """The embedding cache key of ``backbone_id`` at ``layer`` (or at the source head, ``SOURCE_PROBS``)."""
         plan = self.inputs.plan
         if backbone_id.startswith(FEATURES_PREFIX):
-            payload = json.dumps(["features", plan.dataset_digest, backbone_id, layer])
+            other = plan.feature_sets.get(backbone_id)  # another dataset's features, aligned to the target
+            extra = [other["digest"]] if other and other["prefix"] != plan.dataset_prefix else []
+            payload = json.dumps(["features", plan.dataset_digest, backbone_id, layer, *extra])
             return hashlib.sha256(payload.encode()).hexdigest()
         from app.backbones.preprocess import preprocess_digest
         from app.embeddings.cache import cache_key

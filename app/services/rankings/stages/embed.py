@@ -16,8 +16,10 @@ def embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     from app.transferability import METRICS
 
     inputs = RankingInputs.load(runtime, job_id)
-    if inputs.plan.is_features:
-        return {"backbone": backbone_id, "cached": True}
+    if inputs.plan.is_features:  # a feature set: nothing to embed; reading it checks it still aligns
+        layers = inputs.layers(backbone_id)
+        return {"backbone": backbone_id, "rows": int(len(inputs.embeddings(backbone_id, layers)[layers[0]])),
+                "cached": True}
     started = time.perf_counter()
     layers = inputs.layers(backbone_id)
     inputs.embeddings(backbone_id, layers)
