@@ -57,7 +57,8 @@ def test_feature_sets_rank_like_backbones(live_server_factory):
                                          "metrics": METRICS})
         job = wait_for(c, r.json()["id"])
         assert job["status"] == "SUCCEEDED", job["error"]
-        assert [row["backbone_id"] for row in job["table"]] != [] and len(job["table"]) == 2
+        assert sorted(row["backbone_id"] for row in job["table"]) == sorted(candidates[1:])
+        assert job["dataset_id"] == ids["noise"]
 
 
 def test_feature_sets_that_do_not_describe_the_target_are_refused(live_server_factory):
