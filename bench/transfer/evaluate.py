@@ -187,6 +187,8 @@ def evaluate(data: dict) -> dict:
     for i, tgt in enumerate(data["targets"]):
         truth = {s: bench.truth[(tgt, s)] for s in data["sources"]}
         for name, pred in single_rankings(data, tgt).items():
+            if sum(np.isfinite(list(pred.values()))) < 2:
+                continue  # not computable on this target's sources: no row, never a τ of 0
             table[name][tgt] = rank_quality(pred, truth)
         table["trivial: random (mean of 200 draws)"][tgt] = random_quality(truth, seed=i)
         if tgt in data["old"]:
@@ -310,6 +312,11 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
                   f"{wall:.0f} s wall, {busy:.0f} s of worker time, torch {', '.join(torch_v)}, "
                   f"{sessions[-1]['workers'] if sessions else '?'} processes × 1 thread.", ""]
     summ = summary(table, fit_t)
+    missing_rankers = sorted(m for m in data["metrics"] if m not in summ)
+    if missing_rankers:
+        lines += [f"Not computable on every fit target of this zoo, so not ranked below: {', '.join(missing_rankers)} "
+                  "(each row of `scores_v2.csv` says why: e.g. NCTI's PCA needs ≥ 64 feature dimensions, ETran's "
+                  "energy score ≥ 200 samples).", ""]
     lines += ["## Fit targets: mean over targets (new default: leave-one-target-out)", "",
               "| ranker | τ_w | r | top-1 | top-3 |", "|---|---:|---:|---:|---:|"]
     for name in sorted(summ, key=lambda n: -summ[n]["tau"]):
