@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import MetricScore
 from app.enums import TaskType
-from app.settings import Settings
 from app.errors import Unavailable, raises
+from app.settings import Settings
 
 #: the most recent metric rows the cost summary reads
 COST_ROWS = 5000

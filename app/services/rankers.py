@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from app.schemas.rankings import RankingCreate
 from app.settings import Settings
 
 
@@ -39,6 +40,38 @@ def ranker_block(settings: Settings, task_type: str, version: int | None = None)
             "directions": {m: ("higher" if d else "lower") for m, d in default.directions.items()},
             "layer_rule": default.layer_rule, "fitted_on": list(default.fitted_on),
             "loto_tau": loto.get("tau"), "loto_top1": loto.get("top1")}
+
+
+def resolve_aggregation(request: RankingCreate, task_type: str, settings: Settings,
+                         metrics: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """The metrics to compute and the frozen aggregation: ``{"method", "weights", "ranker", "layer_mode",
+    "layer_rule", "note"}``. ``"default"`` resolves to the newest fitted default of the task type when the
+    request names no metrics (its metrics join the registry's defaults); a request that names its metrics,
+    or a task type with no fitted default, gets the rank mean, and ``note`` says why."""
+    if isinstance(request.aggregation, dict):
+        return metrics, {"method": "weighted", "weights": dict(request.aggregation), "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
+    if request.aggregation == "rank_mean":
+        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
+    block = ranker_block(settings, task_type)
+    note = None
+    if request.metrics:
+        note = ("the request names its metrics: their rank mean (the fitted default ranking applies when "
+                "'metrics' is omitted)")
+        block = None
+    elif block is None:
+        note = f"no fitted default ranking for {task_type} targets: the rank mean of the default metrics"
+    else:
+        weights = dict(block["weights"])
+        metrics = metrics + [m for m in sorted(weights) if m not in metrics]
+    if block is None:
+        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
+                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": note}
+    rule = block["layer_rule"]
+    mode = request.layer_mode or ("last" if rule == "last" else "fitted")
+    return metrics, {"method": block["aggregation"], "weights": weights, "ranker": block, "layer_mode": mode,
+                     "layer_rule": rule if mode == "fitted" else None, "note": note}
 
 
 def rankers(settings: Settings) -> dict[str, dict[str, Any]]:

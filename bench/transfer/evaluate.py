@@ -145,14 +145,15 @@ def build(out: Path, models_dir: Path) -> dict:
     """Everything the report needs, read from the CSVs (the benchmark itself by ``app.ranking.benchmark``,
     the loader ``tscout ranker fit`` uses too)."""
     from app.ranking.benchmark import load_benchmark, scored_everywhere
-    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS
+    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS, target
 
     loaded = load_benchmark(out, direction, head_metrics())
     bench, layers, sources = loaded.bench, loaded.bench.layers, loaded.sources
     pools = add_pool_scores(bench, layers)
     targets = bench.targets
     metrics = sorted({m for v in bench.scores.values() for m in v if direction(m) is not None} | set(pools))
-    roles = loaded.roles
+    roles = {t: target(t).role for t in targets}  # the protocol's roles (targets.py), not the CSV's
+    fit_targets = [t for t in targets if roles[t] == "fit"]
     old = defaultdict(dict)
     old_layer = defaultdict(dict)
     for r in read_rows(out / "service_default_v2.csv"):
@@ -161,8 +162,9 @@ def build(out: Path, models_dir: Path) -> dict:
     gt_rows = read_rows(out / "ground_truth_v2.csv")
     return {"bench": bench, "layers": layers, "sources": sources, "targets": targets, "roles": roles,
             "protocol_targets": [t.name for t in TARGETS], "protocol_cut_targets": list(CUT_POINT_TARGETS),
-            "fit_targets": loaded.fit_targets, "holdout_targets": loaded.holdout_targets, "metrics": metrics,
-            "candidates": [m for m in metrics if fit_candidate(m) and scored_everywhere(bench, m, loaded.fit_targets)],
+            "fit_targets": fit_targets, "holdout_targets": [t for t in targets if roles[t] == "holdout"],
+            "metrics": metrics,
+            "candidates": [m for m in metrics if fit_candidate(m) and scored_everywhere(bench, m, fit_targets)],
             "pools": pools, "digest": loaded.digest,
             "gt_rows": gt_rows, "cut_rows": read_rows(out / "cut_points_v2.csv"), "cut_targets": bench.cut_targets,
             "old": dict(old), "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}

@@ -23,6 +23,7 @@ from app.jobs.status import JobStatus
 from app.runtime import Runtime
 from app.schemas.rankings import BackboneFilter, ProbeExtension, RankingCreate
 from app.services.auth import Principal
+from app.services.rankers import resolve_aggregation
 from app.services.rankings.feature_sets import resolve_feature_sets
 from app.services.rankings.plan import FEATURES_PREFIX
 from app.settings import Settings
@@ -40,40 +41,6 @@ class ResolvedRanking:
     reference_backbone: str | None
     aggregation: dict[str, Any]
     feature_sets: dict[str, dict[str, Any]] | None = None
-
-
-def _resolve_aggregation(request: RankingCreate, task_type: str, settings: Settings,
-                         metrics: list[str]) -> tuple[list[str], dict[str, Any]]:
-    """The metrics to compute and the frozen aggregation: ``{"method", "weights", "ranker", "layer_mode",
-    "layer_rule", "note"}``. ``"default"`` resolves to the newest fitted default of the task type when the
-    request names no metrics (its metrics join the registry's defaults); a request that names its metrics,
-    or a task type with no fitted default, gets the rank mean, and ``note`` says why."""
-    from app.services.rankers import ranker_block
-
-    if isinstance(request.aggregation, dict):
-        return metrics, {"method": "weighted", "weights": dict(request.aggregation), "ranker": None,
-                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
-    if request.aggregation == "rank_mean":
-        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
-                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": None}
-    block = ranker_block(settings, task_type)
-    note = None
-    if request.metrics:
-        note = ("the request names its metrics: their rank mean (the fitted default ranking applies when "
-                "'metrics' is omitted)")
-        block = None
-    elif block is None:
-        note = f"no fitted default ranking for {task_type} targets: the rank mean of the default metrics"
-    else:
-        weights = dict(block["weights"])
-        metrics = metrics + [m for m in sorted(weights) if m not in metrics]
-    if block is None:
-        return metrics, {"method": "rank_mean", "weights": None, "ranker": None,
-                         "layer_mode": request.layer_mode or "best", "layer_rule": None, "note": note}
-    rule = block["layer_rule"]
-    mode = request.layer_mode or ("last" if rule == "last" else "fitted")
-    return metrics, {"method": block["aggregation"], "weights": weights, "ranker": block, "layer_mode": mode,
-                     "layer_rule": rule if mode == "fitted" else None, "note": note}
 
 
 def _request_digest(body: dict[str, Any]) -> str:
@@ -165,7 +132,7 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
     if dataset is None or dataset.project_id != principal.project_id:
         raise InvalidInput(f"dataset_id: dataset {request.dataset_id} not found in this project")
     metrics = _resolve_metrics(request, dataset.task_type)
-    metrics, aggregation = _resolve_aggregation(request, dataset.task_type, runtime.settings, metrics)
+    metrics, aggregation = resolve_aggregation(request, dataset.task_type, runtime.settings, metrics)
     if dataset.modality == Modality.features:
         backbone_ids, feature_sets = resolve_feature_sets(session, principal, runtime, request, dataset,
                                                           MAX_BACKBONES)

@@ -133,16 +133,20 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
 
     def run(tasks: list[_Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
-        twins = [t for t in tasks if t.features and t.layer in same_as]
-        if twins:  # a duplicate tap: its twin's value (computed once, at the twin), never computed again
-            run([feature_task(same_as[t.layer], t.name) for t in twins])
-            for t in twins:
-                twin = same_as[t.layer]
-                value = out.values[(twin, t.key)]
-                twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
-                out.rows.append((t.layer, t.key, None if np.isnan(value) else value, METRICS[t.name].variant, 0.0,
-                                 {**twin_details, "duplicate_of": twin}))
-                out.values[(t.layer, t.key)] = value
+        # a duplicate tap copies its twin's value when the twin is computed anyway (before, or in this batch)
+        pending = {(t.layer, t.key) for t in tasks}
+        copies = [t for t in tasks if t.features and t.layer in same_as
+                  and ((same_as[t.layer], t.key) in out.values or (same_as[t.layer], t.key) in pending)]
+        compute([t for t in tasks if t not in copies])
+        for t in copies:
+            twin = same_as[t.layer]
+            value = out.values[(twin, t.key)]
+            twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
+            out.rows.append((t.layer, t.key, None if np.isnan(value) else value, METRICS[t.name].variant, 0.0,
+                             {**twin_details, "duplicate_of": twin, "cached": True}))
+            out.values[(t.layer, t.key)] = value
+
+    def compute(tasks: list[_Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         if not tasks:
             return
