@@ -10,6 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from app.ranking import fit as F
+
 from bench.transfer import convergence as conv
 from bench.transfer import evaluate as ev
 from bench.transfer import ground_truth_v2 as gt
@@ -169,7 +171,8 @@ def test_evaluate_on_synthetic_csvs(tmp_path):
     assert all(table["logme"][t]["tau"] == pytest.approx(1.0) for t in fit_names + hold)
     assert all(table["leep"][t]["tau"] == pytest.approx(-1.0) for t in fit_names)
     assert all(table[ev.NEW_DEFAULT][t]["tau"] == pytest.approx(1.0) for t in fit_names)
-    assert result["shipped"] == {"weights": {"logme": 1.0}, "layer_rule": "last"}
+    assert result["shipped"]["weights"] == {"logme": 1.0} and result["shipped"]["layer_rule"] == "last"
+    assert (result["shipped"]["combination"], result["shipped"]["weight_method"]) in F.RECIPES
     text = ev.markdown(data, result, None, None)
     assert "Hold-out targets" in text and "Cut points" in text and "Practical negative transfer" in text
     cut_rows = ev.cut_point_table(data, result["loto"])

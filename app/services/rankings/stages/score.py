@@ -143,7 +143,7 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
             value = out.values[(twin, t.key)]
             twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
             out.rows.append((t.layer, t.key, None if np.isnan(value) else value, METRICS[t.name].variant, 0.0,
-                             {**twin_details, "duplicate_of": twin, "cached": True}))
+                             {**twin_details, "duplicate_of": twin}))
             out.values[(t.layer, t.key)] = value
 
     def compute(tasks: list[_Task]) -> None:
