@@ -422,8 +422,10 @@ def design_outcome(st: Setup, design, done: Mapping[UnitKey, Mapping[str, Any]],
     for u in units:
         by_arm[u[2]] += 1
     scored["decided_by_linear"] = sum(v["decided_by"] == "linear" for v in verdicts.values())
+    batch = default_budget().batch_size
     return {**scored, "jobs": len(complete), "jobs_total": len(states), "units": len(units),
             "units_by_arm": dict(by_arm), "run_seconds": sum(float(done[u]["seconds"]) for u in units),
+            "sample_steps": sum(int(done[u]["total_steps"]) * batch for u in units),
             "wall_seconds": sum(job_wall.values()), "job_seconds": job_secs, "job_wall": job_wall,
             "stops": dict(stops), "timed_out_units": sum(int(done[u]["timed_out"]) for u in units)}
 
@@ -431,17 +433,19 @@ def design_outcome(st: Setup, design, done: Mapping[UnitKey, Mapping[str, Any]],
 def gt_cost(gt_runs: Sequence[Mapping[str, str]], pairs: Iterable[Pair]) -> dict[str, float]:
     """Run-seconds the ground-truth protocol spent on these pairs (their finetune jobs and their targets'
     scratch jobs, each once) and on every candidate of their targets (every finetune and scratch job)."""
-    from bench.transfer.ground_truth_v2 import current
+    from bench.transfer.ground_truth_v2 import BATCH_SIZE, current
 
     rows = [r for r in current(gt_runs) if r["arm"] in ("finetune", "scratch") and r["layer"] == last_layer(r)]
     pairs = list(pairs)
     want = {(t, s) for t, s in pairs} | {(t, f"scratch:{arch_of(s)}") for t, s in pairs}
     targets = {t for t, _ in pairs}
     same = sum(float(r["seconds"]) for r in rows if (r["target"], r["source"]) in want)
+    same_steps = sum(int(r["steps"]) * BATCH_SIZE for r in rows if (r["target"], r["source"]) in want)
     every = sum(float(r["seconds"]) for r in rows if r["target"] in targets)
     n_same = sum((r["target"], r["source"]) in want for r in rows)
     n_every = sum(r["target"] in targets for r in rows)
-    return {"pairs_seconds": same, "pairs_runs": n_same, "targets_seconds": every, "targets_runs": n_every}
+    return {"pairs_seconds": same, "pairs_runs": n_same, "targets_seconds": every, "targets_runs": n_every,
+            "pairs_sample_steps": same_steps}
 
 
 def last_layer(row: Mapping[str, str]) -> str:
@@ -510,6 +514,8 @@ def report(st: Setup, done: Mapping[UnitKey, Mapping[str, Any]], gt_runs_path: P
         row("cost vs GT protocol on the same pairs "
             f"({g['pairs_runs']} GT runs, {g['pairs_seconds']:.0f} run-s)",
             [f"{o['run_seconds'] / g['pairs_seconds']:.1%}" for o in out])
+        row(f"training samples (steps × batch) vs GT on the same pairs ({g['pairs_sample_steps']:,})",
+            [f"{o['sample_steps'] / g['pairs_sample_steps']:.1%}" for o in out])
         per_target = {t: gt_job_cost(gt_rows, t) for t in {p[0] for p in scored_pairs}}
         ratios = [[o["job_seconds"][n] / per_target[n.split("#")[0]] for n in o["job_seconds"]] for o in out]
         row("one job vs GT on all 16 candidates of its target (median, max)",
