@@ -99,6 +99,29 @@ def default_budget():
     return _budget(SimpleNamespace(probe=default_probe_plan()))
 
 
+RECIPES = ("service", "gt")
+
+
+def recipe_budget(recipe: str, target: str | None = None):
+    """``service``: what a default request runs (:func:`default_budget`). ``gt``: ground truth v2's own
+    recipe for ``target`` — its step budget by training-set size, batch 16, its learning-rate grids, no early
+    stopping — with the rate chosen per run on the run's inner split, as the service chooses it (the ground
+    truth chose it once, on seed 0), so that the replication differs from the truth only in its seeds."""
+    if recipe == "service":
+        return default_budget()
+    if recipe != "gt":
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    from dataclasses import replace
+
+    from bench.transfer import ground_truth_v2 as gt
+
+    if target is None:
+        raise ValueError("the gt recipe depends on the target's size: name the target")
+    _, train, _ = gt._task_data(target)
+    return replace(gt.budget(gt.steps_for(len(train)), gt.LR_GRID[0]), lr_grid=gt.LR_GRID,
+                   linear_lr_grid=gt.LINEAR_LR_GRID)
+
+
 # -- what is measured -----------------------------------------------------------------------------------
 def arch_of(source: str) -> str:
     from bench.transfer.ground_truth_v2 import arch_of as gt_arch
@@ -238,7 +261,7 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def run_unit(key: UnitKey, models_dir: str) -> dict[str, Any]:
+def run_unit(key: UnitKey, models_dir: str, recipe: str = "service") -> dict[str, Any]:
     """Train one (target, source, arm, seed) unit with the service's recipe (the worker entry point)."""
     from app.probes import run_arm
     from app.zoo.recipe import deterministic
@@ -251,7 +274,7 @@ def run_unit(key: UnitKey, models_dir: str) -> dict[str, Any]:
     layer = adapter.layers()[-1]
     with deterministic(1):
         cached = gt._linear_cache(models_dir, model, layer, target) if arm == "linear" else None
-        run = run_arm(adapter, layer, train, arm, seed, budget=default_budget(), device="cpu",
+        run = run_arm(adapter, layer, train, arm, seed, budget=recipe_budget(recipe, target), device="cpu",
                       cached_embeddings=cached, eval_data=test, backbone_id=source)
     d = run.details
     return {"target": target, "source": source, "arch": arch_of(source), "layer": layer, "arm": arm, "seed": seed,
@@ -298,9 +321,10 @@ class Setup:
     sequential: Any
     fixed: Any
     truth_digest: str
+    recipe: str = "service"
 
 
-def setup(truth_path: Path, others: int, targets: Sequence[str] | None = None) -> Setup:
+def setup(truth_path: Path, others: int, targets: Sequence[str] | None = None, recipe: str = "service") -> Setup:
     from app.probes.sequential import SequentialDesign
 
     rows = read_rows(truth_path)
@@ -313,12 +337,16 @@ def setup(truth_path: Path, others: int, targets: Sequence[str] | None = None) -
     pairs = [(r["target"], r["source"]) for r in chosen]
     jobs = make_jobs(pairs)
     # the jobs holding the most practical negatives run first (the acceptance is about them)
-    order = sorted(jobs, key=lambda n: (-sum(int(truth[p]["practical_negative"]) for p in jobs[n]), n))
+    # (under the gt recipe the few-shot targets first: their runs are 4× shorter than the 60-shot targets')
+    def cost(n: str) -> int:
+        return 0 if recipe == "service" else recipe_budget(recipe, jobs[n][0][0]).steps
+
+    order = sorted(jobs, key=lambda n: (cost(n), -sum(int(truth[p]["practical_negative"]) for p in jobs[n]), n))
     seq = default_probe_plan().design()
     fixed = default_probe_plan(fixed_seeds=FIXED_SEEDS).design()
     assert isinstance(seq, SequentialDesign) and isinstance(fixed, SequentialDesign)
     digest = hashlib.sha256(truth_path.read_bytes()).hexdigest()[:12]
-    return Setup(truth, pairs, {n: jobs[n] for n in order}, seq, fixed, digest)
+    return Setup(truth, pairs, {n: jobs[n] for n in order}, seq, fixed, digest, recipe)
 
 
 def needed(st: Setup, done: Mapping[UnitKey, Any]) -> list[UnitKey]:
@@ -339,7 +367,8 @@ def needed(st: Setup, done: Mapping[UnitKey, Any]) -> list[UnitKey]:
     return [u for _, _, u in out]
 
 
-def run(st: Setup, runs_path: Path, models_dir: str, workers: int, stop_at: float | None) -> None:
+def run(st: Setup, runs_path: Path, models_dir: str, workers: int, stop_at: float | None,
+        recipe: str = "service") -> None:
     done = load_done(runs_path)
     started, trained, secs = time.monotonic(), 0, 0.0
     ctx = mp.get_context("spawn")
@@ -349,7 +378,7 @@ def run(st: Setup, runs_path: Path, models_dir: str, workers: int, stop_at: floa
             todo = [u for u in needed(st, done) if u not in inflight.values()]
             if stop_at is None or time.time() < stop_at:
                 for u in todo[: max(0, workers + 1 - len(inflight))]:
-                    inflight[pool.submit(run_unit, u, models_dir)] = u
+                    inflight[pool.submit(run_unit, u, models_dir, recipe)] = u
             if not inflight:
                 break
             finished, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
@@ -422,10 +451,10 @@ def design_outcome(st: Setup, design, done: Mapping[UnitKey, Mapping[str, Any]],
     for u in units:
         by_arm[u[2]] += 1
     scored["decided_by_linear"] = sum(v["decided_by"] == "linear" for v in verdicts.values())
-    batch = default_budget().batch_size
+    batch = {t: recipe_budget(st.recipe, t).batch_size for t in {u[0] for u in units}}
     return {**scored, "jobs": len(complete), "jobs_total": len(states), "units": len(units),
             "units_by_arm": dict(by_arm), "run_seconds": sum(float(done[u]["seconds"]) for u in units),
-            "sample_steps": sum(int(done[u]["total_steps"]) * batch for u in units),
+            "sample_steps": sum(int(done[u]["total_steps"]) * batch[u[0]] for u in units),
             "wall_seconds": sum(job_wall.values()), "job_seconds": job_secs, "job_wall": job_wall,
             "stops": dict(stops), "timed_out_units": sum(int(done[u]["timed_out"]) for u in units)}
 
@@ -478,7 +507,8 @@ def report(st: Setup, done: Mapping[UnitKey, Mapping[str, Any]], gt_runs_path: P
     n_pn = sum(int(st.truth[p]["practical_negative"]) for p in st.pairs)
     lines = [f"Ground truth: `{TRUTH.name}` sha256 {st.truth_digest}…; {len(st.pairs)} pairs "
              f"({n_pn} practical negatives, {sum(st.truth[p]['label'] == 'negative' for p in st.pairs)} labelled "
-             f"negative), {len(st.jobs)} jobs of ≤ {JOB_SIZE}; seeds {SEED_OFFSET}+; {len(done)} runs written; "
+             f"negative), {len(st.jobs)} jobs of ≤ {JOB_SIZE}; recipe **{st.recipe}**; seeds {SEED_OFFSET}+; "
+             f"{len(done)} runs written; "
              f"**{len(finished)} of {len(st.jobs)} jobs finished** (the table covers those).", ""]
     if not finished:
         return "\n".join(lines + ["No job has finished yet."])
@@ -540,7 +570,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--truth", type=Path, default=TRUTH)
     parser.add_argument("--gt-runs", type=Path, default=GT_RUNS)
-    parser.add_argument("--runs", type=Path, default=HERE / "runs.csv")
+    parser.add_argument("--recipe", choices=RECIPES, default="service",
+                        help="service: the default request's recipe; gt: ground truth v2's (rate chosen per run)")
+    parser.add_argument("--runs", type=Path, default=None,
+                        help="default: bench/replication/runs.csv (service), runs_gt_recipe.csv (gt)")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--others", type=int, default=8, help="pairs sampled beyond the GT-negative ones")
     parser.add_argument("--targets", nargs="*", default=None, help="only these targets' pairs (a pilot)")
@@ -550,7 +583,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", action="store_true", help="print the table from the rows written")
     parser.add_argument("--write-md", type=Path, default=None, help="also write the table to this markdown file")
     a = parser.parse_args(argv)
-    st = setup(a.truth, a.others, a.targets)
+    if a.runs is None:
+        a.runs = HERE / ("runs.csv" if a.recipe == "service" else "runs_gt_recipe.csv")
+    st = setup(a.truth, a.others, a.targets, a.recipe)
     if a.plan:
         done = load_done(a.runs)
         for n, p in st.jobs.items():
@@ -566,9 +601,10 @@ def main(argv: list[str] | None = None) -> None:
             hh, mm = (int(x) for x in a.stop_at.split(":"))
             now = time.gmtime()
             stop_at = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
-        print(f"{len(st.pairs)} pairs in {len(st.jobs)} jobs; recipe {default_budget().to_dict()}; "
+        print(f"{len(st.pairs)} pairs in {len(st.jobs)} jobs; recipe {a.recipe}: "
+              f"{recipe_budget(a.recipe, st.pairs[0][0]).to_dict()}; "
               f"design {st.sequential.to_dict()}", flush=True)
-        run(st, a.runs, str(a.models), a.workers, stop_at)
+        run(st, a.runs, str(a.models), a.workers, stop_at, a.recipe)
     text = report(st, load_done(a.runs), a.gt_runs)
     print(text)
     if a.write_md:

@@ -180,3 +180,18 @@ def test_one_real_unit_through_the_probe_runner(tmp_path, monkeypatch):
     # the same unit again gives the same number (the replication is a pure function of its key)
     again = rep.run_unit(("shapes_small", "zoo:cnn_small.digits", "finetune", 100), models)
     assert again["metric"] == rows[0]["metric"]
+
+
+def test_the_gt_recipe_is_ground_truth_v2s_with_the_rate_chosen_per_run():
+    from bench.transfer import ground_truth_v2 as gt
+
+    small, large = rep.recipe_budget("gt", "shapes_small"), rep.recipe_budget("gt", "gratings_8")
+    assert (small.steps, large.steps) == (gt.STEPS_SMALL, gt.STEPS_LARGE)
+    assert small.batch_size == gt.BATCH_SIZE and small.lr_grid == gt.LR_GRID
+    assert small.linear_lr_grid == gt.LINEAR_LR_GRID and small.patience > small.steps  # no early stopping
+    assert rep.recipe_budget("service") == rep.default_budget()
+    with pytest.raises(ValueError, match="recipe"):
+        rep.recipe_budget("long")
+    st = rep.setup(rep.TRUTH, 8, recipe="gt")
+    steps = [rep.recipe_budget("gt", ps[0][0]).steps for ps in st.jobs.values()]
+    assert steps == sorted(steps) and st.recipe == "gt"  # the short targets' jobs first
