@@ -6,6 +6,13 @@ cost of a 5-seed, 3-arm probe at the default budget relative to one full fine-tu
 (2) an example verdict table on a synthetic target with sources built to have known answers.
 
     python bench/probes.py [--samples 1000] [--repeats 3] [--threads 1] [--skip-rates] [--skip-verdicts]
+    python bench/probes.py --replication [--truth …/ground_truth_v2.csv] [--gt-runs …/runs_v2.csv]
+
+``--replication`` prints instead the side-by-side table of the independent replication of ground truth v2
+(``bench/probe_replication.py``, from the rows it has written): today's fixed-5-seeds probe stage, the
+sequential default and the sequential design with linear evidence on the same jobs — time, verdicts,
+inconclusive share, precision/recall of negative transfer — and the probe stage's cost as a fraction of
+measuring the same pairs, and every candidate of a target, with the ground-truth protocol.
 """
 
 from __future__ import annotations
@@ -181,7 +188,18 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--verdict-steps", type=int, default=60)
     parser.add_argument("--verdict-samples", type=int, default=400)
+    parser.add_argument("--replication", action="store_true",
+                        help="print the ground-truth replication table (bench/probe_replication.py) instead")
+    parser.add_argument("--truth", default=None, help="ground_truth_v2.csv (with --replication)")
+    parser.add_argument("--gt-runs", default=None, help="runs_v2.csv (with --replication)")
     args = parser.parse_args()
+    if args.replication:
+        from bench import probe_replication
+
+        argv = ["--report"] + (["--truth", args.truth] if args.truth else []) + \
+            (["--gt-runs", args.gt_runs] if args.gt_runs else [])
+        probe_replication.main(argv)
+        return
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-probes-") as tmp:
         if not args.skip_rates:

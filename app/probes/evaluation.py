@@ -96,8 +96,10 @@ def score_verdict_rule(replication: Mapping[Pair, Mapping[int, float]], truth: M
         must be disjoint from ``truth_seeds``. The design's seed k (0, 1, 2, …) is the k-th smallest
         replication seed of the pair, so rounds reveal seeds in a fixed order; a pair whose replication
         runs out before its verdict settles stops as if at ``max_seeds``.
-    truth : mapping (target, source) → {"label": str, "delta": float | None}
-        The ground-truth label (``ground_truth.csv``'s ``label``) and mean Δ over its seeds.
+    truth : mapping (target, source) → {"label": str, "delta": float | None, "practical_negative": 0 | 1}
+        The ground-truth label (``ground_truth.csv``'s ``label``) and mean Δ over its seeds. When a pair
+        carries ``practical_negative`` (ground truth v2's own test of Δ < −δ), that flag decides whether it
+        is a practical negative; otherwise the label is ``negative_label`` and Δ < −δ.
     design : SequentialDesign, optional
     truth_seeds : seeds the ground truth used (default 0–4)
     jobs : mapping job name → pairs, optional
@@ -160,13 +162,20 @@ def score_verdict_rule(replication: Mapping[Pair, Mapping[int, float]], truth: M
                 break
         for p, lk in looks.items():
             verdicts[p] = {"verdict": lk.verdict.value, "seeds": lk.stats.n, "stop": stopped.get(p, lk.action)}
-    return _score(verdicts, truth, design.margin, negative_label)
+    return score_verdicts(verdicts, truth, margin=design.margin, negative_label=negative_label)
 
 
-def _score(verdicts: Mapping[Pair, Mapping[str, Any]], truth: Mapping[Pair, Mapping[str, Any]], margin: float,
-           negative_label: str) -> dict[str, Any]:
+def score_verdicts(verdicts: Mapping[Pair, Mapping[str, Any]], truth: Mapping[Pair, Mapping[str, Any]], *,
+                   margin: float, negative_label: str = "negative") -> dict[str, Any]:
+    """Score verdicts already reached — ``{pair: {"verdict", "seeds", "stop"}}``, e.g. by replaying the
+    probe stage itself — against ``truth`` as :func:`score_verdict_rule` does (same fields)."""
+    missing = [p for p in verdicts if p not in truth]
+    if missing:
+        raise ValueError(f"pairs without a ground-truth label: {missing[:5]!r}")
     def practical(p: Pair) -> bool:
         t = truth[p]
+        if t.get("practical_negative") is not None:
+            return bool(int(t["practical_negative"]))
         delta = t.get("delta")
         return t.get("label") == negative_label and (delta is None or float(delta) < -margin)
 

@@ -29,6 +29,8 @@ from app.probes.wording import describe_sequential
 #: |sample skewness| of Δ above which the record warns (the sequence keeps its level up to skewness ≈ 1)
 SKEW_WARNING = 1.5
 _EVIDENCE_ARMS = (ProbeArm.finetune.value, ProbeArm.scratch.value)
+FINETUNE_EVIDENCE = "finetune − scratch, paired by seed"
+LINEAR_EVIDENCE = "linear − scratch, paired by seed (the frozen pretrained trunk with a trained head)"
 _CLAIM = {Verdict.negative_transfer: "negative_transfer", Verdict.positive: "positive",
           Verdict.no_benefit: "no_benefit"}
 
@@ -57,8 +59,10 @@ def _finite(v: Any) -> bool:
     return v is not None and math.isfinite(float(v))
 
 
-def paired_evidence(runs: Iterable[Any], *, count_timed_out: bool = False) -> tuple[dict[int, float], dict[int, str]]:
-    """``({seed: Δ}, {seed: why not evidence})`` for one candidate's runs, Δ = finetune − scratch.
+def paired_evidence(runs: Iterable[Any], *, count_timed_out: bool = False,
+                    arm: str = ProbeArm.finetune.value) -> tuple[dict[int, float], dict[int, str]]:
+    """``({seed: Δ}, {seed: why not evidence})`` for one candidate's runs, Δ = ``arm`` − scratch
+    (``finetune`` by default; ``linear`` for the linear-probe evidence).
 
     A seed counts when both arms have a finite metric and (unless ``count_timed_out``) neither arm timed
     out. Raises on two runs of the same (arm, seed), which would make the pairing ambiguous.
@@ -69,11 +73,11 @@ def paired_evidence(runs: Iterable[Any], *, count_timed_out: bool = False) -> tu
         if r["seed"] in by[r["arm"]]:
             raise ValueError(f"two {r['arm']!r} runs for seed {r['seed']}: the pairing would be ambiguous")
         by[r["arm"]][r["seed"]] = r
-    ft, sc = by.get("finetune", {}), by.get("scratch", {})
+    ft, sc = by.get(arm, {}), by.get("scratch", {})
     deltas: dict[int, float] = {}
     excluded: dict[int, str] = {}
     for seed in sorted(set(ft) | set(sc)):
-        pair = {"finetune": ft.get(seed), "scratch": sc.get(seed)}
+        pair = {arm: ft.get(seed), "scratch": sc.get(seed)}
         missing = [a for a, r in pair.items() if r is None]
         if missing:
             excluded[seed] = f"no {' or '.join(missing)} run yet"
@@ -86,7 +90,7 @@ def paired_evidence(runs: Iterable[Any], *, count_timed_out: bool = False) -> tu
         if late and not count_timed_out:
             excluded[seed] = f"{' and '.join(late)} timed out before the step budget"
             continue
-        deltas[seed] = float(pair["finetune"]["metric"]) - float(pair["scratch"]["metric"])
+        deltas[seed] = float(pair[arm]["metric"]) - float(pair["scratch"]["metric"])
     return deltas, excluded
 
 
@@ -112,7 +116,7 @@ def arm_summary(arm: str, runs: Sequence[Mapping[str, Any]]) -> ArmSummary:
 def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: SequentialDesign, *,
                     rounds: Mapping[str, int] | int, stopped: Mapping[str, str] | None = None,
                     metric_name: str | None = None, count_timed_out: bool = False,
-                    family_size: int | None = None) -> list[VerdictRecord]:
+                    family_size: int | None = None, linear_evidence: bool = False) -> list[VerdictRecord]:
     """The verdict records of one job's probed candidates (Holm runs across all of them).
 
     Parameters
@@ -131,6 +135,9 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
         Count seeds whose runs timed out as evidence (they are always named in the warnings).
     family_size : int, optional
         Passed to :func:`~app.probes.sequential.look` (candidates × rungs under successive halving).
+    linear_evidence : bool
+        Let the linear arm settle ``positive`` (``look(..., linear=…)``); the record's ``decided_by`` and
+        ``evidence`` say which arm decided, ``stats["linear"]`` holds the linear − scratch evidence.
     """
     ids = list(runs_by_candidate)
     if not ids:
@@ -138,8 +145,10 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
     runs = {cid: [_as_run(r) for r in runs_by_candidate[cid]] for cid in ids}
     evidence = {cid: paired_evidence(runs[cid], count_timed_out=count_timed_out) for cid in ids}
     attempted = {cid: {r["seed"] for r in runs[cid] if r["arm"] in _EVIDENCE_ARMS} for cid in ids}
+    linear = ({cid: paired_evidence(runs[cid], count_timed_out=count_timed_out, arm=ProbeArm.linear.value)[0]
+               for cid in ids} if linear_evidence else None)
     looks = look({cid: evidence[cid][0] for cid in ids}, design, stopped=stopped, attempted=attempted,
-                 family_size=family_size)
+                 family_size=family_size, linear=linear)
     metric = metric_name or next((r["details"]["metric_name"] for cid in ids for r in runs[cid]
                                   if r["details"].get("metric_name")), "accuracy")
     out = []
@@ -156,7 +165,7 @@ def _record(cid: str, lk: CandidateLook, runs: list[dict[str, Any]], excluded: d
             design: SequentialDesign, rounds: int, metric: str, m: int, count_timed_out: bool) -> VerdictRecord:
     arms = {a: arm_summary(a, runs) for a in dict.fromkeys(r["arm"] for r in runs)}
     s = lk.stats
-    claim = _CLAIM.get(lk.verdict)
+    claim = "positive_linear" if lk.decided_by == "linear" else _CLAIM.get(lk.verdict)
     if claim is None:  # inconclusive: report the claim the evidence leans to
         claim = "no_benefit" if s.mean is None or abs(s.mean) <= design.margin else (
             "negative_transfer" if s.mean < 0 else "positive")
@@ -165,8 +174,10 @@ def _record(cid: str, lk: CandidateLook, runs: list[dict[str, Any]], excluded: d
         p_value=lk.p_holm.get(claim), n_seeds=s.n, text="", stop_reason=lk.action, rounds=rounds,
         seeds=list(s.seeds), metric_name=metric, arms=arms, excluded_seeds=dict(excluded),
         warnings=_warnings(arms, excluded, lk, design, count_timed_out), p_holm=dict(lk.p_holm),
-        stats={**s.to_dict(), "n_candidates": m, "next_seeds": list(lk.next_seeds)}, design=design.to_dict(),
-        reason=lk.reason)
+        stats={**s.to_dict(), "n_candidates": m, "next_seeds": list(lk.next_seeds),
+               "linear": None if lk.linear is None else lk.linear.to_dict()}, design=design.to_dict(),
+        reason=lk.reason, decided_by=lk.decided_by,
+        evidence=LINEAR_EVIDENCE if lk.decided_by == "linear" else FINETUNE_EVIDENCE)
     record.text = describe_sequential(record)
     return record
 

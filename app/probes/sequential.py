@@ -49,6 +49,11 @@ job, per claim family:
 ``no_benefit``         Holm p of H₀: |Δ| ≥ δ ≤ α (two one-sided tests at ±δ: the sequence lies in [−δ, δ])
 ``inconclusive``       otherwise; also when fewer than ``min_seeds`` pairs exist or Δ has zero spread
 
+With linear evidence (``look(..., linear=…)``: Δ_L = linear − scratch, the frozen trunk with a trained head),
+an otherwise inconclusive candidate whose fine-tune does not lean negative is ``positive`` once Holm p of
+H₀: Δ_L ≤ 0 is ≤ α and mean Δ_L > δ (``decided_by = "linear"``); the positive family is then fine-tune and
+linear hypotheses together (2·m), so its FWER stays ≤ α.
+
 Significance is tested against 0, the practical size against δ on the estimate, so a deficit just past
 −δ with a small spread (the benchmark's shapes_small ← vit_tiny.digits, Δ = −1.1 points) is found; a
 significant deficit whose estimate is still within δ keeps sampling. Each family's FWER is ≤ α: false
@@ -260,6 +265,8 @@ class CandidateLook:
     p_holm: dict[str, float | None] = field(default_factory=dict)
     reason: str | None = None  # why inconclusive, in words
     next_seeds: list[int] = field(default_factory=list)
+    decided_by: str | None = None  # "finetune" or "linear": whose evidence made the verdict (None: inconclusive)
+    linear: SequentialStats | None = None  # linear − scratch, when the look was given it
 
     @property
     def settled(self) -> bool:
@@ -268,7 +275,8 @@ class CandidateLook:
     def to_dict(self) -> dict[str, Any]:
         return {"backbone_id": self.backbone_id, "verdict": self.verdict.value, "action": self.action,
                 "stats": self.stats.to_dict(), "p_holm": dict(self.p_holm), "reason": self.reason,
-                "next_seeds": list(self.next_seeds)}
+                "next_seeds": list(self.next_seeds), "decided_by": self.decided_by,
+                "linear": None if self.linear is None else self.linear.to_dict()}
 
 
 def candidate_stats(paired: Mapping[int, float], design: SequentialDesign, n_candidates: int) -> SequentialStats:
@@ -296,7 +304,8 @@ def candidate_stats(paired: Mapping[int, float], design: SequentialDesign, n_can
 def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
          stopped: Mapping[str, str] | None = None,
          attempted: Mapping[str, Collection[int]] | None = None,
-         family_size: int | None = None) -> dict[str, CandidateLook]:
+         family_size: int | None = None,
+         linear: Mapping[str, Mapping[int, float]] | None = None) -> dict[str, CandidateLook]:
     """Decide every candidate of one job after a round.
 
     Parameters
@@ -316,6 +325,13 @@ def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
         The number of hypotheses the job may test, when larger than the candidates here — e.g.
         candidates × rungs under successive halving, where each (candidate, budget) is its own Δ. Holm
         counts the untested ones as p = 1 and the intervals use level α / family_size.
+    linear : mapping backbone id → {seed: Δ_L}, optional
+        Δ_L = linear − scratch per seed (the frozen pretrained trunk with a trained head, against the same
+        scratch runs). When given, a candidate whose fine-tune evidence is still inconclusive, and does not
+        lean negative (mean Δ ≥ −δ), is ``positive`` once Holm p of H₀: Δ_L ≤ 0 is ≤ α and mean Δ_L > δ:
+        the pretrained features alone already beat scratch (``decided_by="linear"``). The positive
+        family then holds 2·m hypotheses (fine-tune and linear per candidate), so its FWER stays ≤ α;
+        negative transfer and no benefit are only ever claimed on fine-tune evidence.
 
     Returns
     -------
@@ -339,13 +355,29 @@ def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
     st = {cid: candidate_stats(paired[cid], design, m) for cid in ids}
     pad = [1.0] * (m - len(ids))
     adj = {name: dict(zip(ids, holm([getattr(st[c], f"p_{name}") for c in ids] + pad)[:len(ids)], strict=True))
-           for name in ("less", "greater", "equivalence")}
+           for name in ("less", "equivalence")}
+    lin: dict[str, SequentialStats] = {}
+    if linear is None:
+        adj["greater"] = dict(zip(ids, holm([st[c].p_greater for c in ids] + pad)[:len(ids)], strict=True))
+    else:
+        missing = set(ids) - set(linear)
+        if missing:
+            raise ValueError(f"linear must name every candidate of paired; missing {sorted(missing)!r}")
+        lin = {cid: candidate_stats(linear[cid], design, m) for cid in ids}
+        both = holm([st[c].p_greater for c in ids] + pad + [lin[c].p_greater for c in ids] + pad)
+        adj["greater"] = dict(zip(ids, both[:len(ids)], strict=True))
+        adj["greater_linear"] = dict(zip(ids, both[m:m + len(ids)], strict=True))
     out: dict[str, CandidateLook] = {}
     for cid in ids:
         s = st[cid]
         p_holm = {"negative_transfer": adj["less"][cid], "positive": adj["greater"][cid],
                   "no_benefit": adj["equivalence"][cid]}
         verdict, reason = _decide(s, p_holm, design)
+        decided_by = None if verdict is Verdict.inconclusive else "finetune"
+        if linear is not None:
+            p_holm["positive_linear"] = adj["greater_linear"][cid]
+            if verdict is Verdict.inconclusive and _linear_positive(s, lin[cid], p_holm["positive_linear"], design):
+                verdict, reason, decided_by = Verdict.positive, None, "linear"
         if cid in stopped:
             action = stopped[cid]
         elif verdict is not Verdict.inconclusive:
@@ -360,8 +392,18 @@ def look(paired: Mapping[str, Mapping[int, float]], design: SequentialDesign, *,
             reason = (f"{reason}; the observed spread (SD {s.sd:.3g}) could not settle it even at "
                       f"{design.max_seeds} paired seeds")
         nxt = design.next_seeds(sorted(tried[cid])) if action == "continue" else []
-        out[cid] = CandidateLook(cid, verdict, action, s, p_holm, reason, nxt)
+        out[cid] = CandidateLook(cid, verdict, action, s, p_holm, reason, nxt, decided_by, lin.get(cid))
     return out
+
+
+def _linear_positive(s: SequentialStats, lin: SequentialStats, p: float, design: SequentialDesign) -> bool:
+    """The linear arm settles ``positive``: enough seeds with spread, Holm p ≤ α, mean Δ_L > δ — and the
+    fine-tune evidence does not lean the other way (a fine-tune deficit is never hidden behind good features)."""
+    if lin.n < design.min_seeds or not lin.sd or lin.mean is None:
+        return False
+    if s.mean is not None and s.mean < -design.margin:
+        return False
+    return p <= design.alpha and lin.mean > design.margin
 
 
 def _decide(s: SequentialStats, p_holm: Mapping[str, float | None],

@@ -60,14 +60,20 @@ class Replay:
     low: np.ndarray
     high: np.ndarray
     mean: np.ndarray
+    by_linear: np.ndarray | None = None  # True where the linear arm settled "positive" (replay(..., linear=…))
 
 
-def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
-    """Run the sequential rule over simulated Δ of shape ``(jobs, candidates, max_seeds)``."""
+def replay(deltas: np.ndarray, design: SequentialDesign, linear: np.ndarray | None = None) -> Replay:
+    """Run the sequential rule over simulated Δ of shape ``(jobs, candidates, max_seeds)``; ``linear``
+    (same shape): Δ_L = linear − scratch per seed, the evidence ``look(..., linear=…)`` may settle
+    ``positive`` on (Holm over fine-tune and linear hypotheses together)."""
     x = np.asarray(deltas, dtype=np.float64)
     if x.ndim != 3 or x.shape[2] < design.max_seeds:
         raise ValueError(f"deltas must have shape (jobs, candidates, >= {design.max_seeds}), got {x.shape}")
     x = x[:, :, :design.max_seeds]
+    lin = None if linear is None else np.asarray(linear, dtype=np.float64)[:, :, :design.max_seeds]
+    if lin is not None and lin.shape != x.shape:
+        raise ValueError(f"linear must have the shape of deltas {x.shape}, got {lin.shape}")
     jobs, m, _ = x.shape
     alpha, delta = design.alpha, design.margin
     p_less = sequential_p(x, 0.0, "less", design)
@@ -77,6 +83,10 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
     n_idx = np.arange(1, design.max_seeds + 1)
     means = np.cumsum(x, axis=-1) / n_idx
     sds = _running_sd(x)
+    if lin is not None:
+        p_lin = sequential_p(lin, 0.0, "greater", design)
+        means_lin, sds_lin = np.cumsum(lin, axis=-1) / n_idx, _running_sd(lin)
+    by_linear = np.zeros((jobs, m), dtype=bool)
 
     active = np.ones((jobs, m), dtype=bool)
     n_at = np.zeros((jobs, m), dtype=np.int64)
@@ -84,14 +94,24 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
     verdict = np.zeros((jobs, m), dtype=np.int64)
     for n in design.schedule():
         n_at = np.where(active, n, n_at)
-        pl, pg, pe = (holm_matrix(_at(p_less, n_at)), holm_matrix(_at(p_greater, n_at)),
-                      holm_matrix(_at(p_eq, n_at)))
+        pl, pe = holm_matrix(_at(p_less, n_at)), holm_matrix(_at(p_eq, n_at))
+        if lin is None:
+            pg = holm_matrix(_at(p_greater, n_at))
+        else:
+            both = holm_matrix(np.concatenate([_at(p_greater, n_at), _at(p_lin, n_at)], axis=-1))
+            pg, pg_lin = both[:, :m], both[:, m:]
         mean, sd = _at(means, n_at), _at(sds, n_at)
         ok = (n_at >= design.min_seeds) & (sd > 0)
         v = np.zeros((jobs, m), dtype=np.int64)
         v = np.where(ok & (pe <= alpha), 3, v)
         v = np.where(ok & (pg <= alpha) & (mean > delta), 2, v)
         v = np.where(ok & (pl <= alpha) & (mean < -delta), 1, v)
+        if lin is not None:
+            sd_lin = _at(sds_lin, n_at)
+            from_linear = ((v == 0) & (n_at >= design.min_seeds) & (sd_lin > 0) & (pg_lin <= alpha)
+                           & (_at(means_lin, n_at) > delta) & ~(mean < -delta))
+            v = np.where(from_linear, 2, v)
+            by_linear = from_linear  # as look() reports it at this look, stopped candidates included
         verdict = v  # settled candidates keep their verdict: Holm is monotone, their own data are frozen
         newly = active & (v != 0)
         stop = np.where(newly, 1, stop)
@@ -100,7 +120,8 @@ def replay(deltas: np.ndarray, design: SequentialDesign) -> Replay:
         fut = active & (v == 0) & ~at_max & _futile_matrix(mean, sd, n_at, design)
         stop = np.where(fut, 3, stop)
         active = active & ~(newly | at_max | fut)
-    return Replay(verdict, stop, n_at, _at(low_all, n_at), _at(high_all, n_at), _at(means, n_at))
+    return Replay(verdict, stop, n_at, _at(low_all, n_at), _at(high_all, n_at), _at(means, n_at),
+                  by_linear if lin is not None else None)
 
 
 def _at(values: np.ndarray, n_at: np.ndarray) -> np.ndarray:

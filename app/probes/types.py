@@ -68,6 +68,7 @@ class VerdictRecord:
     design: dict[str, Any]
     reason: str | None = None
     evidence: str = "finetune − scratch, paired by seed"
+    decided_by: str | None = None  # "finetune" or "linear": whose paired evidence made the verdict
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("arms", "excluded_seeds")}

@@ -52,6 +52,9 @@ def describe(cid: str, verdict: Verdict, s: PairedStats | None, *, margin: float
     return " ".join(parts)
 
 
+_LINEAR_HEADLINE = ("Positive transfer: the frozen features of {cid} with a trained linear head already beat the "
+                   "same architecture trained from scratch with the same recipe and budget.")
+
 _STOPS = {
     "settled": "stopped once settled",
     "max_seeds": "stopped at the design's maximum of {max_seeds} seeds",
@@ -70,6 +73,15 @@ def describe_sequential(record: VerdictRecord) -> str:
     m = int(record.stats.get("n_candidates", 1))
     verdict = Verdict(record.verdict)
     parts = [_HEADLINES[verdict].format(cid=record.backbone_id, margin=margin)]
+    if record.decided_by == "linear":
+        parts = [_LINEAR_HEADLINE.format(cid=record.backbone_id)]
+        lin = record.stats.get("linear") or {}
+        interval = (f"[{lin['cs_low']:+.3f}, {lin['cs_high']:+.3f}]" if lin.get("cs_low") is not None
+                    else "still unbounded")
+        p = "" if record.p_value is None else f"; anytime-valid p = {record.p_value:.3g} (Holm-adjusted)"
+        parts.append(f"Decided by the linear probe: mean Δ {record.metric_name} (linear − scratch) = "
+                     f"{lin.get('mean', float('nan')):+.3f} over {lin.get('n', 0)} paired seeds, confidence "
+                     f"sequence {interval}{p}; the fine-tune evidence alone had not settled it.")
     simultaneous = f" (simultaneous over {m} candidates)" if m > 1 else ""
     if record.delta_mean is None:
         parts.append("No seed has both a fine-tune and a scratch result that count as evidence.")

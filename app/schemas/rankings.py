@@ -64,6 +64,12 @@ class ProbeOptions(BaseModel):
     margin: float | None = Field(default=None, ge=0, le=1, description="Practical margin δ (default setting).")
     lr_grid: list[float] | None = Field(default=None, min_length=1, max_length=6)
     batch_size: int = Field(default=32, ge=1, le=4096)
+    linear_evidence: bool = Field(
+        default=False,
+        description="Let the linear-probe arm (frozen trunk, head trained on the cached embeddings) settle a "
+                    "'positive' verdict when the fine-tune evidence is still inconclusive and does not lean "
+                    "negative: the candidate then stops receiving seeds. The verdict's decided_by says which arm "
+                    "decided; negative transfer is only ever claimed on fine-tune evidence. Needs the linear arm.")
 
     @model_validator(mode="after")
     def _one_design(self) -> ProbeOptions:
@@ -72,6 +78,8 @@ class ProbeOptions(BaseModel):
             raise ValueError(f"give either seeds (a fixed design) or {sequential} (the sequential design), not both")
         if self.first_round is not None and self.max_seeds is not None and self.first_round > self.max_seeds:
             raise ValueError(f"first_round ({self.first_round}) must not exceed max_seeds ({self.max_seeds})")
+        if self.linear_evidence and ProbeArm.linear not in self.arms:
+            raise ValueError("linear_evidence needs the 'linear' arm in arms")
         return self
 
     @field_validator("arms")

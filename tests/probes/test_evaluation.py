@@ -85,3 +85,14 @@ def test_inputs_are_validated():
     with pytest.raises(ValueError, match="lacks"):
         score_verdict_rule({("t", "s"): {100: 0.1}}, truth, jobs={"j": [("t", "y")]})
     assert SequentialDesign().max_seeds == 20
+
+
+def test_practical_negative_flag_decides_when_given():
+    # ground truth v2 marks practical negatives with its own test; the flag wins over label and Δ
+    truth = {("t", "flagged"): {"label": "none", "delta": -0.05, "practical_negative": 1},
+             ("t", "labelled"): {"label": "negative", "delta": -0.05, "practical_negative": 0},
+             ("t", "old"): {"label": "negative", "delta": -0.05}}
+    rep = _replication(truth, dict.fromkeys(truth, 0.005))
+    out = score_verdict_rule(rep, truth)
+    assert out["practical_negative_pairs"] == 2  # "flagged" by its flag, "old" by label and Δ
+    assert out["true_positives"] == 2 and out["false_positives"] == 1 and out["precision"] == pytest.approx(2 / 3)

@@ -115,3 +115,26 @@ def test_inputs_are_validated():
         verdict_records({}, DESIGN, rounds=0)
     with pytest.raises(ValueError, match="rounds"):
         verdict_records({"a": []}, DESIGN, rounds=-1)
+
+
+def test_linear_evidence_decides_and_the_record_says_so():
+    noisy = [0.2, -0.15, 0.1, -0.05, 0.12, -0.1]
+    rows = _candidate(noisy)
+    rows += [_row("linear", seed, 0.8 + g) for seed, g in enumerate([0.2, 0.21, 0.19, 0.22, 0.2, 0.18])]
+    deltas, _ = paired_evidence(rows, arm="linear")
+    assert deltas == pytest.approx({s: g for s, g in enumerate([0.2, 0.21, 0.19, 0.22, 0.2, 0.18])})
+    (plain,) = verdict_records({"zoo:a.x": rows}, DESIGN, rounds=1)
+    assert plain.verdict == "inconclusive" and plain.decided_by is None
+    (rec,) = verdict_records({"zoo:a.x": rows}, DESIGN, rounds=1, linear_evidence=True)
+    assert rec.verdict == "positive" and rec.decided_by == "linear" and rec.evidence.startswith("linear − scratch")
+    assert rec.p_value == rec.p_holm["positive_linear"] <= DESIGN.alpha
+    assert rec.delta_mean == pytest.approx(np.mean(noisy))  # the fine-tune Δ is still what delta_mean reports
+    assert rec.stats["linear"]["n"] == 6 and rec.stats["linear"]["mean"] == pytest.approx(0.2, abs=0.01)
+    assert "Decided by the linear probe" in rec.text and "frozen features" in rec.text
+    row = rec.row()
+    assert row["verdict"] == "positive" and row["details"]["decided_by"] == "linear"
+    json.dumps(row)  # the API serves it
+    (neg,) = verdict_records({"zoo:a.n": _candidate([-0.1, -0.12, -0.09, -0.11, -0.1, -0.13])
+                              + [_row("linear", s, 0.9) for s in range(6)]}, DESIGN, rounds=1, linear_evidence=True)
+    assert neg.verdict == "negative_transfer" and neg.decided_by == "finetune"
+    assert neg.evidence.startswith("finetune − scratch")

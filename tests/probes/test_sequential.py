@@ -253,3 +253,89 @@ def test_extension_keeps_the_final_test_where_it_was():
     p20 = sequential_p(x[:20], 0.0, "less", SequentialDesign())
     p30 = sequential_p(x, 0.0, "less", extended)
     assert p30[19] == pytest.approx(p20[19]) and np.all(p30[20:] <= p30[19])
+
+
+# -- linear-probe evidence --------------------------------------------------------------------------------
+def _sim(mus_ft, mus_lin, sds, noise, jobs, seed, sds_lin=None):
+    rng = np.random.default_rng(seed)
+    shape = (jobs, len(mus_ft), DESIGN.max_seeds)
+    sds_lin = sds if sds_lin is None else sds_lin
+    ft = np.asarray(mus_ft)[None, :, None] + np.asarray(sds)[None, :, None] * seed_noise(noise, shape, rng)
+    lin = np.asarray(mus_lin)[None, :, None] + np.asarray(sds_lin)[None, :, None] * seed_noise(noise, shape, rng)
+    return ft, lin
+
+
+@pytest.mark.parametrize("noise", ["normal", "t3"])
+def test_linear_evidence_keeps_the_positive_family_wise_rate(noise):
+    """Null for both arms (Δ = Δ_L = 0, and Δ_L at 0 while the fine-tune helps a little): no positive claim
+    from either arm more than α of the time, with the stopping rule in place."""
+    ft, lin = _sim([0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.02, 0.05, 0.03, 0.1], noise, JOBS, 31)
+    r = replay(ft, DESIGN, linear=lin)
+    assert np.mean((r.verdict == 2).any(axis=1)) <= ALPHA + SLACK
+    assert np.mean(r.by_linear.any(axis=1)) <= ALPHA + SLACK
+    # the linear claim alone at its boundary: Δ_L = 0 exactly, one candidate
+    ft, lin = _sim([DELTA / 2], [0.0], [0.03], noise, JOBS, 32)
+    r = replay(ft, DESIGN, linear=lin)
+    assert np.mean(r.by_linear) <= ALPHA + SLACK
+
+
+def test_linear_evidence_settles_what_the_fine_tune_cannot_and_never_hides_a_deficit():
+    # a noisy fine-tune (SD 0.12) with a modest gain; the linear arm (a head only: SD 0.03) is clearly above
+    ft, lin = _sim([0.03, -0.05], [0.10, 0.10], [0.12, 0.12], "normal", 2000, 33, sds_lin=[0.03, 0.03])
+    plain, with_lin = replay(ft, DESIGN), replay(ft, DESIGN, linear=lin)
+    assert np.mean(with_lin.verdict[:, 0] == 2) > np.mean(plain.verdict[:, 0] == 2) + 0.3
+    assert np.mean(with_lin.seeds[:, 0]) < np.mean(plain.seeds[:, 0]) - 3  # it stops earlier
+    # a fine-tune that leans negative is never called positive on the strength of its features
+    leaning = with_lin.mean[:, 1] < -DELTA
+    assert not (with_lin.by_linear[:, 1] & leaning).any()
+    # and a fine-tune verdict, once made, is the fine-tune's (the linear arm only decides the inconclusive)
+    assert not (with_lin.by_linear & (plain.verdict != 0) & (plain.seeds == with_lin.seeds)).any()
+
+
+def test_replay_with_linear_is_the_same_rule_as_look():
+    rng = np.random.default_rng(98)
+    mus, mus_lin = np.array([-0.05, 0.0, 0.03, 0.01]), np.array([0.02, 0.08, 0.0, 0.06])
+    x = mus[None, :, None] + 0.06 * seed_noise("t3", (40, 4, DESIGN.max_seeds), rng)
+    xl = mus_lin[None, :, None] + 0.06 * seed_noise("t3", (40, 4, DESIGN.max_seeds), rng)
+    fast = replay(x, DESIGN, linear=xl)
+    assert fast.by_linear.any()
+    codes = {Verdict.inconclusive: 0, Verdict.negative_transfer: 1, Verdict.positive: 2, Verdict.no_benefit: 3}
+    for j in range(x.shape[0]):
+        ids = [f"zoo:c.{i}" for i in range(4)]
+        have = dict.fromkeys(ids, 0)
+        stopped: dict[str, str] = {}
+        for n in DESIGN.schedule():
+            for cid in ids:
+                if cid not in stopped:
+                    have[cid] = n
+            paired = {cid: {s: float(x[j, i, s]) for s in range(have[cid])} for i, cid in enumerate(ids)}
+            linear = {cid: {s: float(xl[j, i, s]) for s in range(have[cid])} for i, cid in enumerate(ids)}
+            res = look(paired, DESIGN, stopped=stopped, linear=linear)
+            for cid, lk in res.items():
+                if lk.settled and cid not in stopped:
+                    stopped[cid] = lk.action
+            if len(stopped) == len(ids):
+                break
+        for i, cid in enumerate(ids):
+            assert codes[res[cid].verdict] == fast.verdict[j, i], (j, cid)
+            assert (res[cid].decided_by == "linear") == bool(fast.by_linear[j, i]), (j, cid)
+            assert have[cid] == fast.seeds[j, i]
+
+
+def test_look_with_linear_evidence_says_who_decided():
+    design = SequentialDesign()
+    paired = {"zoo:a.noisy": dict(enumerate([0.2, -0.15, 0.1, -0.05, 0.12, -0.1])),
+              "zoo:a.neg": dict(enumerate([-0.12, -0.10, -0.11, -0.13, -0.09, -0.1]))}
+    linear = {"zoo:a.noisy": dict(enumerate([0.2, 0.21, 0.19, 0.22, 0.2, 0.18])),
+              "zoo:a.neg": dict(enumerate([0.3, 0.31, 0.29, 0.3, 0.32, 0.3]))}
+    res = look(paired, design, linear=linear)
+    assert res["zoo:a.noisy"].verdict is Verdict.positive and res["zoo:a.noisy"].decided_by == "linear"
+    assert res["zoo:a.noisy"].action == "settled" and res["zoo:a.noisy"].linear.n == 6
+    # good frozen features never overrule a fine-tune deficit
+    assert res["zoo:a.neg"].verdict is Verdict.negative_transfer and res["zoo:a.neg"].decided_by == "finetune"
+    assert "positive_linear" in res["zoo:a.neg"].p_holm
+    plain = look(paired, design)
+    assert plain["zoo:a.noisy"].verdict is Verdict.inconclusive and plain["zoo:a.noisy"].decided_by is None
+    assert "positive_linear" not in plain["zoo:a.noisy"].p_holm
+    with pytest.raises(ValueError, match="linear must name every candidate"):
+        look(paired, design, linear={"zoo:a.neg": linear["zoo:a.neg"]})

@@ -40,6 +40,7 @@ class ProbePlan:
     margin: float
     lr_grid: tuple[float, ...] | None
     batch_size: int
+    linear_evidence: bool = False  # the linear arm may settle "positive" (ProbeOptions.linear_evidence)
 
     def design(self):
         """The :class:`~app.probes.sequential.SequentialDesign` of this job's probe stage."""
@@ -118,7 +119,8 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
                           time_budget_seconds=design["time_budget_seconds"],
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
-                          lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"])
+                          lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"],
+                          linear_evidence=bool(p.get("linear_evidence", False)))
     layers = req["layers"]
     agg = resolved.get("aggregation") or _legacy_aggregation(req)
     return Plan(

@@ -121,3 +121,28 @@ def test_extending_a_finished_ranking_adds_seeds_and_reuses_every_stored_run(ser
 
         unprobed = wait_for(c, c.post("/v1/rankings", json={**body, "probe": None}).json()["id"])
         assert c.post(f"/v1/rankings/{unprobed['id']}/probes", json={"max_seeds": 8}).status_code == 409
+
+
+def test_linear_evidence_runs_through_the_job_and_says_who_decided(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=10), "target.zip")
+        bad = c.post("/v1/rankings", json={"dataset_id": dataset, "probe": {
+            "linear_evidence": True, "arms": ["finetune", "scratch"]}})
+        assert bad.status_code == 422 and "linear" in bad.json()["detail"]
+        probe = {**SEQUENTIAL, "top_k": 2, "arms": ["finetune", "scratch", "linear"], "linear_evidence": True}
+        job = wait_for(c, c.post("/v1/rankings", json={"dataset_id": dataset, "backbones": list(TOY_ZOO),
+                                                        "metrics": ["logme"], "bootstrap": 0, "subset_size": 0,
+                                                        "probe": probe}).json()["id"])
+        assert job["status"] == "SUCCEEDED", job["error"]
+        probed = [r for r in job["table"] if r["verdict"]]
+        assert len(probed) == 2
+        for row in probed:
+            v, d = row["verdict"], row["verdict"]["details"]
+            assert d["stats"]["linear"] is not None and d["stats"]["linear"]["n"] >= 1  # the linear Δ was read
+            assert "positive_linear" in d["p_holm"] and "linear" in d["arms"]
+            if v["verdict"] == "inconclusive":
+                assert d["decided_by"] is None
+            else:
+                assert d["decided_by"] in ("finetune", "linear")
+            if d["decided_by"] == "linear":
+                assert v["verdict"] == "positive" and "Decided by the linear probe" in v["text"]

@@ -148,8 +148,10 @@ def probe_stage(ctx: JobContext, inputs: RankingInputs, candidates: list[str],
             break
         runs = job_runs(inputs, candidates)
         attempted = {c: {r["seed"] for r in runs[c] if r["arm"] in EVIDENCE_ARMS} for c in candidates}
+        linear = ({c: paired_evidence(runs[c], arm=ProbeArm.linear.value)[0] for c in candidates}
+                  if plan.probe.linear_evidence else None)
         looks = look({c: paired_evidence(runs[c])[0] for c in candidates}, design, stopped=stopped,
-                     attempted=attempted)
+                     attempted=attempted, linear=linear)
         # a candidate that stopped keeps its reason: it gets no more seeds when others' evidence moves Holm
         stopped.update({c: lk.action for c, lk in looks.items() if lk.action != "continue" and c not in stopped})
         pending = {c: lk.next_seeds for c, lk in looks.items() if lk.action == "continue" and lk.next_seeds}

@@ -25,7 +25,8 @@ def verdict_stage(ctx: JobContext, inputs: RankingInputs, candidates: list[str],
     plan = inputs.plan
     assert plan.probe is not None
     records = verdict_records(job_runs(inputs, candidates), plan.probe.design(), rounds=rounds,
-                              stopped={c: r for c, r in stopped.items() if c in candidates})
+                              stopped={c: r for c, r in stopped.items() if c in candidates},
+                              linear_evidence=plan.probe.linear_evidence)
     warnings: list[str] = []
     with unit_of_work(inputs.runtime.sessions) as session:
         for rec in records:
