@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from app.ranking import fit as F
-
 from bench.transfer import convergence as conv
 from bench.transfer import evaluate as ev
 from bench.transfer import ground_truth_v2 as gt
