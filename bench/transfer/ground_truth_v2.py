@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from app.ranking.benchmark import digest_files  # noqa: F401 - the one digest of benchmark files, re-exported
+
 HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2, 3, 4)
 TUNE_SEED = 0
@@ -444,15 +446,6 @@ def last_scratch_layer(by: dict, tgt: str, arch: str) -> str:
     if len(layers) > 1:
         raise ValueError(f"scratch:{arch} on {tgt} has runs at several layers: {sorted(layers)}")
     return next(iter(layers), "")
-
-
-def digest_files(paths: Sequence[Path]) -> str:
-    """sha256 over the named files' bytes (what the fitted default records as its ground truth)."""
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).name.encode())
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()
 
 
 def write_summaries(out: Path) -> tuple[list[dict], list[dict]]:
