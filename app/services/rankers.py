@@ -196,8 +196,8 @@ def refit(settings: Settings, bench_dir: Path, *, session=None, project_id=None,
     if not w:
         raise ValueError(f"the current default {current.name} weighs {sorted(current.weights)}, none of which the "
                          "benchmark scores: it cannot be compared")
-    rule = current.layer_rule if all(len(bench.layers[s]) for s in bench.layers) else "last"
-    before_per = {t: fit.target_quality(bench, t, w, rule, current.combination)["tau"] for t in targets}
+    before_per = {t: fit.target_quality(bench, t, w, current.layer_rule, current.combination)["tau"]
+                  for t in targets}
     new = fit.fit_default(bench, ground_truth_digest=digest, version=max(fit.versions(task_type, ranker_dirs(settings))) + 1,
                           task_type=task_type, targets=targets, candidates=candidates)
     after_per = {t: e["tau"] for t, e in new.loto["per_target"].items()}

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from app.ranking.benchmark import digest_files  # noqa: F401 - the one digest of benchmark files, re-exported
+from app.ranking.benchmark import digest_files, read_rows  # noqa: F401 - one CSV reader and digest, re-exported
 
 HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2, 3, 4)
@@ -298,13 +298,6 @@ def tap_table(models_dir: Path, source_ids: Sequence[str]) -> list[dict]:
 
 
 # -- storage ------------------------------------------------------------------------------------------------
-def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def run_key(row: dict) -> tuple[str, str, str, str, int, float]:
     return (row["target"], row["source"], row["layer"], row["arm"], int(row["seed"]), float(row["lr"]))
 

@@ -186,8 +186,7 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
                                    method, should_stop=ctx.cancelled,
                                    point_ranks={b: float(np.floor(result.rank[i])) for i, b in enumerate(names)})
     baselines = trivial_baselines(inputs, names)
-    degenerate = degenerate_backbones(inputs, {b: chosen[b][2]["similarity_layer"] for b in names}) \
-        if len(names) >= 1 else {}
+    degenerate = degenerate_backbones(inputs, {b: chosen[b][2]["similarity_layer"] for b in names})
     for b, why in degenerate.items():
         extras = chosen[b][2]
         extras["similarity"] = {k: None for k in extras["similarity"]}
