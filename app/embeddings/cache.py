@@ -23,7 +23,7 @@ import numpy as np
 from app.backbones.base import BackboneAdapter, BackboneSpec
 from app.backbones.preprocess import preprocess_digest
 from app.datasets.stored import StoredDataset
-from app.embeddings.pipeline import SOURCE_PROBS, EmbedOptions, Progress, embed_samples
+from app.embeddings.pipeline import HEAD_OUTPUTS, SOURCE_PROBS, EmbedOptions, Progress, embed_samples
 from app.storage import ArtifactStore, content_key
 
 AdapterFactory = Callable[[BackboneSpec], BackboneAdapter]
@@ -79,7 +79,7 @@ def embed_dataset(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDat
     """``{layer: float32 (n_split, dim)}`` from the cache, computing (in one pass) only what is missing.
 
     ``adapter_or_spec``: a ready adapter, or a spec plus ``adapter_factory`` (called only on a miss, so a
-    hit never loads the model). ``layers`` may include :data:`SOURCE_PROBS`. ``locks`` gives one lock per
+    hit never loads the model). ``layers`` may include the source head's outputs (:data:`HEAD_OUTPUTS`). ``locks`` gives one lock per
     key (the runtime's, shared by every job of the process; a private set when omitted). The index's
     transaction is the caller's.
     """
@@ -90,10 +90,10 @@ def embed_dataset(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDat
     layers = list(dict.fromkeys(layers))
     if not layers:
         raise ValueError("embed_dataset needs at least one layer")
-    known = {ly.name for ly in spec.layers} | {SOURCE_PROBS}
+    known = {ly.name for ly in spec.layers} | set(HEAD_OUTPUTS)
     unknown = [name for name in layers if name not in known]
     if unknown:
-        raise ValueError(f"backbone {spec.id} has no layer(s) {unknown}; layers: {sorted(known - {SOURCE_PROBS})}")
+        raise ValueError(f"backbone {spec.id} has no layer(s) {unknown}; layers: {sorted(known - set(HEAD_OUTPUTS))}")
     pre = preprocess_digest(spec.preprocessing)
     keys = {name: cache_key(dataset_digest, spec.weights_digest, name, pre, split) for name in layers}
     result: dict[str, np.ndarray] = {}
@@ -139,8 +139,19 @@ def _build(spec: BackboneSpec, factory: AdapterFactory | None) -> BackboneAdapte
     return factory(spec)
 
 
+def source_head(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
+                adapter_or_spec: BackboneAdapter | BackboneSpec, outputs: Sequence[str] = HEAD_OUTPUTS,
+                split: str = "train", **kwargs) -> dict[str, np.ndarray]:
+    """The source head's outputs on a split, ``{output: (n_split, source_classes)}`` for each of ``outputs``
+    (:data:`SOURCE_PROBS`, :data:`SOURCE_LOGITS`), cached like layers; what is missing costs one head pass."""
+    bad = [name for name in outputs if name not in HEAD_OUTPUTS]
+    if bad or not outputs:
+        raise ValueError(f"outputs must be a non-empty subset of {list(HEAD_OUTPUTS)}, got {list(outputs)}")
+    return embed_dataset(index, store, stored, dataset_digest, adapter_or_spec, list(outputs), split, **kwargs)
+
+
 def source_probs(index: EmbeddingIndex, store: ArtifactStore, stored: StoredDataset, dataset_digest: str,
                  adapter_or_spec: BackboneAdapter | BackboneSpec, split: str = "train", **kwargs) -> np.ndarray:
     """Softmax of the source head ``(n_split, source_classes)`` on a split (LEEP/NCE), cached like a layer."""
-    return embed_dataset(index, store, stored, dataset_digest, adapter_or_spec, [SOURCE_PROBS], split,
-                         **kwargs)[SOURCE_PROBS]
+    return source_head(index, store, stored, dataset_digest, adapter_or_spec, [SOURCE_PROBS], split,
+                       **kwargs)[SOURCE_PROBS]

@@ -26,6 +26,10 @@ from app.devices import autocast as amp_context
 from app.devices import autocast_dtype, resolve_device
 
 SOURCE_PROBS = "__source_probs__"
+SOURCE_LOGITS = "__source_logits__"
+#: the source head's outputs a caller may request next to real layers: its softmax (LEEP, NCE, PACTran) and
+#: its raw logits (RSA, DDS: the reference representation of the same samples); one head pass gives both
+HEAD_OUTPUTS = (SOURCE_PROBS, SOURCE_LOGITS)
 Progress = Callable[[int, int], None]
 
 
@@ -131,11 +135,15 @@ def _slice(batch: Any, a: int, b: int) -> Any:
     return {k: v[a:b] for k, v in batch.items()}
 
 
-def _forward(adapter: BackboneAdapter, batch: Any, layers: list[str], want_probs: bool) -> dict[str, torch.Tensor]:
+def _forward(adapter: BackboneAdapter, batch: Any, layers: list[str], head: list[str]) -> dict[str, torch.Tensor]:
     out = adapter.embed(batch, layers) if layers else {}
-    if want_probs:
+    if head:
         with torch.inference_mode():
-            out[SOURCE_PROBS] = adapter.source_logits(batch).float().softmax(dim=-1)
+            logits = adapter.source_logits(batch).float()
+        if SOURCE_PROBS in head:
+            out[SOURCE_PROBS] = logits.softmax(dim=-1)
+        if SOURCE_LOGITS in head:
+            out[SOURCE_LOGITS] = logits
     return out
 
 
@@ -143,18 +151,20 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
                   options: EmbedOptions = EmbedOptions(), progress: Progress | None = None) -> dict[str, np.ndarray]:
     """``{layer: float32 (len(dataset), dim)}`` for a dataset yielding ``(sample, label)``.
 
-    ``layers`` may include :data:`SOURCE_PROBS` (softmax of the source head) next to real layers.
+    ``layers`` may include the source head's outputs (:data:`HEAD_OUTPUTS`: its softmax, its logits) next to
+    real layers.
     """
     layers = list(dict.fromkeys(layers))
-    want_probs = SOURCE_PROBS in layers
-    taps = [name for name in layers if name != SOURCE_PROBS]
+    head = [name for name in layers if name in HEAD_OUTPUTS]
+    taps = [name for name in layers if name not in HEAD_OUTPUTS]
     if not layers:
         raise ValueError("embed_samples needs at least one layer")
     unknown = [name for name in taps if name not in adapter.layers()]
     if unknown:
         raise ValueError(f"backbone {adapter.spec.id} has no layer(s) {unknown}; layers: {adapter.layers()}")
-    if want_probs and not adapter.has_source_head:
-        raise ValueError(f"backbone {adapter.spec.id} has no source head, so it has no source probabilities")
+    if head and not adapter.has_source_head:
+        raise ValueError(f"backbone {adapter.spec.id} has no source head, so it has no source probabilities "
+                         "or logits")
     device = resolve_device(options.device)
     autocast = amp_context(device, autocast_dtype(device, options.amp))
     adapter.to(device)
@@ -162,21 +172,21 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
     out: dict[str, np.ndarray] = {}
     if total == 0:
         return {name: np.zeros((0, adapter.spec.layer(name).dim), np.float32) for name in taps} | (
-            {SOURCE_PROBS: np.zeros((0, 0), np.float32)} if want_probs else {})
+            {name: np.zeros((0, 0), np.float32) for name in head})
     pin = device.type == "cuda"
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
         collate_fn=_Collate(adapter), pin_memory=pin and options.num_workers > 0, persistent_workers=False,
     )
     if options.prefetch == 0:
-        _embed_batches(adapter, loader, taps, want_probs, autocast, options.batch_size, total, out, progress)
+        _embed_batches(adapter, loader, taps, head, autocast, options.batch_size, total, out, progress)
     else:
         with _Prefetch(loader, options.prefetch, pin=pin and options.num_workers == 0) as batches:
-            _embed_batches(adapter, batches, taps, want_probs, autocast, options.batch_size, total, out, progress)
+            _embed_batches(adapter, batches, taps, head, autocast, options.batch_size, total, out, progress)
     return {name: out[name] for name in layers}
 
 
-def _embed_batches(adapter: BackboneAdapter, batches: Iterable[Any], taps: list[str], want_probs: bool,
+def _embed_batches(adapter: BackboneAdapter, batches: Iterable[Any], taps: list[str], head: list[str],
                    autocast: Callable[[], Any], chunk: int, total: int, out: dict[str, np.ndarray],
                    progress: Progress | None) -> None:
     done = 0
@@ -187,7 +197,7 @@ def _embed_batches(adapter: BackboneAdapter, batches: Iterable[Any], taps: list[
             stop = min(n, start + chunk)
             try:
                 with autocast():
-                    result = _forward(adapter, _slice(batch, start, stop), taps, want_probs)
+                    result = _forward(adapter, _slice(batch, start, stop), taps, head)
             except torch.cuda.OutOfMemoryError:
                 if chunk == 1:
                     raise

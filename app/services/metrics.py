@@ -33,12 +33,14 @@ def metric_catalogue(session: Session | None = None, settings: Settings | None =
     """The catalogue; with ``settings``, also the default ranking of each task type (``rankers``): what a
     ranking with ``aggregation="default"`` uses now."""
     from app.services.rankers import rankers
-    from app.transferability import METRICS, capability_matrix, default_metrics
+    from app.transferability import METRICS, NOT_PROVIDED, POOL_SCORES, capability_matrix, default_metrics
 
     out: dict[str, Any] = {
         "metrics": [{**spec.to_dict(), **_guide(spec.name)} for spec in METRICS.values()],
         "capability_matrix": capability_matrix(),
         "defaults": {task.value: list(default_metrics(task.value)) for task in TaskType},
+        "pool_scores": [pool.to_dict() for pool in POOL_SCORES.values()],
+        "not_provided": dict(NOT_PROVIDED),
     }
     if settings is not None:
         out["rankers"] = rankers(settings)

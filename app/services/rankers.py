@@ -101,7 +101,7 @@ def _direction(metric: str) -> bool | None:
 def _head_metrics() -> list[str]:
     from app.transferability import METRICS
 
-    return [n for n, s in METRICS.items() if s.needs_source_head]
+    return [n for n, s in METRICS.items() if s.head_only]
 
 
 def project_benchmark(session, project_id) -> tuple[Any, list[str]]:

@@ -73,7 +73,7 @@ def etran_lda(features, labels) -> float:
     return float(np.exp(true).mean())
 
 
-def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom") -> float:
+def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom", min_count: int = 0) -> float:
     r"""ETran's energy score :math:`S_{en}`: mean log-sum-exp of the feature rows in one tail (higher is
     better).
 
@@ -90,6 +90,10 @@ def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom") -> flo
     percent : float, default=0.5
         Tail size in percent (only ``⌊10·percent⌋`` matters, as in the reference).
     tail : {"bottom", "top"}, default="bottom"
+    min_count : int, default=0
+        The tail holds at least this many samples: ``k = max(k, min_count)``. 0 (the default) is the
+        reference; the ranking job passes 1, so that a target of fewer than 200 samples scores its single
+        lowest energy instead of raising (inputs of N ≥ 200 are unchanged).
 
     Returns
     -------
@@ -119,9 +123,11 @@ def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom") -> flo
         raise ValueError(f"percent must be in (0, 100], got {percent!r}")
     if tail not in ("bottom", "top"):
         raise ValueError(f"tail must be 'bottom' or 'top', got {tail!r}")
+    if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 0:
+        raise ValueError(f"min_count must be a non-negative int, got {min_count!r}")
     x = as_numpy_matrix(features, "features", min_rows=1)
     n = x.shape[0]
-    k = int(percent * 10) * n // 1000
+    k = min(n, max(int(percent * 10) * n // 1000, int(min_count)))
     if k < 1:
         raise ValueError(
             f"etran_energy: the {percent}% tail of {n} samples is empty (k = ⌊⌊10·percent⌋·N/1000⌋ = 0); "

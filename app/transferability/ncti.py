@@ -72,7 +72,7 @@ def _nuclear_norm(a: np.ndarray) -> float:
         return float(np.linalg.svd(a, compute_uv=False).sum())
 
 
-def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
+def ncti_components(features, labels, *, pca_dim: int | str = 64) -> NCTIComponents:
     r"""The three components of NCTI for one model, equal to ``BUserName/NCTI: metrics.py::NCTI_Score``.
 
     The features are reduced to their top ``pca_dim`` (64) principal components. The LDA shrinkage is
@@ -97,7 +97,11 @@ def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
     features : array-like or Tensor of shape (n_samples, n_features)
         ``min(n_samples, n_features) >= pca_dim`` (the reference raises otherwise).
     labels : array-like of shape (n_samples,)
-    pca_dim : int, default=64
+    pca_dim : int or "auto", default=64
+        ``"auto"``: ``min(64, n_samples, n_features)`` — the reference's 64 where the input allows it, else
+        every principal direction (the PCA is then a rotation and the shrinkage reads the top half of the
+        variances). The ranking job passes ``"auto"``: small backbones (D < 64) get a value instead of the
+        reference's error, and inputs with D ≥ 64 get exactly the reference's.
 
     Returns
     -------
@@ -121,11 +125,15 @@ def ncti_components(features, labels, *, pca_dim: int = 64) -> NCTIComponents:
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    pca_dim = check_positive_int(pca_dim, "pca_dim", minimum=2)
     x = as_array(features, "features", owned=True)  # float64 copy, centred in place below
     if not isinstance(x, np.ndarray):
         x = x.cpu().numpy()
     n, d = x.shape
+    if isinstance(pca_dim, str):
+        if pca_dim != "auto":
+            raise ValueError(f"pca_dim must be a positive int or 'auto', got {pca_dim!r}")
+        pca_dim = max(2, min(64, n, d))
+    pca_dim = check_positive_int(pca_dim, "pca_dim", minimum=2)
     if min(n, d) < pca_dim:
         raise ValueError(
             f"ncti needs min(n_samples, n_features) >= pca_dim={pca_dim} (the reference's PCA raises), got "
@@ -161,7 +169,8 @@ def _component_doc(name: str, what: str, direction: str) -> str:
     ----------
     features : array-like or Tensor of shape (n_samples, n_features)
     labels : array-like of shape (n_samples,)
-    pca_dim : int, default=64
+    pca_dim : int or "auto", default=64
+        See :func:`ncti_components`.
 
     Returns
     -------
@@ -185,15 +194,15 @@ def _component_doc(name: str, what: str, direction: str) -> str:
     """
 
 
-def ncti_seli(features, labels, *, pca_dim: int = 64) -> float:
+def ncti_seli(features, labels, *, pca_dim: int | str = 64) -> float:
     return ncti_components(features, labels, pca_dim=pca_dim).seli
 
 
-def ncti_ncc(features, labels, *, pca_dim: int = 64) -> float:
+def ncti_ncc(features, labels, *, pca_dim: int | str = 64) -> float:
     return ncti_components(features, labels, pca_dim=pca_dim).ncc
 
 
-def ncti_vc(features, labels, *, pca_dim: int = 64) -> float:
+def ncti_vc(features, labels, *, pca_dim: int | str = 64) -> float:
     return ncti_components(features, labels, pca_dim=pca_dim).vc
 
 

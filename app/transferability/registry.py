@@ -176,6 +176,12 @@ class MetricSpec:
         DDS): one value per backbone, not per layer, and only for backbones that have a head."""
         return "source_probs" in self.inputs or "source_logits" in self.inputs
 
+    @property
+    def head_only(self) -> bool:
+        """Reads the source head and no layer's features (LEEP, NCE, PACTran-Dirichlet/Gamma): one value per
+        backbone, stored at its last layer. RSA and DDS need the head too, but score each layer's features."""
+        return self.needs_source_head and "features" not in self.inputs
+
     def supports(self, task_type: str) -> bool:
         return task_type in self.task_types
 
@@ -191,6 +197,7 @@ class MetricSpec:
             "variant": self.variant,
             "version": self.version,
             "needs_source_head": self.needs_source_head,
+            "head_only": self.head_only,
             "random_state": self.random_state,
             "bootstrap": self.bootstrap,
             "default_for": list(self.default_for),
@@ -276,7 +283,7 @@ _SPECS = [
     MetricSpec("etran_energy", etran_energy, ("features",), _ALL, "higher_is_better", "transferability",
                "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::Energy_Score(features, 0.5, 'bot')",
                "etran.energy_features_bottom0.5pct",
-               bootstrap=True, pool="etran"),
+               bootstrap=True, pool="etran", job_kwargs={"min_count": 1}),
     MetricSpec("pactran_dirichlet", pactran_dirichlet, ("source_probs", "labels"), _C, "lower_is_better",
                "transferability",
                "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_dir",
@@ -290,13 +297,13 @@ _SPECS = [
                "pactran.gauss_lda1_s2_100_lbfgs100", random_state=True, cost="expensive"),
     MetricSpec("ncti_seli", ncti_seli, _FL, _C, "higher_is_better", "transferability",
                "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_seli)", "ncti.seli_exact_pca64",
-               bootstrap=True, pool="ncti"),
+               bootstrap=True, pool="ncti", job_kwargs={"pca_dim": "auto"}),
     MetricSpec("ncti_ncc", ncti_ncc, _FL, _C, "higher_is_better", "transferability",
                "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_ncc)", "ncti.ncc_exact_pca64",
-               bootstrap=True, pool="ncti"),
+               bootstrap=True, pool="ncti", job_kwargs={"pca_dim": "auto"}),
     MetricSpec("ncti_vc", ncti_vc, _FL, _C, "lower_is_better", "transferability",
                "Wang et al. ICCV 2023; BUserName/NCTI metrics.py::NCTI_Score (S_vc)", "ncti.vc_log_nuc_exact_pca64",
-               bootstrap=True, pool="ncti"),
+               bootstrap=True, pool="ncti", job_kwargs={"pca_dim": "auto"}),
     MetricSpec("otce", otce, _ST, _C, "higher_is_better", "transferability",
                "Tan et al. CVPR 2021; tanyang1231/OTCE_Transferability_CVPR21 compute_otce_demo.py "
                "(compute_coupling, compute_CE)", "otce.neg_ce_exact_ot_max1000",

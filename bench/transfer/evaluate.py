@@ -107,7 +107,7 @@ def head_metrics() -> list[str]:
     """Metrics that read the source head, not a tap: one value per source, valid at every tap."""
     from app.transferability import METRICS
 
-    return [n for n, s in METRICS.items() if s.needs_source_head]
+    return [n for n, s in METRICS.items() if s.head_only]
 
 
 def fit_candidate(metric: str) -> bool:

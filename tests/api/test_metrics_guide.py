@@ -20,6 +20,12 @@ def test_metrics_endpoint_serves_meaning_direction_and_range(client):
     for entry in entries.values():
         assert entry["meaning"] and entry["range"] and entry["direction"]
     assert entries["hscore"]["range"].startswith("[0, C-1]")
+    # the pool-level scores a ranking may name, with their parts; the peers' metrics left out, with why
+    pools = {p["name"]: p for p in body["pool_scores"]}
+    assert set(pools) == {"etran", "ncti"} and pools["ncti"]["parts"] == ["ncti_seli", "ncti_ncc", "ncti_vc"]
+    assert all(entries[part]["pool"] == name for name, p in pools.items() for part in p["parts"])
+    assert "emms" in body["not_provided"]
+    assert entries["rsa"]["needs_source_head"] and not entries["rsa"]["head_only"] and entries["leep"]["head_only"]
 
 
 def test_readme_table_matches_the_guide():

@@ -119,6 +119,20 @@ def test_etran_energy_degenerate_inputs_raise():
         etran_energy(np.zeros((300, 2)), tail="bot")
 
 
+def test_etran_energy_min_count_floors_the_tail_and_changes_nothing_above():
+    rng = np.random.default_rng(66)
+    small = rng.normal(size=(120, 4))  # k = 0 at the reference's count
+    energies = np.sort(scipy.special.logsumexp(small, axis=1))
+    assert etran_energy(small, min_count=1) == pytest.approx(energies[0], rel=1e-12)
+    assert etran_energy(small, min_count=3) == pytest.approx(energies[:3].mean(), rel=1e-12)
+    assert etran_energy(small, min_count=500) == pytest.approx(energies.mean(), rel=1e-12)  # capped at N
+    big = rng.normal(size=(800, 4))  # k = 4 ≥ 1: the reference's value
+    assert etran_energy(big, min_count=1) == etran_energy(big)
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="min_count"):
+            etran_energy(big, min_count=bad)
+
+
 @pytest.mark.parametrize("case", ["small", "imbalanced"])
 def test_etran_golden(case):
     d, g = make_case(case), GOLDEN[case]
@@ -206,6 +220,20 @@ def test_ncti_too_few_dimensions_raises_like_the_reference():
     assert np.isfinite(ncti_components(d["features"], d["labels"], pca_dim=32).seli)
     with pytest.raises(ValueError, match="distinct classes"):
         ncti_components(np.random.default_rng(0).normal(size=(80, 8)), np.zeros(80), pca_dim=4)
+
+
+def test_ncti_auto_pca_dim_is_the_reference_where_it_runs_and_every_direction_below():
+    d = make_case("small")  # D = 32: the reference raises; "auto" keeps all 32 principal directions
+    f, y = d["features"].astype(np.float64), d["labels"]
+    assert ncti_components(f, y, pca_dim="auto") == ncti_components(f, y, pca_dim=32)
+    wide = make_case("imbalanced")  # D ≥ 64 and N ≥ 64: "auto" is the reference's 64
+    fw, yw = wide["features"].astype(np.float64), wide["labels"]
+    assert min(fw.shape) >= 64
+    assert ncti_components(fw, yw, pca_dim="auto") == ncti_components(fw, yw)
+    few, yf = make_classification(n=30, d=100, c=3, seed=67)  # N < 64: min(64, N, D) = 30
+    assert ncti_components(few, yf, pca_dim="auto") == ncti_components(few, yf, pca_dim=30)
+    with pytest.raises(ValueError, match="'auto'"):
+        ncti_components(f, y, pca_dim="all")
 
 
 def test_ncti_combine_arithmetic_and_errors():

@@ -18,6 +18,12 @@ class MetricCatalogue(BaseModel):
     metrics: list[dict[str, Any]] = Field(description="One entry per metric (name, kind, direction, inputs, …).")
     capability_matrix: dict[str, Any] = Field(description="Task type × metric: which combinations are supported.")
     defaults: dict[str, list[str]] = Field(description="Metrics a ranking runs when it names none, by task type.")
+    pool_scores: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Scores defined over the pool of a job's backbones (ETran, NCTI): a ranking may name them in "
+                    "'metrics'; the job computes their per-model parts and combines them in the rank stage.")
+    not_provided: dict[str, str] = Field(
+        default_factory=dict, description="Peer metrics this service does not compute, and why.")
     costs: dict[str, dict[str, float | int]] = Field(
         description="Per metric: typical seconds per 1,000 samples × 512 features (seconds_per_1k_x_512), the "
                     "number of stored timings it rests on and their median seconds and size.")

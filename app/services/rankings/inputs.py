@@ -39,7 +39,7 @@ class RankingInputs:
         self.plan = plan
         self._specs: dict[str, BackboneSpec] = {}
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
-        self._probs: dict[str, np.ndarray | None] = {}
+        self._head: dict[str, dict[str, np.ndarray] | None] = {}
 
     @classmethod
     def load(cls, runtime: Runtime, job_id: uuid.UUID) -> RankingInputs:
@@ -158,14 +158,27 @@ class RankingInputs:
         """The features of the scored rows at ``layer``."""
         return np.asarray(self.embeddings(backbone_id, [layer])[layer])[self.rows]
 
-    def source_probs(self, backbone_id: str) -> np.ndarray | None:
-        """Source-head probabilities on the train split (LEEP/NCE), or ``None`` when the backbone has no head."""
-        if backbone_id in self._probs:
-            return self._probs[backbone_id]
+    def head_outputs(self) -> list[str]:
+        """The source-head outputs the plan's metrics read (:data:`~app.embeddings.HEAD_OUTPUTS`): the
+        softmax for ``source_probs`` metrics, the logits for ``source_logits`` ones."""
+        from app.embeddings.pipeline import SOURCE_LOGITS, SOURCE_PROBS
+        from app.transferability import METRICS
+
+        wanted = {name for m in self.plan.metrics for name in METRICS[m].inputs}
+        return [out for inp, out in (("source_probs", SOURCE_PROBS), ("source_logits", SOURCE_LOGITS))
+                if inp in wanted]
+
+    def source_head(self, backbone_id: str) -> dict[str, np.ndarray] | None:
+        """The source head's outputs the plan reads, ``{output: (n_train, source_classes)}``, fetched (or
+        computed, in one head pass) together; ``None`` when the backbone has no head."""
+        outputs = self.head_outputs()
+        if backbone_id in self._head or not outputs:
+            return self._head.get(backbone_id)
         key = (self.plan.dataset_digest, backbone_id)
         if backbone_id.startswith(FEATURES_PREFIX) or key in self.runtime.no_source_head:
+            self._head[backbone_id] = None
             return None
-        from app.embeddings.cache import source_probs
+        from app.embeddings.cache import source_head
 
         def build(_spec: BackboneSpec) -> BackboneAdapter:  # called only on a cache miss
             built = self.adapter(backbone_id)
@@ -175,15 +188,29 @@ class RankingInputs:
 
         try:
             with unit_of_work(self.runtime.sessions) as session:
-                probs = source_probs(SqlEmbeddingIndex(session), self.runtime.store, self.stored,
-                                     self.plan.dataset_digest, self.spec(backbone_id), "train",
-                                     adapter_factory=build, options=self._embed_options(),
-                                     locks=self.runtime.embedding_locks)
+                got = source_head(SqlEmbeddingIndex(session), self.runtime.store, self.stored,
+                                  self.plan.dataset_digest, self.spec(backbone_id), outputs, "train",
+                                  adapter_factory=build, options=self._embed_options(),
+                                  locks=self.runtime.embedding_locks)
         except _NoSourceHead:
             self.runtime.no_source_head.add(key)
-            probs = None
-        self._probs[backbone_id] = probs
-        return probs
+            got = None
+        self._head[backbone_id] = got
+        return got
+
+    def source_probs(self, backbone_id: str) -> np.ndarray | None:
+        """Source-head probabilities on the train split (LEEP/NCE/PACTran), or ``None`` when the backbone has
+        no head or the plan reads none."""
+        from app.embeddings.pipeline import SOURCE_PROBS
+
+        return (self.source_head(backbone_id) or {}).get(SOURCE_PROBS)
+
+    def source_logits(self, backbone_id: str) -> np.ndarray | None:
+        """Source-head logits on the train split (RSA/DDS), or ``None`` when the backbone has no head or the
+        plan reads none."""
+        from app.embeddings.pipeline import SOURCE_LOGITS
+
+        return (self.source_head(backbone_id) or {}).get(SOURCE_LOGITS)
 
     def source_statistics(self, backbone_id: str, layer: str) -> tuple[np.ndarray, np.ndarray] | None:
         """A stored sample of the source's own embeddings at ``layer`` (from its card), for domain similarity."""

@@ -63,7 +63,7 @@ class Plan:
     backbones: tuple[str, ...]
     layers: str | tuple[str, ...]
     layer_mode: str
-    metrics: tuple[str, ...]
+    metrics: tuple[str, ...]  # the registry metrics the job computes (a pool score's parts included)
     similarity: bool
     aggregation: str | dict[str, float]
     reference_backbone: str | None
@@ -75,6 +75,15 @@ class Plan:
     request: dict[str, Any] = field(default_factory=dict)
     #: the frozen aggregation (requests._resolve_aggregation): method, weights, ranker, layer rule
     resolved_aggregation: dict[str, Any] = field(default_factory=dict)
+    #: the names the request asked for, which enter the aggregate: registry metrics and pool-level scores
+    requested_metrics: tuple[str, ...] = ()
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """The pool-level scores requested (``etran``, ``ncti``), combined across backbones in the rank stage."""
+        from app.transferability import POOL_SCORES
+
+        return tuple(m for m in self.requested_metrics if m in POOL_SCORES)
 
     @property
     def is_features(self) -> bool:
@@ -93,9 +102,10 @@ class Plan:
 
     @property
     def directions(self) -> dict[str, bool]:
-        from app.transferability import METRICS
+        from app.transferability import METRICS, POOL_SCORES
 
-        return {m: METRICS[m].direction == "higher_is_better" for m in self.metrics}
+        return {**{m: METRICS[m].direction == "higher_is_better" for m in self.metrics},
+                **{m: POOL_SCORES[m].direction == "higher_is_better" for m in self.pools}}
 
 
 def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
@@ -127,12 +137,21 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
         job_id=job.id, project_id=job.project_id, dataset_id=dataset.id, dataset_prefix=dataset.artifact_key,
         dataset_digest=dataset.digest, modality=dataset.modality, task_type=dataset.task_type,
         backbones=tuple(resolved["backbones"]), layers=tuple(layers) if isinstance(layers, list) else layers,
-        layer_mode=agg["layer_mode"], metrics=tuple(resolved["metrics"]), similarity=req["similarity"],
+        layer_mode=agg["layer_mode"], metrics=computed_metrics(resolved["metrics"]), similarity=req["similarity"],
+        requested_metrics=tuple(resolved["metrics"]),
         aggregation=req["aggregation"], reference_backbone=resolved.get("reference_backbone"),
         resolved_aggregation=agg,
         bootstrap=req["bootstrap"], subset_size=req["subset_size"], max_samples=req.get("max_samples"),
         seed=req["seed"], probe=probe, request=req,
     )
+
+
+def computed_metrics(names: Any) -> tuple[str, ...]:
+    """The registry metrics behind requested names: a metric itself, a pool-level score's parts."""
+    from app.transferability import POOL_SCORES
+
+    out = [part for name in names for part in (POOL_SCORES[name].parts if name in POOL_SCORES else (name,))]
+    return tuple(dict.fromkeys(out))
 
 
 def _legacy_aggregation(req: dict[str, Any]) -> dict[str, Any]:

@@ -48,18 +48,22 @@ def _request_digest(body: dict[str, Any]) -> str:
 
 
 def _resolve_metrics(request: RankingCreate, task_type: str) -> list[str]:
-    from app.transferability import METRICS, check_capability, default_metrics
+    """The requested metric names: registry metrics and pool-level scores (``etran``, ``ncti``: combined
+    across the job's backbones from per-model parts that the job computes)."""
+    from app.transferability import METRICS, POOL_SCORES, check_capability, default_metrics
 
     names = list(request.metrics) if request.metrics else list(default_metrics(task_type))
-    unknown = [m for m in names if m not in METRICS]
+    unknown = [m for m in names if m not in METRICS and m not in POOL_SCORES]
     if unknown:
-        raise InvalidInput(f"metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        raise InvalidInput(f"metrics: unknown metric(s) {unknown}; known: {sorted(METRICS)}; pool-level scores: "
+                           f"{sorted(POOL_SCORES)}")
     for name in names:
-        try:
-            check_capability(name, task_type)
-        except ValueError as exc:
-            raise InvalidInput(f"metrics: {exc}") from exc
-        if METRICS[name].kind not in ("transferability", "baseline"):
+        for part in POOL_SCORES[name].parts if name in POOL_SCORES else (name,):
+            try:
+                check_capability(part, task_type)
+            except ValueError as exc:
+                raise InvalidInput(f"metrics: {name!r}: {exc}") from exc
+        if name in METRICS and METRICS[name].kind not in ("transferability", "baseline"):
             raise InvalidInput(f"metrics: {name!r} is a {METRICS[name].kind} metric; similarity and difficulty "
                                "are computed with 'similarity' and for every ranking")
     if isinstance(request.aggregation, dict):

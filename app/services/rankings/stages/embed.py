@@ -1,5 +1,5 @@
 """Stage 1, embed: every (backbone, layer) over the target's train split, into the content-addressed cache
-(a repeated question costs a lookup). Source-head probabilities are cached too when a head metric is asked."""
+(a repeated question costs a lookup). The source head's outputs (softmax, logits) are cached too when a head metric is asked."""
 
 from __future__ import annotations
 
@@ -24,5 +24,5 @@ def embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     layers = inputs.layers(backbone_id)
     inputs.embeddings(backbone_id, layers)
     if any(METRICS[m].needs_source_head for m in inputs.plan.metrics):
-        inputs.source_probs(backbone_id)
+        inputs.source_head(backbone_id)
     return {"backbone": backbone_id, "layers": layers, "seconds": time.perf_counter() - started}

@@ -43,7 +43,7 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
                                     labels=inputs.labels if plan.classification else None)
     digests = [rows_digest(inputs.rows[idx]) for idx in resamples]
     counts = [np.bincount(idx, minlength=len(inputs.rows)) for idx in resamples]
-    head = any(METRICS[m].needs_source_head for m in metrics)
+    head = any(METRICS[m].head_only for m in metrics)
     probs = {b: inputs.source_probs(b) for b in names} if head else {}
 
     # (backbone, metric) → the layers whose values are averaged (one for a chosen layer, all for "mean")
@@ -51,7 +51,7 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
     parts: dict[tuple[str, str], list[str | None]] = {}  # (b, m) → one input digest per layer (None: n/a)
     for b in names:
         for m in metrics:
-            if METRICS[m].needs_source_head:
+            if METRICS[m].head_only:
                 parts[(b, m)] = [None if probs.get(b) is None else keys.embedding(b, SOURCE_PROBS)]
             else:
                 parts[(b, m)] = [keys.embedding(b, ly) for ly in use[b]]
@@ -64,7 +64,7 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
     kernels: dict[tuple[str, str, int], _Kernel] = {}
 
     def data_of(b: str, m: str, i: int, idx: np.ndarray | None) -> dict[str, Any]:
-        if METRICS[m].needs_source_head:
+        if METRICS[m].head_only:
             p = probs[b][inputs.rows]
             return {"source_probs": p if idx is None else p[idx]}
         f = inputs.scored(b, use[b][i])

@@ -48,7 +48,7 @@ def _layer_values(inputs: RankingInputs, backbone: str, raw: Scores) -> dict[str
     from app.transferability import METRICS
 
     plan = inputs.plan
-    head_metrics = {m for m in plan.metrics if METRICS[m].needs_source_head}
+    head_metrics = {m for m in plan.metrics if METRICS[m].head_only}
     per_layer = {layer: {m: v for m, v in vals.items() if m in plan.directions and m not in head_metrics}
                  for layer, vals in raw.get(backbone, {}).items()}
     return {layer: vals for layer, vals in per_layer.items() if vals}
@@ -86,7 +86,7 @@ def _choose(inputs: RankingInputs, backbone: str, raw: Scores,
 
     plan = inputs.plan
     directions = plan.directions
-    head_metrics = {m for m in plan.metrics if METRICS[m].needs_source_head}
+    head_metrics = {m for m in plan.metrics if METRICS[m].head_only}
     layers_raw = raw.get(backbone, {})
     head = {m: v for vals in layers_raw.values() for m, v in vals.items() if m in head_metrics}
     per_layer = _layer_values(inputs, backbone, raw)
@@ -153,10 +153,12 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     method, weights = agg["method"], agg.get("weights")
     fixed = fitted_layers(inputs, raw, weights) if plan.layer_mode == "fitted" else {}
     chosen = {b: _choose(inputs, b, raw, fixed.get(b)) for b in names}
-    metrics = list(plan.metrics)
-    usable = [m for m in metrics if all(np.isfinite(chosen[b][1].get(m, np.nan)) for b in names)]
-    warnings_list = [f"metric {m} left out of the aggregate: not available for every backbone"
-                     for m in metrics if m not in usable]
+    warnings_list = pool_scores(plan, names, {b: chosen[b][1] for b in names})
+    metrics = list(dict.fromkeys([*plan.metrics, *plan.pools]))  # every value shown
+    requested = set(plan.requested_metrics or plan.metrics)  # what enters the aggregate
+    usable = [m for m in metrics if m in requested and all(np.isfinite(chosen[b][1].get(m, np.nan)) for b in names)]
+    warnings_list += [f"metric {m} left out of the aggregate: not available for every backbone"
+                      for m in metrics if m in requested and m not in usable]
     if not usable:
         raise RuntimeError("no metric is available for every backbone; nothing to aggregate")
     if weights:
@@ -180,7 +182,7 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     result = aggregate({m: columns[m] for m in aggregated}, {m: directions[m] for m in aggregated}, method=method,
                        weights=weights or None)
     intervals: dict[str, tuple[Any, Any, Any]] = {}
-    boot_metrics = [m for m in aggregated if METRICS[m].bootstrap]
+    boot_metrics = [m for m in aggregated if m in METRICS and METRICS[m].bootstrap]
     if plan.bootstrap >= 2 and len(names) >= 2 and boot_metrics:
         intervals = rank_intervals(inputs, names, {b: chosen[b][0] for b in names}, boot_metrics, weights,
                                    method, should_stop=ctx.cancelled,
@@ -200,14 +202,14 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     with unit_of_work(ctx.runtime.sessions) as session:
         for i, backbone in enumerate(names):
             layer, values, extras = chosen[backbone]
-            scores = {m: {"raw": values.get(m), "normalised": finite(result.normalised[m][i])
+            scores = {m: {"raw": finite(values.get(m)), "normalised": finite(result.normalised[m][i])
                           if m in result.normalised else None, "in_aggregate": m in aggregated} for m in metrics}
             low, high, p_top = intervals.get(backbone, (None, None, None))
             details = {**extras, "baselines": baselines.get(backbone, {}), "flags": flags[backbone], "p_top1": p_top}
             rank = int(np.floor(result.rank[i]))
             upsert(session, Ranking, {"job_id": plan.job_id, "backbone_id": backbone},
                    {"best_layer": layer, "rank": rank, "rank_ci_low": low, "rank_ci_high": high,
-                    "aggregate": float(result.score[i]), "scores": scores, "details": details})
+                    "aggregate": float(result.score[i]), "scores": scores, "details": json_finite(details)})
             table.append({"backbone_id": backbone, "best_layer": layer, "rank": rank,
                           "aggregate": float(result.score[i]), "flags": flags[backbone]})
     ctx.record(warnings=warnings_list, metrics_in_aggregate=aggregated, aggregation=method,
@@ -216,6 +218,44 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
                target_difficulty=target_difficulty(inputs))
     ctx.progress("rank", 1, 1)
     return sorted(table, key=lambda r: (r["rank"], r["backbone_id"]))
+
+
+def pool_scores(plan: Any, names: list[str], values: dict[str, dict[str, float]]) -> list[str]:
+    """Add each requested pool-level score (ETran, NCTI: :data:`~app.transferability.POOL_SCORES`) to
+    ``values[backbone]``, combined over this job's backbones from their parts at the chosen layers; returns
+    the warnings for those that cannot be combined (a part missing for some backbone, a pool of one)."""
+    from app.transferability import POOL_SCORES
+
+    out = []
+    for name in plan.pools:
+        spec = POOL_SCORES[name]
+        parts = {b: {m: values[b].get(m, np.nan) for m in spec.parts} for b in names}
+        missing = sorted({m for b in names for m, v in parts[b].items() if not np.isfinite(v)})
+        why = (f"its part(s) {missing} are not available for every backbone" if missing
+               else "it is defined over a pool of at least 2 backbones" if len(names) < 2 else None)
+        combined = dict.fromkeys(names, np.nan)
+        if why is None:
+            try:
+                combined = spec.combine(parts)
+            except ValueError as exc:  # a part constant over the pool: its min–max normalisation is undefined
+                why = str(exc)
+        if why is not None:
+            out.append(f"pool score {name} not computed: {why}")
+        for b in names:
+            values[b][name] = float(combined[b])
+    return out
+
+
+def json_finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a metric that failed at some layer reads back as NaN) replaced by
+    ``None``: JSON has no NaN, and PostgreSQL's JSON type refuses it."""
+    if isinstance(obj, dict):
+        return {k: json_finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return finite(float(obj))
+    return obj
 
 
 def finite(x: float | None) -> float | None:

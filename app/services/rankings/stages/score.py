@@ -126,10 +126,35 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     n_rows = int(len(inputs.rows))
     same_as = duplicate_layers(inputs, backbone_id, layers)
 
-    def feature_task(layer: str, name: str) -> _Task:
-        return _Task(layer, name, name, keys.key(name, [keys.embedding(backbone_id, layer)]),
-                     lambda: {"features": inputs.scored(backbone_id, layer), **inputs.target()},
+    def feature_task(layer: str, name: str) -> _Task | None:
+        """A layer metric's task: the features at ``layer`` and what else its spec reads — the source head's
+        logits (RSA, DDS), or the card's stored source sample at ``layer`` (OTCE). ``None`` where that other
+        input does not exist (no head, no stored sample): the metric has no value there."""
+        inputs_of = METRICS[name].inputs
+        digests = [keys.embedding(backbone_id, layer)]
+        if "source_features" in inputs_of:
+            source = inputs.source_statistics(backbone_id, layer)
+            if source is None:
+                return None
+            digests.append(sample_digest(*source))
+            return _Task(layer, name, name, keys.key(name, digests),
+                         lambda: {"source_features": source[0], "source_labels": source[1],
+                                  "target_features": inputs.scored(backbone_id, layer),
+                                  "target_labels": inputs.labels},
+                         lambda: int(inputs.scored(backbone_id, layer).shape[1]), features=True)
+        extra: dict[str, Any] = {}
+        if "source_logits" in inputs_of:
+            logits = inputs.source_logits(backbone_id)
+            if logits is None:
+                return None
+            digests.append(keys.embedding(backbone_id, _head_layer("source_logits")))
+            extra["source_logits"] = logits[inputs.rows]
+        return _Task(layer, name, name, keys.key(name, digests),
+                     lambda: {"features": inputs.scored(backbone_id, layer), **inputs.target(), **extra},
                      lambda: int(inputs.scored(backbone_id, layer).shape[1]), features=True)
+
+    def feature_tasks(layers_: list[str], names: list[str]) -> list[_Task]:
+        return [t for layer in layers_ for name in names if (t := feature_task(layer, name)) is not None]
 
     def run(tasks: list[_Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
@@ -169,15 +194,16 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
             out.rows.append((t.layer, t.key, value, spec.variant, seconds, details))
             out.values[(t.layer, t.key)] = float("nan") if value is None else value
 
-    head = [m for m in plan.metrics if METRICS[m].needs_source_head]
-    cheap = [m for m in plan.metrics if not METRICS[m].needs_source_head and METRICS[m].cost == "cheap"]
-    expensive = [m for m in plan.metrics if not METRICS[m].needs_source_head and METRICS[m].cost != "cheap"]
+    # head metrics read the head alone (one value per backbone); RSA/DDS read it next to each layer's features
+    head = [m for m in plan.metrics if METRICS[m].head_only]
+    cheap = [m for m in plan.metrics if not METRICS[m].head_only and METRICS[m].cost == "cheap"]
+    expensive = [m for m in plan.metrics if not METRICS[m].head_only and METRICS[m].cost != "cheap"]
 
     # 1. cheap metrics everywhere; head metrics once (the head sees the whole network: stored at the last layer)
-    tasks = [feature_task(layer, name) for layer in layers for name in cheap]
+    tasks = feature_tasks(layers, cheap)
     probs = inputs.source_probs(backbone_id) if head else None
     if probs is not None:
-        probs_key = keys.embedding(backbone_id, _source_probs_layer())
+        probs_key = keys.embedding(backbone_id, _head_layer("source_probs"))
         for name in head:
             tasks.append(_Task(last, name, name, keys.key(name, [probs_key]),
                                lambda: {"source_probs": probs[inputs.rows], **inputs.target()},
@@ -204,7 +230,7 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
         else:
             best = choose_layers(per_layer(cheap), directions, mode="best", layer_order=layers)[0]
             candidates = [ly for ly in layers if ly in (best, last)]
-        run([feature_task(layer, name) for layer in candidates for name in expensive])
+        run(feature_tasks(candidates, expensive))
 
     # 3. similarity at the layer the rank stage reads it from
     if plan.similarity and not plan.is_features:
@@ -225,10 +251,11 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     return {"backbone": backbone_id, "scores": len(out.rows), "computed": len(out.fresh)}
 
 
-def _source_probs_layer() -> str:
-    from app.embeddings.pipeline import SOURCE_PROBS
+def _head_layer(output: str) -> str:
+    """The embedding cache's pseudo-layer of a source-head input (``source_probs``, ``source_logits``)."""
+    from app.embeddings.pipeline import SOURCE_LOGITS, SOURCE_PROBS
 
-    return SOURCE_PROBS
+    return {"source_probs": SOURCE_PROBS, "source_logits": SOURCE_LOGITS}[output]
 
 
 def _similarity_tasks(inputs: RankingInputs, keys: ScoreKeys, backbone_id: str, layer: str,
