@@ -80,7 +80,7 @@ GUIDE: dict[str, MetricGuide] = {name: MetricGuide(meaning=m, range=r) for name,
     "lfc": ("Label-feature correlation: cosine (Frobenius) between the centred feature Gram matrix and the "
             "label-agreement matrix.", "[-1, 1]; higher = better"),
     "rsa": ("Representation similarity analysis: Spearman correlation between the sample-dissimilarity "
-            "matrices of the target features and of the source head's logits.", "[-1, 1]; higher = better"),
+            "matrices of the target features and of the source head's logits, times 100.", "[-100, 100]; higher = better"),
     "dds": ("Duality-diagram similarity between the target features and the source head's logits (kernel "
             "alignment of their sample-similarity matrices).", "about [0, 1]; higher = better"),
     "task_difficulty": ("How hard the target is in this feature space: k-NN error, Fisher separability, "
