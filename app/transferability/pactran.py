@@ -43,30 +43,41 @@ def _prior(enc, alpha: float) -> np.ndarray:
     return (alpha * counts / counts.sum() + _EPS)[:, None]  # (C, 1)
 
 
-def _mean_field(s: np.ndarray, codes: np.ndarray, c: int, a0: np.ndarray, n_iter: int, dirichlet: bool):
-    """The references' ``n_iter`` mean-field updates; returns (a, q, Σ_iz q_iz (log q_iz − log(s_iz + ε))).
+def _mean_field(s: np.ndarray, codes: np.ndarray, c: int, a0: np.ndarray, n_iter: int,
+                dirichlet: bool) -> tuple[np.ndarray, float]:
+    """The references' ``n_iter`` mean-field updates; returns (a, Σ_iz q_iz (log q_iz − log(s_iz + ε))).
 
     The reference forms ``logits = log(s + ε) + ψ-term[y_i]`` and normalises with log-sum-exp over the
     N × Cs matrix. The ψ-term depends only on the class, so the same update is
-    ``q ∝ (s + ε) · exp(ψ-term[y_i] − max_z ψ-term[y_i])``: a gather, a multiplication and a row sum, with
-    no element-wise exp or log of the N × Cs matrix. The log of q needed by the KL term is
-    ``log(s + ε) + shifted ψ-term − log(row sum)``, so Σ q (log q − log(s + ε)) needs no log either.
+    ``q_i = (s_i + ε) ⊙ e[y_i] / n_i`` with ``e = exp(ψ-term − its row max)`` and ``n_i = (s_i + ε)·e[y_i]``.
+    Nothing of the update needs q itself: with the rows grouped by class, ``n`` is one matrix–vector
+    product per class and the next posterior's class sums are ``e[c] ⊙ Σ_{i∈c} (s_i + ε) / n_i``, another
+    one; the KL term is ``Σ_cz (Σ_{i∈c} q_iz)·shifted[c, z] − Σ_i log n_i``. Two passes over the N × Cs
+    matrix per iteration, no N × Cs temporary, no element-wise exp or log of it.
     """
-    s_eps = s + _EPS
-    qz = s
-    shifted = None
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(c + 1))
+    s_eps = s[order]
+    s_eps += _EPS
+    blocks = [s_eps[bounds[k]:bounds[k + 1]] for k in range(c)]  # each class's rows, contiguous
+    sums = class_sums(s, codes, c)  # Σ_{i∈c} q_i of the starting assignment q = s
+    log_norm = 0.0
     for _ in range(n_iter):
-        aw = a0 + class_sums(qz, codes, c)
+        aw = a0 + sums
         psi = scipy.special.digamma(aw)
         if dirichlet:
             psi = psi - scipy.special.digamma(aw.sum(axis=0))[None, :]
         shifted = psi - psi.max(axis=1, keepdims=True)  # (C, Cs), max 0 per class
-        qz = s_eps * np.exp(shifted)[codes]
-        log_norm = np.log(qz.sum(axis=1))
-        qz /= np.exp(log_norm)[:, None]
-    # Σ_iz q_iz (shifted[y_i, z] − log_norm_i); 0 · (−huge) terms are 0 as in the reference
-    kl = float(np.sum(class_sums(qz, codes, c) * shifted) - np.sum(log_norm * qz.sum(axis=1)))
-    return aw, qz, kl
+        e = np.exp(shifted)
+        sums = np.empty_like(aw)
+        log_norm = 0.0
+        for k, block in enumerate(blocks):
+            norm = block @ e[k]
+            log_norm += float(np.log(norm).sum())
+            sums[k] = e[k] * (block.T @ (1.0 / norm))
+    # Σ_iz q_iz (shifted[y_i, z] − log n_i), each q_i summing to 1; 0 · (−huge) terms are 0 as in the reference
+    kl = float(np.sum(sums * shifted) - log_norm)
+    return aw, kl
 
 
 def pactran_dirichlet(source_probs, labels, *, alpha: float = 1.0, n_iter: int = 10) -> float:
@@ -116,7 +127,7 @@ def pactran_dirichlet(source_probs, labels, *, alpha: float = 1.0, n_iter: int =
     n, c = s.shape[0], enc.n_classes
     a0 = _prior(enc, alpha)
     codes = enc.codes
-    aw, qz, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=True)
+    aw, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=True)
     log_c0 = float(scipy.special.gammaln(a0.sum()) - scipy.special.gammaln(a0).sum())
     log_c = scipy.special.gammaln(aw.sum(axis=0)) - scipy.special.gammaln(aw).sum(axis=0)
     total = aw.shape[1] * log_c0 - float(log_c.sum()) - kl
@@ -167,7 +178,7 @@ def pactran_gamma(source_probs, labels, *, alpha: float = 1.0, n_iter: int = 10)
     n, c = s.shape[0], enc.n_classes
     a0 = _prior(enc, alpha)
     codes = enc.codes
-    aw, qz, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=False)
+    aw, kl = _mean_field(s, codes, c, a0, n_iter, dirichlet=False)
     # the reference's normaliser l_i = s_i·Σ_c a_c· uses the posterior of the last iteration's start
     lw = s @ aw.sum(axis=0)
     prior_terms = aw.shape[1] * float(scipy.special.gammaln(a0).sum()) - float(scipy.special.gammaln(aw).sum())
