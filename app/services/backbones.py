@@ -66,8 +66,26 @@ def _project_specs(session: Session, project_id: uuid.UUID) -> list[tuple[Backbo
     return [(row, spec_from_dict(row.spec)) for row in rows]
 
 
+#: the response shape of each built-in spec, built once: the catalogue's specs are frozen and live as long as
+#: the process, and ``GET /v1/backbones`` (polled by other services) would otherwise rebuild every card's
+#: dict on every read. Keyed by the spec object; the entry holds the spec, so its id cannot be reused.
+_BUILTIN_READS: dict[int, tuple[BackboneSpec, dict[str, Any]]] = {}
+_BUILTIN_READS_MAX = 4096
+
+
 def to_read(spec: BackboneSpec, *, builtin: bool) -> dict[str, Any]:
     """Response shape of a spec; drops server paths (card folder, local weights locations)."""
+    if not builtin:
+        return _to_read(spec, builtin=False)
+    hit = _BUILTIN_READS.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        if len(_BUILTIN_READS) >= _BUILTIN_READS_MAX:  # a process that reloads catalogues: start over
+            _BUILTIN_READS.clear()
+        hit = _BUILTIN_READS[id(spec)] = (spec, _to_read(spec, builtin=True))
+    return dict(hit[1])
+
+
+def _to_read(spec: BackboneSpec, *, builtin: bool) -> dict[str, Any]:
     data = spec_to_dict(spec)
     extra = data.pop("extra")
     data.pop("family", None)
@@ -83,7 +101,7 @@ def list_project_backbones(session: Session, project_id: uuid.UUID, catalogue: C
     builtins = catalogue.builtins
     specs = list_backbones([*builtins.values(), *own], family=family_name, modality=modality, q=q)
     page = specs[offset: offset + limit]
-    return [to_read(s, builtin=s.id in builtins) for s in page], len(specs)
+    return [to_read(s, builtin=builtins.get(s.id) is s) for s in page], len(specs)
 
 
 @raises(NotFound)
