@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.linalg
 
 from ._inputs import as_array, check_positive_int, encode_labels
 from ._linalg import center_, eigh, gram, outer_gram, single_thread_blas
@@ -54,7 +55,12 @@ def _pca(xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     column-centred ``xc``."""
     n, d = xc.shape
     if n >= d:
-        evals, evecs = eigh(gram(xc))
+        g = gram(xc)
+        if k < d:  # only the top k pairs: LAPACK's subset driver (MRRR) skips the rest of the spectrum
+            with single_thread_blas():
+                evals, evecs = scipy.linalg.eigh(g, subset_by_index=[d - k, d - 1], driver="evr")
+        else:
+            evals, evecs = eigh(g)
         order = np.argsort(evals)[::-1][:k]
         scores = xc @ np.ascontiguousarray(evecs[:, order])
         variances = evals[order] / (n - 1)

@@ -35,7 +35,6 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +47,15 @@ from app.db.tables import MetricScore
 from app.db.upsert import upsert
 from app.runtime import Runtime
 from app.services.rankings.inputs import RankingInputs
-from app.services.rankings.plan import DIFFICULTY_PREFIX, SIMILARITY_PREFIX
-from app.services.rankings.score_keys import ScoreKeys, metric_params, sample_digest
+from app.services.rankings.plan import DIFFICULTY_PREFIX
+from app.services.rankings.score_keys import ScoreKeys, metric_params
+from app.services.rankings.stages.score_tasks import (
+    Task,
+    duplicate_layers,
+    feature_task,
+    head_layer,
+    similarity_tasks,
+)
 
 log = logging.getLogger("tscout.ranking")
 DIFFICULTY_FIELDS = ("knn_error", "fisher_separability", "intrinsic_dimension", "imbalance")
@@ -70,34 +76,6 @@ def metric_value(name: str, task_type: str, seed: int, **data: Any) -> tuple[flo
     if value is not None and not np.isfinite(value):
         return None, {**details, "error": f"non-finite value {value}"}
     return value, details
-
-
-@dataclass
-class _Task:
-    layer: str
-    key: str  # the metric_scores row's metric column (a metric name, or prefixed for similarity/difficulty)
-    name: str  # the registry's metric
-    cache_key: str
-    data: Callable[[], dict[str, Any]]
-    dim: Callable[[], int]
-    features: bool = False  # reads the backbone's features at ``layer`` (and nothing else of it)
-
-
-def duplicate_layers(inputs: RankingInputs, backbone_id: str, layers: list[str]) -> dict[str, str]:
-    """``{layer: its twin}`` for each layer whose scored features are bitwise those of a shallower layer
-    (``stage3`` and a global-average ``pool`` after it, say): such a tap is scored once, at the twin."""
-    import hashlib
-
-    seen: dict[tuple[tuple[int, ...], str], str] = {}
-    out = {}
-    for layer in layers:
-        x = np.ascontiguousarray(inputs.scored(backbone_id, layer))
-        key = (x.shape, hashlib.sha256(x.tobytes()).hexdigest())
-        if key in seen:
-            out[layer] = seen[key]
-        else:
-            seen[key] = layer
-    return out
 
 
 @dataclass
@@ -126,37 +104,12 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     n_rows = int(len(inputs.rows))
     same_as = duplicate_layers(inputs, backbone_id, layers)
 
-    def feature_task(layer: str, name: str) -> _Task | None:
-        """A layer metric's task: the features at ``layer`` and what else its spec reads — the source head's
-        logits (RSA, DDS), or the card's stored source sample at ``layer`` (OTCE). ``None`` where that other
-        input does not exist (no head, no stored sample): the metric has no value there."""
-        inputs_of = METRICS[name].inputs
-        digests = [keys.embedding(backbone_id, layer)]
-        if "source_features" in inputs_of:
-            source = inputs.source_statistics(backbone_id, layer)
-            if source is None:
-                return None
-            digests.append(sample_digest(*source))
-            return _Task(layer, name, name, keys.key(name, digests),
-                         lambda: {"source_features": source[0], "source_labels": source[1],
-                                  "target_features": inputs.scored(backbone_id, layer),
-                                  "target_labels": inputs.labels},
-                         lambda: int(inputs.scored(backbone_id, layer).shape[1]), features=True)
-        extra: dict[str, Any] = {}
-        if "source_logits" in inputs_of:
-            logits = inputs.source_logits(backbone_id)
-            if logits is None:
-                return None
-            digests.append(keys.embedding(backbone_id, _head_layer("source_logits")))
-            extra["source_logits"] = logits[inputs.rows]
-        return _Task(layer, name, name, keys.key(name, digests),
-                     lambda: {"features": inputs.scored(backbone_id, layer), **inputs.target(), **extra},
-                     lambda: int(inputs.scored(backbone_id, layer).shape[1]), features=True)
+    def feature_tasks(layers_: list[str], names: list[str]) -> list[Task]:
+        return [t for layer in layers_ for name in names
+                if (t := feature_task(inputs, keys, backbone_id, layer, name)) is not None]
 
-    def feature_tasks(layers_: list[str], names: list[str]) -> list[_Task]:
-        return [t for layer in layers_ for name in names if (t := feature_task(layer, name)) is not None]
 
-    def run(tasks: list[_Task]) -> None:
+    def run(tasks: list[Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         # a duplicate tap copies its twin's value when the twin is computed anyway (before, or in this batch)
         pending = {(t.layer, t.key) for t in tasks}
@@ -171,7 +124,7 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
                              {**twin_details, "duplicate_of": twin}))
             out.values[(t.layer, t.key)] = value
 
-    def compute(tasks: list[_Task]) -> None:
+    def compute(tasks: list[Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         if not tasks:
             return
@@ -203,9 +156,9 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
     tasks = feature_tasks(layers, cheap)
     probs = inputs.source_probs(backbone_id) if head else None
     if probs is not None:
-        probs_key = keys.embedding(backbone_id, _head_layer("source_probs"))
+        probs_key = keys.embedding(backbone_id, head_layer("source_probs"))
         for name in head:
-            tasks.append(_Task(last, name, name, keys.key(name, [probs_key]),
+            tasks.append(Task(last, name, name, keys.key(name, [probs_key]),
                                lambda: {"source_probs": probs[inputs.rows], **inputs.target()},
                                lambda: int(probs.shape[1])))
     run(tasks)
@@ -239,7 +192,7 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
         if scored and plan.layer_mode not in ("mean", "fitted"):
             chosen = choose_layers(scored, directions, mode=plan.layer_mode, layer_order=layers)[0]
             look = last if chosen == "mean" else chosen
-        run(_similarity_tasks(inputs, keys, backbone_id, look, similarity_metrics(plan.task_type)))
+        run(similarity_tasks(inputs, keys, backbone_id, look, similarity_metrics(plan.task_type)))
 
     with unit_of_work(runtime.sessions) as session:
         SqlScoreCache(session).record(out.fresh)
@@ -249,36 +202,6 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
                    {"value": value, "variant": variant, "seconds": seconds,
                     "details": {**details, "n_samples": n_rows, "seed": plan.seed}})
     return {"backbone": backbone_id, "scores": len(out.rows), "computed": len(out.fresh)}
-
-
-def _head_layer(output: str) -> str:
-    """The embedding cache's pseudo-layer of a source-head input (``source_probs``, ``source_logits``)."""
-    from app.embeddings.pipeline import SOURCE_LOGITS, SOURCE_PROBS
-
-    return {"source_probs": SOURCE_PROBS, "source_logits": SOURCE_LOGITS}[output]
-
-
-def _similarity_tasks(inputs: RankingInputs, keys: ScoreKeys, backbone_id: str, layer: str,
-                      names: tuple[str, ...]) -> list[_Task]:
-    from app.transferability import METRICS
-
-    source = inputs.source_statistics(backbone_id, layer)
-    if source is None:
-        return []
-    src_feats, src_labels = source
-    digests = [keys.embedding(backbone_id, layer), sample_digest(src_feats, src_labels)]
-    tasks = []
-    for name in names:
-        if "source_labels" in METRICS[name].inputs:
-            def data(layer: str = layer) -> dict[str, Any]:
-                return {"source_features": src_feats, "source_labels": src_labels,
-                        "target_features": inputs.scored(backbone_id, layer), "target_labels": inputs.labels}
-        else:
-            def data(layer: str = layer) -> dict[str, Any]:
-                return {"a": src_feats, "b": inputs.scored(backbone_id, layer)}
-        tasks.append(_Task(layer, SIMILARITY_PREFIX + name, name, keys.key(name, digests), data,
-                           lambda: int(src_feats.shape[1])))
-    return tasks
 
 
 def difficulty_value(features: np.ndarray, labels: np.ndarray) -> Any:
