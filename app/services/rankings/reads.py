@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from app.db.base import utcnow
 from app.db.pagination import keyset, split_page
@@ -203,15 +203,19 @@ def list_rankings(
     if backbone_id is not None:
         conditions.append(Job.id.in_(select(Ranking.job_id).where(Ranking.backbone_id == backbone_id)))
     total = session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
-    query = keyset(select(Job).where(*conditions), Job, cursor, descending=sort.startswith("-"), limit=limit)
+    # a summary reads a few columns: never the jobs' request/result JSON nor the rankings' scores and details
+    summary_columns = load_only(Job.id, Job.status, Job.dataset_id, Job.created_at, Job.finished_at, Job.stage)
+    query = keyset(select(Job).options(summary_columns).where(*conditions), Job, cursor,
+                   descending=sort.startswith("-"), limit=limit)
     jobs, next_cursor = split_page(list(session.scalars(query)), limit)
     tops = {}
     members: dict[uuid.UUID, list[str]] = {}
     if jobs:
-        for row in session.scalars(select(Ranking).where(Ranking.job_id.in_([j.id for j in jobs]))
-                                   .order_by(Ranking.rank)):
-            members.setdefault(row.job_id, []).append(row.backbone_id)
-            tops.setdefault(row.job_id, row.backbone_id)
+        for job_id, backbone in session.execute(select(Ranking.job_id, Ranking.backbone_id)
+                                                .where(Ranking.job_id.in_([j.id for j in jobs]))
+                                                .order_by(Ranking.rank)):
+            members.setdefault(job_id, []).append(backbone)
+            tops.setdefault(job_id, backbone)
     items = [RankingSummary(id=j.id, status=JobStatus(j.status), dataset_id=j.dataset_id, created_at=j.created_at,
                             finished_at=j.finished_at, stage=j.stage, top_backbone=tops.get(j.id),
                             backbones=members.get(j.id, [])) for j in jobs]
