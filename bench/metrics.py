@@ -2,6 +2,7 @@
 
     python bench/metrics.py            # N=20000, D=1024, C=100 (N=5000 for PARC, NLEEP, OTDD, OTCE)
     python bench/metrics.py --quick    # N=4000, D=256, C=20 (N=1000 for the O(N²)/GMM/OT metrics)
+    python bench/metrics.py --device cuda --only logme hscore   # CUDA tensors in, the Gram on the GPU too
 
 Metrics without a 3× target state their floor instead: PACTran-Gaussian is up to 100 L-BFGS iterations
 of O(N·D·C) (tens of Gram matrices); RSA ranks all pairs of a 5000-sample subsample (O(N²)); OTDD and
@@ -62,12 +63,18 @@ def _rss_mb():
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _call(name, n, d, c, repeats, queue):
+def _call(name, n, d, c, repeats, queue, device="cpu"):
+    import torch
+
     import app.transferability as tr
 
     f, y, p = make_data(n, d, c)
     f64 = f.astype(np.float64)
     logits = np.log(p)
+    sync = (lambda: None) if device == "cpu" else (lambda: torch.cuda.synchronize())
+    if device != "cpu":  # the metrics take CUDA tensors as they are and compute there
+        f64 = torch.from_numpy(f64).to(device)
+        f, p, logits = (torch.from_numpy(a).to(device) for a in (f, p, logits))
     half = n // 2
     calls = {
         "gram": lambda: f64.T @ f64,
@@ -90,8 +97,10 @@ def _call(name, n, d, c, repeats, queue):
     times, gram_times = [], []
 
     def timed(call, out):
+        sync()
         t0 = time.perf_counter()
         call()
+        sync()
         out.append(time.perf_counter() - t0)
 
     with warnings.catch_warnings():
@@ -106,10 +115,10 @@ def _call(name, n, d, c, repeats, queue):
     queue.put((statistics.median(times), statistics.median(gram_times), peak))
 
 
-def measure(name, n, d, c, repeats):
+def measure(name, n, d, c, repeats, device="cpu"):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    proc = ctx.Process(target=_call, args=(name, n, d, c, repeats, q))
+    proc = ctx.Process(target=_call, args=(name, n, d, c, repeats, q, device))
     proc.start()
     out = q.get()
     proc.join()
@@ -121,12 +130,13 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes for a fast smoke run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", nargs="*", help="metric names to run (default: all)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: inputs as CUDA tensors (peak mem is host RSS)")
     args = ap.parse_args(argv)
     n, d, c, n_small = (4000, 256, 20, 1000) if args.quick else (20000, 1024, 100, 5000)
     import app.transferability as tr
 
     names = [m for m in tr.METRICS if not args.only or m in args.only]
-    print(f"N={n} D={d} C={c} (N={n_small} for {', '.join(sorted(SMALL_N))}); features float32, "
+    print(f"device {args.device}; N={n} D={d} C={c} (N={n_small} for {', '.join(sorted(SMALL_N))}); features float32, "
           f"source probs 1000 classes; median of {args.repeats} repeats (1 for slow ones); "
           "Gram = FᵀF float64 timed in the same process as each metric; peak mem = peak RSS increase in a fresh "
           "process")
@@ -134,7 +144,7 @@ def main(argv=None):
           f"{'target':10s} load avg (1 min)")
     for name in names:
         size = n_small if name in SMALL_N else n
-        t, gram_t, peak = measure(name, size, d, c, 1 if name in SLOW else args.repeats)
+        t, gram_t, peak = measure(name, size, d, c, 1 if name in SLOW else args.repeats, args.device)
         ratio = t / gram_t
         target = ("ok" if ratio <= 3 else "MISS") + " (≤3×)" if name in TARGET_3X else "-"
         load = os.getloadavg()[0]

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+DEVICE = "cpu"  # --device: where the arms train (bench/gpu_check.sh runs this on "cuda" beside "cpu")
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.backbones.base import BackboneAdapter, Preprocessing  # noqa: E402
@@ -52,7 +54,7 @@ def zoo_adapter(folder: Path, tag: str, width: int, model: ZooModel | None = Non
         model = build_zoo_model(ARCH, **kwargs)
     card = save_zoo_backbone(model, folder, f"zoo:{ARCH}.{tag}", arch_kwargs=kwargs, preprocessing=PRE32,
                              description=f"bench/probes.py {tag}")
-    return create_adapter(load_card(card), LoadContext(models_dir=folder), device="cpu")
+    return create_adapter(load_card(card), LoadContext(models_dir=folder), device=DEVICE)
 
 
 def pattern_images(n: int, seed: int, classes: int = 4) -> tuple[torch.Tensor, np.ndarray]:
@@ -97,18 +99,18 @@ def measure_rates(args: argparse.Namespace, folder: Path) -> None:
     data = ProbeData(x, y, task_type="classification")
     layer = "stage3"
     t0 = time.perf_counter()
-    feats = frozen_features(adapter, layer, data, device="cpu")
+    feats = frozen_features(adapter, layer, data, device=DEVICE)
     embed_s = time.perf_counter() - t0
     probe_budget = ProbeBudget()  # the default recipe a job uses
     timing = ProbeBudget(steps=args.measure_steps, eval_every=probe_budget.eval_every, patience=10_000,
                          lr_grid=(1e-3,), linear_lr_grid=(1e-2,))
     rates: dict[str, list[float]] = {"finetune": [], "linear": [], "scratch": []}
     for arm in rates:  # warm-up: first-call allocations and kernel selection are not the steady state
-        run_arm(adapter, layer, data, arm, 99, budget=timing.with_steps(2), device="cpu",
+        run_arm(adapter, layer, data, arm, 99, budget=timing.with_steps(2), device=DEVICE,
                 cached_embeddings=feats if arm == "linear" else None)
     for rep in range(args.repeats):
         for arm in rates:  # interleaved, so load changes on the shared machine hit every arm alike
-            run = run_arm(adapter, layer, data, arm, rep, budget=timing, device="cpu",
+            run = run_arm(adapter, layer, data, arm, rep, budget=timing, device=DEVICE,
                           cached_embeddings=feats if arm == "linear" else None)
             rates[arm].append(run.steps / run.seconds)
     med = {arm: statistics.median(v) for arm, v in rates.items()}
@@ -155,7 +157,7 @@ def verdict_example(args: argparse.Namespace, folder: Path) -> None:
     cache, results = RunCache(), {}
     t0 = time.perf_counter()
     for src in sources:
-        results[src.spec.id] = run_probe(src, "stage3", x, y, seeds=5, budget=budget, device="cpu", shared=cache)
+        results[src.spec.id] = run_probe(src, "stage3", x, y, seeds=5, budget=budget, device=DEVICE, shared=cache)
     probe_s = time.perf_counter() - t0
     print()
     print(f"# example verdicts: cnn_small width {width} ({sources[0].spec.num_params:,} parameters), 5 seeds, {args.verdict_steps} steps, {args.verdict_samples} target rows per seed, "
@@ -188,6 +190,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--verdict-steps", type=int, default=60)
     parser.add_argument("--verdict-samples", type=int, default=400)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the probe arms train")
     parser.add_argument("--replication", action="store_true",
                         help="print the ground-truth replication table (bench/probe_replication.py) instead")
     parser.add_argument("--truth", default=None, help="ground_truth_v2.csv (with --replication)")
@@ -200,6 +203,9 @@ def main() -> None:
             (["--gt-runs", args.gt_runs] if args.gt_runs else [])
         probe_replication.main(argv)
         return
+    global DEVICE
+    DEVICE = args.device
+    print(f"device: {DEVICE}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-probes-") as tmp:
         if not args.skip_rates:
