@@ -32,13 +32,14 @@ if [[ "${1:-}" == "--wheels" ]]; then
   exit 0
 fi
 
-OUT="${OUT:-/tmp/gpu_check}"
+OUT="${OUT:-$(mktemp -d)}"   # the device tool sets OUT; elsewhere a fresh temporary folder
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  site="$(mktemp -d)"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
     || { echo "installing the carried wheels failed"; exit 2; }
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+  export PYTHONPATH="$site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 

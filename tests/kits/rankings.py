@@ -90,3 +90,20 @@ def read_table(runtime, job_id, project_id) -> dict:
 
     with runtime.sessions() as session:
         return read_ranking(session, job_id, project_id).model_dump(mode="json")
+
+
+def run_to_success(runtime, body: dict, data: bytes | None = None, name: str = "target.zip"):
+    """Submit a ranking on ``data`` (a small image zip by default), run it in this thread as the local executor
+    does, assert it SUCCEEDED; returns ``(job id, project id, its metric_scores rows)``."""
+    from sqlalchemy import select
+
+    from app.db.tables import MetricScore
+    from app.execution import tasks
+    from app.jobs.status import JobStatus
+    from app.services import job_handlers
+
+    job_id, project_id = submit_job(runtime, "p", image_zip(per_class=10) if data is None else data, name, body)
+    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
+    with runtime.sessions() as s:
+        rows = list(s.scalars(select(MetricScore).where(MetricScore.job_id == job_id)))
+    return job_id, project_id, rows

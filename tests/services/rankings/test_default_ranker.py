@@ -10,16 +10,12 @@ import importlib
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
-from app.db.tables import Job, MetricScore
-from app.execution import tasks
-from app.jobs.status import JobStatus
+from app.db.tables import Job
 from app.ranking import fit as F
 from app.runtime import Runtime
-from app.services import job_handlers
 from app.services.rankings.stages import rank as rank_stage
-from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
+from tests.kits.rankings import TOY_ZOO, read_table, run_to_success, toy_models_dir
 
 A = importlib.import_module("app.ranking.aggregate")
 pytestmark = pytest.mark.slow
@@ -34,11 +30,9 @@ def runtime(settings_factory, tmp_path):
 
 
 def _run(runtime, body):
-    job_id, project_id = submit_job(runtime, "p", image_zip(per_class=10), "target.zip", body)
-    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
+    job_id, project_id, rows = run_to_success(runtime, body)
     with runtime.sessions() as s:
         request = s.get(Job, job_id).request
-        rows = list(s.scalars(select(MetricScore).where(MetricScore.job_id == job_id)))
     return read_table(runtime, job_id, project_id), request, rows
 
 

@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from app.db.tables import Embedding, MetricScore
+from app.db.tables import Embedding
 from app.embeddings import SOURCE_LOGITS
 from app.errors import InvalidInput
-from app.execution import tasks
-from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import job_handlers
 from app.services.rankings.inputs import RankingInputs
 from app.transferability import (
     POOL_SCORES,
@@ -25,7 +22,7 @@ from app.transferability import (
     otce,
     rsa,
 )
-from tests.kits.rankings import image_zip, read_table, submit_job
+from tests.kits.rankings import image_zip, read_table, run_to_success, submit_job
 
 pytestmark = pytest.mark.slow
 
@@ -42,11 +39,7 @@ def runtime(settings_factory):
 
 
 def _run(runtime, body):
-    job_id, project_id = submit_job(runtime, "p", image_zip(per_class=10), "target.zip", body)
-    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
-    with runtime.sessions() as s:
-        rows = list(s.scalars(select(MetricScore).where(MetricScore.job_id == job_id)))
-    return runtime, job_id, project_id, rows
+    return (runtime, *run_to_success(runtime, body))
 
 
 def test_the_peers_metrics_in_a_ranking_job(runtime):
@@ -138,9 +131,7 @@ def check_pool_scores_enter_the_aggregate_combined_over_the_jobs_backbones(job):
 def test_a_pool_score_needs_two_backbones_and_unknown_names_list_the_pools(runtime):
     with pytest.raises(InvalidInput, match="pool-level scores: \\['etran', 'ncti'\\]"):
         submit_job(runtime, "p", image_zip(per_class=10), "target.zip", {**BODY, "metrics": ["etrann"]})
-    job_id, project_id = submit_job(runtime, "p", image_zip(per_class=10), "target.zip",
-                                    {**BODY, "backbones": ZOO[:1], "metrics": ["logme", "etran"]})
-    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
+    job_id, project_id, _ = run_to_success(runtime, {**BODY, "backbones": ZOO[:1], "metrics": ["logme", "etran"]})
     result = read_table(runtime, job_id, project_id)
     assert any("pool score etran not computed" in w for w in result["warnings"]), result["warnings"]
     assert result["aggregation"]["metrics"] == ["logme"]

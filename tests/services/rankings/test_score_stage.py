@@ -7,18 +7,13 @@ import dataclasses
 from types import MappingProxyType
 
 import pytest
-from sqlalchemy import select
 
 import app.transferability as transferability
-from app.db.tables import MetricScore
-from app.execution import tasks
-from app.jobs.status import JobStatus
 from app.runtime import Runtime
-from app.services import job_handlers
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.stages import intervals as intervals_stage
 from app.services.rankings.stages import score as score_stage
-from tests.kits.rankings import TOY_ZOO, image_zip, read_table, submit_job, toy_models_dir
+from tests.kits.rankings import TOY_ZOO, image_zip, read_table, run_to_success, toy_models_dir
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +53,7 @@ def calls(monkeypatch):
 
 
 def _run(runtime, body, data):
-    job_id, project_id = submit_job(runtime, "p", data, "target.zip", body)
-    assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
-    with runtime.sessions() as s:
-        rows = list(s.scalars(select(MetricScore).where(MetricScore.job_id == job_id)))
-    return job_id, project_id, rows
+    return run_to_success(runtime, body, data)
 
 
 BODY = {"backbones": list(TOY_ZOO), "metrics": ["logme", "gbc", "leep", "knn_accuracy", "parc"], "layers": "all",
