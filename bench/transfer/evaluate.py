@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 RANDOM_DRAWS = 200
 BOOTSTRAP = 2000
 OLD_DEFAULT = "old default: service job (layers=auto, best layer, rank mean)"
-NEW_DEFAULT = "new default (fitted, leave-one-target-out)"
+NEW_DEFAULT = "the fitting procedure on today's candidates (leave-one-target-out)"
 
 
 # -- rankers' inputs --------------------------------------------------------------------------------------------

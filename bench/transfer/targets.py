@@ -81,6 +81,16 @@ TARGETS: tuple[TargetTask, ...] = (
                {"colour": True, "shift": 2}, role="holdout"),
     TargetTask("textures_40", "textures", 5, 40, 40, 1011,
                "the five regular textures with 40 labelled images per class", role="holdout"),
+    # more hold-outs (added 2026-12-02, before any of their results existed): 120 training images each
+    TargetTask("shapes_rotated", "shapes", len(SHAPES), 20, 50, 1012,
+               "the six source shapes, rotated, on a noisy background: 20 labelled per class",
+               {"kinds": SHAPES, "background": "noise", "rotate": True}, role="holdout"),
+    TargetTask("gratings_6_shift", "gratings", 6, 20, 50, 1013,
+               "grating orientation in 6 bins offset by 15°, 2–6 cycles, pixel noise 0.3: 20 labelled per class",
+               {"orientations": 6, "offset": 15.0, "cycles": (2.0, 6.0), "noise": 0.3}, role="holdout"),
+    TargetTask("counting_5", "counting", 5, 24, 50, 1014,
+               "count 1–5 discs on a smooth-noise background: 24 labelled per class",
+               {"max_count": 5}, role="holdout"),
 )
 CUT_POINT_TARGETS = tuple(t.name for t in TARGETS if t.cut_points)
 

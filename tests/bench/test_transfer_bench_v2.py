@@ -20,7 +20,7 @@ from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS, target
 def test_v2_targets_breadth():
     fit = [t for t in TARGETS if t.role == "fit"]
     hold = [t for t in TARGETS if t.role == "holdout"]
-    assert len(fit) >= 8 and len(hold) == 2 and len(CUT_POINT_TARGETS) >= 3
+    assert len(fit) >= 8 and len(hold) >= 2 and len(CUT_POINT_TARGETS) >= 3
     assert sum(t.shots >= 60 for t in fit) >= 2  # targets where scratch can be strong
     assert len({t.seed for t in TARGETS}) == len(TARGETS)
     xtr, ytr, xte, yte = target("digits_colour").load()
