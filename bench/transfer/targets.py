@@ -91,6 +91,17 @@ TARGETS: tuple[TargetTask, ...] = (
     TargetTask("counting_5", "counting", 5, 24, 50, 1014,
                "count 1–5 discs on a smooth-noise background: 24 labelled per class",
                {"max_count": 5}, role="holdout"),
+    # the confirmation set (added 2026-12-02 13:45 UTC with the decision rule in PROTOCOL.md, before any of
+    # their results): does today's refit beat the shipped classification-v2 on targets neither has seen?
+    TargetTask("shapes_new_plain", "shapes", len(NEW_SHAPES), 24, 50, 1015,
+               "the five new shapes, upright, on a plain background: 24 labelled per class",
+               {"kinds": NEW_SHAPES}, role="holdout"),
+    TargetTask("gratings_5", "gratings", 5, 24, 50, 1016,
+               "grating orientation in 5 bins offset by 7.5°, 3–8 cycles, pixel noise 0.2: 24 labelled per class",
+               {"orientations": 5, "offset": 7.5, "cycles": (3.0, 8.0), "noise": 0.2}, role="holdout"),
+    TargetTask("digits_shift3", "digits", 10, 12, 0, 1017,
+               "held-out digits, white on black, shifted by up to 3 px: 12 labelled per class",
+               {"shift": 3}, role="holdout"),
 )
 CUT_POINT_TARGETS = tuple(t.name for t in TARGETS if t.cut_points)
 
