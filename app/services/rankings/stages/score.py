@@ -108,7 +108,6 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
         return [t for layer in layers_ for name in names
                 if (t := feature_task(inputs, keys, backbone_id, layer, name)) is not None]
 
-
     def run(tasks: list[Task]) -> None:
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         # a duplicate tap copies its twin's value when the twin is computed anyway (before, or in this batch)
@@ -159,8 +158,8 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
         probs_key = keys.embedding(backbone_id, head_layer("source_probs"))
         for name in head:
             tasks.append(Task(last, name, name, keys.key(name, [probs_key]),
-                               lambda: {"source_probs": probs[inputs.rows], **inputs.target()},
-                               lambda: int(probs.shape[1])))
+                              lambda: {"source_probs": probs[inputs.rows], **inputs.target()},
+                              lambda: int(probs.shape[1])))
     run(tasks)
     _difficulty(runtime, inputs, keys, backbone_id, last, out, spec_of(task_difficulty))
 
