@@ -30,6 +30,8 @@ SOURCE_LOGITS = "__source_logits__"
 #: the source head's outputs a caller may request next to real layers: its softmax (LEEP, NCE, PACTran) and
 #: its raw logits (RSA, DDS: the reference representation of the same samples); one head pass gives both
 HEAD_OUTPUTS = (SOURCE_PROBS, SOURCE_LOGITS)
+#: the metric input each of them feeds (a :class:`~app.transferability.MetricSpec` input name → its output)
+HEAD_INPUTS = {"source_probs": SOURCE_PROBS, "source_logits": SOURCE_LOGITS}
 Progress = Callable[[int, int], None]
 
 

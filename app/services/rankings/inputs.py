@@ -161,12 +161,11 @@ class RankingInputs:
     def head_outputs(self) -> list[str]:
         """The source-head outputs the plan's metrics read (:data:`~app.embeddings.HEAD_OUTPUTS`): the
         softmax for ``source_probs`` metrics, the logits for ``source_logits`` ones."""
-        from app.embeddings.pipeline import SOURCE_LOGITS, SOURCE_PROBS
+        from app.embeddings.pipeline import HEAD_INPUTS
         from app.transferability import METRICS
 
         wanted = {name for m in self.plan.metrics for name in METRICS[m].inputs}
-        return [out for inp, out in (("source_probs", SOURCE_PROBS), ("source_logits", SOURCE_LOGITS))
-                if inp in wanted]
+        return [out for inp, out in HEAD_INPUTS.items() if inp in wanted]
 
     def source_head(self, backbone_id: str) -> dict[str, np.ndarray] | None:
         """The source head's outputs the plan reads, ``{output: (n_train, source_classes)}``, fetched (or

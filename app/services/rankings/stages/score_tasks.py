@@ -73,9 +73,9 @@ def feature_task(inputs: RankingInputs, keys: ScoreKeys, backbone_id: str, layer
 
 def head_layer(output: str) -> str:
     """The embedding cache's pseudo-layer of a source-head input (``source_probs``, ``source_logits``)."""
-    from app.embeddings.pipeline import SOURCE_LOGITS, SOURCE_PROBS
+    from app.embeddings.pipeline import HEAD_INPUTS
 
-    return {"source_probs": SOURCE_PROBS, "source_logits": SOURCE_LOGITS}[output]
+    return HEAD_INPUTS[output]
 
 
 def _labelled_pair(inputs: RankingInputs, backbone_id: str, layer: str,
