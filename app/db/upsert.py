@@ -38,6 +38,24 @@ def upsert(session: Session, model: type[M], key: dict[str, Any], values: dict[s
     return row
 
 
+def upsert_many(session: Session, model: type[M], rows: list[dict[str, Any]], key: list[str]) -> None:
+    """:func:`upsert` of many rows in one statement: ``INSERT … ON CONFLICT (key) DO UPDATE`` of every other
+    column the rows carry (all rows carry the same columns). A concurrent writer of the same keys cannot
+    raise an IntegrityError: the database resolves the conflict row by row (the later write wins)."""
+    if not rows:
+        return
+    columns = set(rows[0])
+    if any(set(r) != columns for r in rows):
+        raise ValueError("upsert_many: every row must carry the same columns")
+    missing = [k for k in key if k not in columns]
+    if missing:
+        raise ValueError(f"upsert_many: the rows lack the key columns {missing}")
+    statement = dialect_insert(session)(model)
+    statement = statement.on_conflict_do_update(
+        index_elements=key, set_={c: statement.excluded[c] for c in sorted(columns - set(key))})
+    session.execute(statement.execution_options(synchronize_session=False), rows)
+
+
 def dialect_insert(session: Session):
     """The ``insert`` construct of the session's database, which has ``on_conflict_do_nothing`` — SQLite or
     PostgreSQL, the two backends the service runs on."""

@@ -255,7 +255,7 @@ _SPECS = [
                random_state=True, default_for=(REGRESSION, MULTILABEL), cost="expensive"),
     MetricSpec("knn_accuracy", knn_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; leave-one-out k-NN", "knn.loo_exact_euclidean_k5_ties_by_label", version="2",
-               bootstrap=True, default_for=_C, resampled=knn_accuracy_resampled),
+               bootstrap=True, default_for=_C, resampled=knn_accuracy_resampled, cost="expensive"),
     MetricSpec("linear_probe_accuracy", linear_probe_accuracy, _FL, _C, "higher_is_better", "baseline",
                "Sorkhei et al. arXiv:2503.18528; stratified 5-fold logistic regression", "linear_probe.lbfgs_5fold",
                cost="expensive"),

@@ -44,7 +44,7 @@ from sqlalchemy import select
 from app.db.score_cache import SqlScoreCache, score_cache_key
 from app.db.session import unit_of_work
 from app.db.tables import MetricScore
-from app.db.upsert import upsert
+from app.db.upsert import upsert_many
 from app.runtime import Runtime
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.plan import DIFFICULTY_PREFIX
@@ -195,11 +195,12 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
 
     with unit_of_work(runtime.sessions) as session:
         SqlScoreCache(session).record(out.fresh)
-        for layer, metric, value, variant, seconds, details in out.rows:
-            upsert(session, MetricScore, {"job_id": job_id, "backbone_id": backbone_id, "layer": layer,
-                                          "metric": metric},
-                   {"value": value, "variant": variant, "seconds": seconds,
-                    "details": {**details, "n_samples": n_rows, "seed": plan.seed}})
+        upsert_many(session, MetricScore,
+                    [{"job_id": job_id, "backbone_id": backbone_id, "layer": layer, "metric": metric,
+                      "value": value, "variant": variant, "seconds": seconds,
+                      "details": {**details, "n_samples": n_rows, "seed": plan.seed}}
+                     for layer, metric, value, variant, seconds, details in out.rows],
+                    key=["job_id", "backbone_id", "layer", "metric"])
     return {"backbone": backbone_id, "scores": len(out.rows), "computed": len(out.fresh)}
 
 
