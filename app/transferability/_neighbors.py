@@ -12,15 +12,31 @@ Finding them costs one n×n Gram matrix: ``‖a‖² + ‖b‖² − 2a·b`` ran
 recomputed for the ``m`` nearest by that estimate, and the prefix of the exact order that the estimate's
 rounding error cannot disturb is reported as valid. Rows that need more than their valid prefix are
 recomputed against every row (:func:`full_row`).
+
+:func:`shared_neighbor_lists` remembers the lists of recent inputs in this process, by content: a ranking
+job's k-NN accuracy, the target's k-NN difficulty and the rank stage's bootstrap kernel read the neighbours
+of the same last-layer features, and compute them once. A list of ``m'`` neighbours serves any ``m ≤ m'``
+(its first ``m`` entries, valid where the longer list's were): every consumer reads only the valid prefix
+and completes a row from its whole order beyond it, so the metric values are the same either way.
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
 from ._linalg import single_thread_blas
 
-__all__ = ["NeighborLists", "neighbor_lists", "full_row", "others"]
+__all__ = ["NeighborLists", "neighbor_lists", "shared_neighbor_lists", "full_row", "others"]
+
+#: the shortest list :func:`shared_neighbor_lists` computes (the bootstrap kernel's), so one computation
+#: serves every consumer
+SHARED_MIN_LIST = 48
+#: bytes of remembered lists (their inputs included) kept per process, least recently used dropped first
+SHARED_BYTES = 256 * 2**20
 
 _EPS = float(np.finfo(np.float64).eps)
 _BLOCK_ELEMENTS = 2**17  # elements per temporary block (1 MiB of float64: it stays in cache, no page faults)
@@ -48,6 +64,18 @@ class NeighborLists:
         self.sq_dist = sq_dist
         self.valid = valid
         self._full: dict[int, np.ndarray] = {}
+
+    def prefix(self, m: int) -> NeighborLists:
+        """The first ``m`` entries of every row's list (valid where these were); whole rows are shared."""
+        if m >= self.index.shape[1]:
+            return self
+        out = NeighborLists(self.x, self.codes, self.index[:, :m], self.sq_dist[:, :m], np.minimum(self.valid, m))
+        out._full = self._full
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.x.nbytes + self.codes.nbytes + self.index.nbytes + self.sq_dist.nbytes)
 
     def full(self, i: int) -> np.ndarray:
         """Every row, in the exact order of row ``i``'s neighbours (computed once per row)."""
@@ -103,6 +131,39 @@ def neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     # a non-candidate's exact distance is > bound − tol: candidates strictly below that precede all of them
     valid = (exact < (bound - tol)[:, None]).sum(axis=1)
     return NeighborLists(x, codes, index, exact, valid.astype(np.int64))
+
+
+_shared: OrderedDict[tuple, NeighborLists] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(a).view(np.uint8), digest_size=16).hexdigest()
+
+
+def shared_neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
+    """:func:`neighbor_lists` of ``x`` and ``codes``, remembered in this process by their content (module
+    docstring): the first ``min(m, n)`` neighbours of every row, from a list of at least
+    :data:`SHARED_MIN_LIST`."""
+    n = x.shape[0]
+    m = max(1, min(int(m), n))
+    key = (x.shape, x.dtype.str, _digest(x), codes.dtype.str, _digest(codes))
+    with _shared_lock:
+        hit = _shared.get(key)
+        if hit is not None and hit.index.shape[1] >= m:
+            _shared.move_to_end(key)
+            return hit.prefix(m)
+    x, codes = x.copy(), codes.copy()  # the remembered lists must not see a caller's later in-place change
+    x.flags.writeable = codes.flags.writeable = False
+    lists = neighbor_lists(x, codes, max(m, SHARED_MIN_LIST))
+    with _shared_lock:
+        _shared[key] = lists
+        _shared.move_to_end(key)
+        while len(_shared) > 1 and sum(v.nbytes for v in _shared.values()) > SHARED_BYTES:
+            _shared.popitem(last=False)
+        if lists.nbytes > SHARED_BYTES:
+            _shared.pop(key, None)
+    return lists.prefix(m)
 
 
 def others(lists: NeighborLists, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from ._inputs import (
     check_random_state,
     encode_labels,
 )
-from ._neighbors import NeighborLists, neighbor_lists, others
+from ._neighbors import NeighborLists, others, shared_neighbor_lists
 
 __all__ = ["knn_accuracy", "knn_accuracy_resampled", "linear_probe_accuracy", "loo_neighbors", "knn_loo_predictions"]
 
@@ -30,7 +30,7 @@ def loo_neighbors(x: np.ndarray, k: int, codes: np.ndarray | None = None) -> tup
     ordered by ``codes`` (label codes, when given), then by row — the exact order of ``_neighbors``.
     """
     codes = np.zeros(x.shape[0], dtype=np.int64) if codes is None else codes
-    idx, sq_dist = others(neighbor_lists(x, codes, k + 1 + _SLACK), k)
+    idx, sq_dist = others(shared_neighbor_lists(x, codes, k + 1 + _SLACK), k)
     return np.sqrt(sq_dist), idx
 
 
@@ -83,7 +83,7 @@ def knn_accuracy(features, labels, *, k: int = 5) -> float:
     x = as_numpy_matrix(features, "features")
     enc = encode_labels(labels, x.shape[0])
     k = min(check_positive_int(k, "k"), x.shape[0] - 1)
-    lists = neighbor_lists(x, enc.codes, k + 1 + _SLACK)
+    lists = shared_neighbor_lists(x, enc.codes, k + 1 + _SLACK)
     counts = np.ones(x.shape[0], dtype=np.int64)
     return _weighted_knn_accuracy(lists, counts, k, enc.n_classes)
 
@@ -106,7 +106,7 @@ def knn_accuracy_resampled(features, labels, *, k: int = 5) -> Callable[[np.ndar
     x = as_numpy_matrix(features, "features")
     enc = encode_labels(labels, x.shape[0])
     k = check_positive_int(k, "k")
-    lists = neighbor_lists(x, enc.codes, _RESAMPLED_LIST)
+    lists = shared_neighbor_lists(x, enc.codes, _RESAMPLED_LIST)
 
     def kernel(counts: np.ndarray) -> float:
         counts = check_counts(counts, x.shape[0])
