@@ -20,6 +20,7 @@ from ._inputs import (
     stratified_subsample,
 )
 from ._linalg import class_sums
+from ._pot import pot_result_warnings_ignored
 from .leep import SubsampleWarning
 from .logme import ConvergenceWarning
 
@@ -143,8 +144,7 @@ def otce_components(
     cost = ot.dist(xs, xt, metric="sqeuclidean")
     a = np.full(xs.shape[0], 1.0 / xs.shape[0])
     b = np.full(xt.shape[0], 1.0 / xt.shape[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # POT's own "numItermax reached" warning: checked below
+    with pot_result_warnings_ignored():  # read back from the log below
         plan, log = ot.emd(a, b, cost, numItermax=max_iter, log=True)
     if log.get("warning"):
         warnings.warn(f"otce: exact OT did not reach optimality: {log['warning']} (raise max_iter)",

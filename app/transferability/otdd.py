@@ -20,6 +20,7 @@ from ._inputs import (
     encode_labels,
     stratified_subsample,
 )
+from ._pot import pot_result_warnings_ignored
 from ._sinkhorn import log_sinkhorn, log_sinkhorn_symmetric
 from .leep import SubsampleWarning
 from .logme import ConvergenceWarning
@@ -38,8 +39,7 @@ def _exact_outer(cost: torch.Tensor) -> float:
     c = cost.detach().cpu().numpy()
     a = np.full(c.shape[0], 1.0 / c.shape[0])
     b = np.full(c.shape[1], 1.0 / c.shape[1])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # POT's "numItermax reached": checked below
+    with pot_result_warnings_ignored():  # read back from the log below
         value, log = ot.emd2(a, b, c, numItermax=max(10_000_000, 50 * c.size), log=True, check_marginals=False)
     if log.get("warning"):
         warnings.warn(f"otdd: exact OT did not reach optimality: {log['warning']}", ConvergenceWarning,

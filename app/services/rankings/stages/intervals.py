@@ -15,7 +15,6 @@ they are the same rows every time.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from app.db.score_cache import SqlScoreCache, rows_digest
 from app.db.session import unit_of_work
 from app.ranking import bootstrap_resamples, intervals_from_replicates
 from app.services.rankings.inputs import RankingInputs
+from app.services.rankings.recorded_warnings import recorded_warnings
 from app.services.rankings.score_keys import ScoreKeys, metric_params
 from app.services.rankings.stages.score import metric_value
 
@@ -137,8 +137,7 @@ class _Kernel:
         """(value, details) on one resample, as :func:`metric_value` reports them."""
         if self.fn is None:
             return None, {**self.details, "error": self.error}
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with recorded_warnings() as caught:
             try:
                 v = self.fn(counts)
             except ValueError as exc:
@@ -156,8 +155,7 @@ def _prepare(name: str, task_type: str, seed: int, **data: Any) -> _Kernel:
     from app.transferability import resampled_kernel
 
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         try:
             fn = resampled_kernel(name, task_type=task_type, **metric_params(name, seed), **data)
         except ValueError as exc:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +47,7 @@ from app.db.upsert import upsert_many
 from app.runtime import Runtime
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.plan import DIFFICULTY_PREFIX
+from app.services.rankings.recorded_warnings import recorded_warnings
 from app.services.rankings.score_keys import ScoreKeys, metric_params
 from app.services.rankings.stages.score_tasks import (
     Task,
@@ -66,8 +66,7 @@ def metric_value(name: str, task_type: str, seed: int, **data: Any) -> tuple[flo
     the metric raised (non-convergence, subsampling) are kept in the details."""
     from app.transferability import score
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught:
         try:
             value = score(name, task_type=task_type, **metric_params(name, seed), **data)
         except ValueError as exc:  # degenerate input for this metric: record why, keep the job going
