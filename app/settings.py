@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     executor: ExecutorKind = ExecutorKind.local
     worker_threads: int = Field(default=2, ge=1, le=64, description="Jobs run at once by the local executor "
                                 "(more than one, so a long probe job never blocks a short job behind it).")
+    unit_threads: int = Field(default=0, ge=0, le=64, description="Units of one stage the local executor "
+                              "runs at once where they may share the process (the score stage's; embedding "
+                              "and probe units parallelise inside and run one at a time); 0 = one per CPU "
+                              "core, at most 8.")
     run_worker_in_api: bool = Field(
         default=True, description="Run the local executor inside the API process."
     )
@@ -165,14 +169,20 @@ class Settings(BaseSettings):
         return self.api_workers or max(os.cpu_count() or 1, 1)
 
     @property
+    def unit_thread_count(self) -> int:
+        """Threads the local executor's unit runner uses (``unit_threads``, 0 meaning one per core up to 8)."""
+        return self.unit_threads or min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count() or 1, 1), 8)
+
+    @property
     def db_pool_capacity(self) -> int:
         """Connections one process may need at once: every admitted request, every request thread (health
         checks and key checks open a session in one), every thread of asyncio's default executor (event
-        streams poll the job in one), three per job thread, and a margin — so a thread never waits for a
+        streams poll the job in one), three per job thread and one per unit thread of each, and a margin — so a thread never waits for a
         connection held by a request that waits for a thread."""
         asyncio_default_executor = min(32, (os.cpu_count() or 1) + 4)
         return (self.api_max_concurrent_requests + self.api_threads + asyncio_default_executor
-                + 3 * self.worker_threads + 4)
+                + self.worker_threads * (3 + self.unit_thread_count) + 4)
 
     @property
     def is_sqlite(self) -> bool:

@@ -60,8 +60,9 @@ class RayUnitRunner:
         self.executor = executor
 
     def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
-            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
-        import ray
+            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None,
+            shared_process: bool = False) -> list[Any]:
+        import ray  # every unit is a task of its own (``shared_process`` changes nothing here)
 
         settings = self.executor.runtime.settings
         wants_gpu = bool(resources and resources.get("gpu"))

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Protocol
 
 from app.jobs import state
@@ -28,25 +29,61 @@ class JobCancelled(Exception):
 
 class UnitRunner(Protocol):
     def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
-            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
+            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None,
+            shared_process: bool = False) -> list[Any]:
         """Run ``unit(runtime, *a)`` for each ``a``; results in input order. ``on_done(n_done)`` reports
         progress; ``check_cancelled()`` raises to stop between units; ``resources`` asks for accelerators
-        (``{"gpu": 1.0}``) where the runner can place units."""
+        (``{"gpu": 1.0}``) where the runner can place units; ``shared_process`` says the units may run at
+        the same time in one process (numpy work that does not parallelise inside; units that run torch
+        models do, and leave it False)."""
 
 
 class InlineUnitRunner:
-    """Runs units one after the other in the calling thread (the local executor)."""
+    """Runs units in this process (the local executor): one after the other in the calling thread or, for
+    a stage whose units may share the process, on ``threads`` threads with BLAS limited to one thread each
+    (parallel units instead of parallel products: the numpy and LAPACK calls of the metrics release the
+    GIL). Cancellation is checked before each unit starts; a unit's error stops the stage once the running
+    units have finished."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, threads: int | None = None) -> None:
         self.runtime = runtime
+        self.threads = runtime.settings.unit_thread_count if threads is None else threads
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def map(self, unit: Unit, args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
-            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None) -> list[Any]:
-        results = []
-        for i, a in enumerate(args):
-            check_cancelled()
-            results.append(unit(self.runtime, *a))
-            on_done(i + 1)
+            check_cancelled: Callable[[], None], resources: dict[str, float] | None = None,
+            shared_process: bool = False) -> list[Any]:
+        if not shared_process or self.threads == 1 or len(args) < 2:
+            results = []
+            for i, a in enumerate(args):
+                check_cancelled()
+                results.append(unit(self.runtime, *a))
+                on_done(i + 1)
+            return results
+        from app.transferability import single_thread_blas
+
+        results: list[Any] = [None] * len(args)
+        pending: dict[Future, int] = {}
+        queue = list(enumerate(args))[::-1]
+        done = 0
+        with single_thread_blas(), ThreadPoolExecutor(max_workers=self.threads,
+                                                      thread_name_prefix="tscout-unit") as pool:
+            try:
+                while queue or pending:
+                    while queue and len(pending) < self.threads:
+                        check_cancelled()
+                        i, a = queue.pop()
+                        pending[pool.submit(unit, self.runtime, *a)] = i
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        results[pending.pop(future)] = future.result()  # a unit's error ends the stage
+                        done += 1
+                    on_done(done)
+            except BaseException:
+                queue.clear()
+                wait(pending)  # the running units finish (a thread cannot be stopped); none starts
+                raise
         return results
 
 
@@ -93,11 +130,13 @@ class JobContext:
             raise JobCancelled(str(self.job_id))
 
     def stage(self, name: str, unit: Unit, args: Sequence[tuple[Any, ...]],
-              resources: dict[str, float] | None = None) -> list[Any]:
-        """Run one stage's units through the runner, reporting ``name`` progress as they finish."""
+              resources: dict[str, float] | None = None, shared_process: bool = False) -> list[Any]:
+        """Run one stage's units through the runner, reporting ``name`` progress as they finish
+        (``resources`` and ``shared_process`` as in :meth:`UnitRunner.map`)."""
         self.progress(name, 0, len(args))
         return self.units.map(unit, args, on_done=lambda d: self.progress(name, d, len(args)),
-                              check_cancelled=self.check_cancelled, resources=resources)
+                              check_cancelled=self.check_cancelled, resources=resources,
+                              shared_process=shared_process)
 
 
 Handler = Callable[[JobContext], None]

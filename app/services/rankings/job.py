@@ -35,7 +35,8 @@ def run_ranking_job(ctx: JobContext) -> None:
     ctx.check_cancelled()
     alive = [b for b in plan.backbones if b not in failed]
     failures.check_survivors(alive, failed)
-    failed |= failures.collect(ctx.stage("score", failures.guarded_score_unit, [(plan.job_id, b) for b in alive]))
+    failed |= failures.collect(ctx.stage("score", failures.guarded_score_unit, [(plan.job_id, b) for b in alive],
+                                         shared_process=True))
     ctx.check_cancelled()
     alive = [b for b in alive if b not in failed]
     failures.check_survivors(alive, failed)
