@@ -199,6 +199,12 @@ class StoredDataset:
             raise ValueError(f"sample {i} is truncated in the stored dataset")
         return data
 
+    def close(self) -> None:
+        """Close the samples file this process opened (it reopens on the next read)."""
+        if self._fh is not None and self._fh_pid == os.getpid():
+            self._fh.close()
+        self._fh, self._fh_pid = None, None
+
     def text(self, i: int) -> str:
         return self.sample_bytes(i).decode("utf-8")
 

@@ -25,6 +25,15 @@ from app.runtime import Runtime
 log = logging.getLogger("tscout.executor")
 
 
+def _preload() -> None:
+    from app.transferability import preload
+
+    try:
+        preload()
+    except Exception:  # pragma: no cover - an import that fails here fails again, visibly, in the job
+        log.exception("preloading the metrics' libraries failed")
+
+
 class LocalExecutor:
     def __init__(self, runtime: Runtime, handlers: Handlers, *, poll_seconds: float = 1.0) -> None:
         self.runtime = runtime
@@ -38,6 +47,8 @@ class LocalExecutor:
 
     def start(self) -> None:
         self.reconcile()
+        # the metrics' lazily imported libraries load beside the service's start, not in the first job
+        threading.Thread(target=_preload, name="tscout-preload", daemon=True).start()
         for i in range(self.runtime.settings.worker_threads):
             t = threading.Thread(target=self._loop, name=f"tscout-worker-{i}", daemon=True)
             t.start()

@@ -58,6 +58,7 @@ from .registry import (
     default_metrics,
     far_domain_metric,
     get_metric,
+    preload,
     resampled_kernel,
     score,
     similarity_metrics,
@@ -70,6 +71,7 @@ from .similarity import frechet_distance, mmd, proxy_a_distance
 from .transrate import transrate
 
 __all__ = [
+    "preload",
     "logme",
     "leep",
     "nce",

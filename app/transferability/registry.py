@@ -569,3 +569,19 @@ def _call_arguments(spec: MetricSpec, task_type: str, params: Mapping[str, Any],
     if task_type != CLASSIFICATION:
         kwargs = {**spec.target_kwargs, **kwargs}
     return args, kwargs
+
+
+#: the libraries metrics import on first use (kept out of ``import app.transferability``, which the API
+#: process and the CLI pay for): POT for the optimal-transport metrics, scikit-learn's estimators
+LAZY_IMPORTS = ("ot", "sklearn.decomposition", "sklearn.discriminant_analysis", "sklearn.exceptions",
+                "sklearn.linear_model", "sklearn.mixture", "sklearn.model_selection", "sklearn.pipeline",
+                "sklearn.preprocessing")
+
+
+def preload() -> None:
+    """Import :data:`LAZY_IMPORTS` now (about 0.5 s, most of it POT), so that a worker's first job does not
+    pay for them inside its score stage; the executors call it when they start."""
+    import importlib
+
+    for name in LAZY_IMPORTS:
+        importlib.import_module(name)

@@ -46,6 +46,11 @@ class RankingInputs:
         with runtime.sessions() as session:
             return cls(runtime, load_plan(session, job_id))
 
+    def close(self) -> None:
+        """Release the target's open samples file, if reading images opened it."""
+        if "stored" in self.__dict__:
+            self.stored.close()
+
     # -- the target --------------------------------------------------------------------------------------
     @cached_property
     def stored(self) -> StoredDataset:

@@ -13,9 +13,16 @@ from app.services.rankings.inputs import RankingInputs
 
 def embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[str, Any]:
     """Embed the target's train split with one backbone at the job's layers (cache-aware)."""
+    inputs = RankingInputs.load(runtime, job_id)
+    try:
+        return _embed(inputs, backbone_id)
+    finally:
+        inputs.close()  # the samples file the forward passes read
+
+
+def _embed(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
     from app.transferability import METRICS
 
-    inputs = RankingInputs.load(runtime, job_id)
     if inputs.plan.is_features:  # a feature set: nothing to embed; reading it checks it still aligns
         layers = inputs.layers(backbone_id)
         return {"backbone": backbone_id, "rows": int(len(inputs.embeddings(backbone_id, layers)[layers[0]])),
