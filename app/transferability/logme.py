@@ -209,7 +209,8 @@ def logme_resampled(features, labels=None, *, regression: bool = False, tol: flo
 
         return materialised
 
-    def kernel(counts: np.ndarray) -> float:
+    def prepared(counts: np.ndarray):
+        """(σ, p², ‖t‖², N) of one resample: everything before the fixed point."""
         drawn = drawn_rows(counts, None if enc is None else enc.codes, n_rows, classes=None if enc is None
                            else enc.classes)
         x, w, n = f[drawn.rows], drawn.weights, drawn.n
@@ -232,17 +233,72 @@ def logme_resampled(features, labels=None, *, regression: bool = False, tol: flo
             ut = (u.T @ (root[:, None] * tr) if regression
                   else class_sums(u, drawn.codes, drawn.n_classes, weights=root).T)
             sigma, p2 = _from_outer(s, ut, n, d, thuml=False)
+        return sigma, p2, t2, n
+
+    def kernel(counts: np.ndarray) -> float:
+        sigma, p2, t2, n = prepared(counts)
         return float(_full_d_fixed_point(sigma, p2, t2, n, tol=float(tol), max_iter=int(max_iter)).mean())
 
+    def batch(many) -> list[tuple[float | None, str | None, list[str]]]:
+        """``kernel`` on many resamples at once, ``(value, error, warnings)`` each: the fixed points of all
+        their columns run as one iteration (a column's iterates are its own, so each value is the one
+        ``kernel`` returns; the per-iteration overhead is paid once instead of once per resample)."""
+        out: list = [None] * len(many)
+        groups: dict[int, list] = {}
+        for j, counts in enumerate(many):
+            try:
+                sigma, p2, t2, n = prepared(counts)
+            except ValueError as exc:
+                out[j] = (None, str(exc), [])
+                continue
+            groups.setdefault(sigma.shape[0], []).append((j, sigma, p2, t2, n))
+        for items in groups.values():
+            widths = [p2.shape[1] for _, _, p2, _, _ in items]
+            sig = np.concatenate([np.broadcast_to(sg[:, None], p2.shape) for _, sg, p2, _, _ in items], axis=1)
+            p2s = np.concatenate([p2 for _, _, p2, _, _ in items], axis=1)
+            t2s = np.concatenate([t2 for _, _, _, t2, _ in items])
+            ns = np.concatenate([np.full(w, float(n)) for w, (_, _, _, _, n) in zip(widths, items, strict=True)])
+            s_max = np.concatenate([np.full(w, sg.max() if sg.size else 1.0)
+                                    for w, (_, sg, _, _, _) in zip(widths, items, strict=True)])
+            evidence, unconverged = _fixed_point_columns(sig, p2s, t2s, ns, s_max, tol=float(tol),
+                                                         max_iter=int(max_iter))
+            bounds = np.cumsum([0, *widths])
+            for (j, *_), lo, hi in zip(items, bounds[:-1], bounds[1:], strict=True):
+                missed = int(((unconverged >= lo) & (unconverged < hi)).sum())
+                notes = [_unconverged_message(missed, int(hi - lo), float(tol), int(max_iter))] if missed else []
+                out[j] = (float(evidence[lo:hi].mean()), None, notes)
+        return out
+
+    kernel.batch = batch  # type: ignore[attr-defined]
     return kernel
 
 
 def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):
     """MacKay fixed point on all columns at once; returns the full-D evidence / N per column."""
     k_cols = p2.shape[1]
+    s_max = sigma.max() if sigma.size else 1.0
+    evidence, unconverged = _fixed_point_columns(np.broadcast_to(sigma[:, None], p2.shape), p2, t2,
+                                                 np.full(k_cols, float(n)), np.full(k_cols, s_max),
+                                                 tol=tol, max_iter=max_iter)
+    if unconverged.size:
+        warnings.warn(_unconverged_message(unconverged.size, k_cols, tol, max_iter), ConvergenceWarning,
+                      stacklevel=3)
+    return evidence
+
+
+def _unconverged_message(count: int, k_cols: int, tol: float, max_iter: int) -> str:
+    return (f"LogME: {count} of {k_cols} column(s) did not converge in max_iter={max_iter} iterations "
+            f"(tol={tol}); the returned evidence is that of the last iterate")
+
+
+def _fixed_point_columns(sig, p2, t2, n, s_max, *, tol, max_iter):
+    """The fixed point of independent columns, each with its own eigenvalues ``sig[:, j]`` (k, K), sample
+    count ``n[j]`` and largest eigenvalue ``s_max[j]`` — the columns of several resamples solved together.
+    A column's iterates depend on that column alone, so they are those of the column solved by itself.
+    Returns the evidence / N per column and the indices of the columns that did not converge."""
+    k_cols = p2.shape[1]
     # Out-of-span residual: the part of t orthogonal to the column space of F.
     r0 = np.maximum(t2 - p2.sum(axis=0), 0.0)
-    s_max = sigma.max() if sigma.size else 1.0
     # Tiny scale-aware floors keep α, β finite when the evidence is maximised at the boundary
     # (a perfect fit drives β → ∞); they are 1e-12 relative and do not move interior optima.
     eps_r = 1e-12 * t2
@@ -250,34 +306,27 @@ def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):
     alpha = np.ones(k_cols)
     beta = np.ones(k_cols)
     active = np.arange(k_cols)
-    sig = sigma[:, None]
     for _ in range(max_iter):
         if active.size == 0:
             break
         a, b = alpha[active], beta[active]
         lam = a / b
         pa = p2[:, active]
-        denom = sig + lam[None, :]
-        gamma = (sig / denom).sum(axis=0)
-        m2 = (sig * pa / denom**2).sum(axis=0)
+        sa = sig[:, active]
+        denom = sa + lam[None, :]
+        gamma = (sa / denom).sum(axis=0)
+        m2 = (sa * pa / denom**2).sum(axis=0)
         res2 = ((lam[None, :] / denom) ** 2 * pa).sum(axis=0) + r0[active]
         a_new = gamma / (m2 + eps_m[active])
-        b_new = (n - gamma) / (res2 + eps_r[active])
+        b_new = (n[active] - gamma) / (res2 + eps_r[active])
         alpha[active], beta[active] = a_new, b_new
         done = np.abs(a_new / b_new - lam) <= tol * lam
         active = active[~done]
-    if active.size:
-        warnings.warn(
-            f"LogME: {active.size} of {k_cols} column(s) did not converge in max_iter={max_iter} "
-            f"iterations (tol={tol}); the returned evidence is that of the last iterate",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
     lam = alpha / beta
     denom = sig + lam[None, :]
     m2 = (sig * p2 / denom**2).sum(axis=0)
     res2 = ((lam[None, :] / denom) ** 2 * p2).sum(axis=0) + r0
-    k = sigma.shape[0]
+    k = sig.shape[0]
     # log|αI_D + βFᵀF| = Σ_k log(α + βσ_i) + (D − k) log α; the D log α terms cancel to k/2 log α.
     logdet_k = k * np.log(beta) + np.log(denom).sum(axis=0)
     evidence = (
@@ -288,7 +337,7 @@ def _full_d_fixed_point(sigma, p2, t2, n, *, tol, max_iter):
         - alpha / 2.0 * m2
         - n / 2.0 * math.log(2 * math.pi)
     )
-    return evidence / n
+    return evidence / n, active
 
 
 def _thuml_fixed_point(sigma, p2, t2, n, d):

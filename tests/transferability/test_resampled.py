@@ -9,6 +9,7 @@ from conftest import make_classification, make_probs
 
 from app.transferability import METRICS, knn_accuracy, resampled_kernel, score
 from app.transferability._neighbors import _sq_dist, full_row, neighbor_lists
+from app.transferability.logme import ConvergenceWarning
 
 KERNEL_METRICS = sorted(name for name, spec in METRICS.items() if spec.resampled is not None)
 
@@ -140,6 +141,32 @@ def test_logme_regression_kernel():
         idx = np.sort(rng.integers(0, 70, 70))
         want = score("logme", task_type="regression", features=f[idx], targets=t[idx])
         assert kernel(np.bincount(idx, minlength=70)) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n", "d"), [(60, 4), (12, 20)])  # FᵀF and, with fewer rows than features, FFᵀ
+def test_logme_batch_equals_the_kernel_one_resample_at_a_time(n, d):
+    rng = np.random.default_rng(8)
+    y = np.repeat([0, 1, 2], n // 3)
+    f = rng.normal(size=(n, d)) + y[:, None]
+    kernel = resampled_kernel("logme", features=f, labels=y)
+    many = [np.bincount(np.sort(rng.integers(0, n, n)), minlength=n) for _ in range(6)]
+    many.append(np.bincount(np.flatnonzero(y != 2), minlength=n))  # a class missing: fewer columns
+    many.append(np.bincount(np.flatnonzero(y == 0), minlength=n))  # one class: refused
+    out = kernel.batch(many)
+    for counts, (value, error, notes) in zip(many[:-1], out[:-1], strict=True):
+        assert error is None and notes == []
+        assert value == kernel(counts)  # each column's iterates are its own: the same value
+    assert out[-1][0] is None and "at least 2 distinct classes" in out[-1][1]
+
+
+def test_logme_batch_reports_non_convergence_per_resample():
+    f, y = make_classification(n=40, d=4, c=2)
+    kernel = resampled_kernel("logme", features=f, labels=y, max_iter=1)
+    counts = np.ones(40, dtype=np.int64)
+    with pytest.warns(ConvergenceWarning) as single:
+        kernel(counts)
+    (value, error, notes), = kernel.batch([counts])
+    assert error is None and notes == [str(single[0].message)]
 
 
 def test_logme_thuml_variant_materialises():

@@ -75,6 +75,20 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
             kernels[(b, m, i)] = _prepare(m, plan.task_type, plan.seed, **data_of(b, m, i, None), **inputs.target())
         return kernels[(b, m, i)]
 
+    batched: dict[tuple[str, str, int, int], tuple[float | None, dict[str, Any], float]] = {}
+
+    def from_batch(b: str, m: str, i: int, r: int, kernel: _Kernel) -> tuple[float | None, dict[str, Any], float]:
+        """A kernel that evaluates many resamples at once does every replicate of (b, m, i) the cache lacks
+        the first time one is asked for: (value, details, seconds) each, the batch's time shared out."""
+        if (b, m, i, r) not in batched:
+            todo = [q for q in range(len(resamples)) if hits.get(wanted[(b, m, i, q)]) is None]
+            started = time.perf_counter() - kernel.take_prepare_seconds()
+            outcomes = kernel.values([counts[q] for q in todo])
+            seconds = (time.perf_counter() - started) / len(todo)
+            for q, (v, details) in zip(todo, outcomes, strict=True):
+                batched[(b, m, i, q)] = (v, details, seconds)
+        return batched.pop((b, m, i, r))
+
     def value(b: str, m: str, r: int) -> float:
         spec = METRICS[m]
         per_layer = []
@@ -88,7 +102,10 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
             else:
                 kernel = kernel_of(b, m, i) if spec.resampled is not None else None
                 started = time.perf_counter()
-                if kernel is None:
+                if kernel is not None and kernel.batches:
+                    v, details, seconds = from_batch(b, m, i, r, kernel)
+                    started = time.perf_counter() - seconds
+                elif kernel is None:
                     v, details = metric_value(m, plan.task_type, plan.seed, **data_of(b, m, i, resamples[r]),
                                               **inputs.target(resamples[r]))
                 else:
@@ -132,6 +149,31 @@ class _Kernel:
         """The set-up time, once (then 0)."""
         seconds, self._prepare_seconds = self._prepare_seconds, 0.0
         return seconds
+
+    @property
+    def batches(self) -> bool:
+        """Whether the kernel evaluates many resamples in one call (``fn.batch``, e.g. LogME's)."""
+        return self.fn is not None and hasattr(self.fn, "batch")
+
+    def values(self, many: list[np.ndarray]) -> list[tuple[float | None, dict[str, Any]]]:
+        """(value, details) on each of many resamples in one call of ``fn.batch``, as :meth:`value` reports
+        them one by one."""
+        with recorded_warnings() as caught:
+            outcomes = self.fn.batch(many)
+        shared = sorted({*self.details.get("warnings", []), *(str(w.message) for w in caught)})
+        out: list[tuple[float | None, dict[str, Any]]] = []
+        for v, error, notes in outcomes:
+            if error is not None:
+                out.append((None, {"error": error, "resampled_kernel": True}))
+                continue
+            details: dict[str, Any] = {"resampled_kernel": True}
+            if shared or notes:
+                details["warnings"] = sorted({*shared, *notes})
+            if not np.isfinite(v):
+                out.append((None, {**details, "error": f"non-finite value {v}"}))
+            else:
+                out.append((float(v), details))
+        return out
 
     def value(self, counts: np.ndarray) -> tuple[float | None, dict[str, Any]]:
         """(value, details) on one resample, as :func:`metric_value` reports them."""
