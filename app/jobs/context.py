@@ -40,9 +40,9 @@ class UnitRunner(Protocol):
 
 class InlineUnitRunner:
     """Runs units in this process (the local executor): one after the other in the calling thread or, for
-    a stage whose units may share the process, on ``threads`` threads with BLAS limited to one thread each
-    (parallel units instead of parallel products: the numpy and LAPACK calls of the metrics release the
-    GIL). Cancellation is checked before each unit starts; a unit's error stops the stage once the running
+    a stage whose units may share the process, on ``threads`` threads with BLAS and torch's intra-op pool
+    at one thread (parallel units instead of parallel products: the numpy, LAPACK and torch calls of the
+    metrics release the GIL). Cancellation is checked before each unit starts; a unit's error stops the stage once the running
     units have finished."""
 
     def __init__(self, runtime: Runtime, threads: int | None = None) -> None:
@@ -61,13 +61,13 @@ class InlineUnitRunner:
                 results.append(unit(self.runtime, *a))
                 on_done(i + 1)
             return results
-        from app.transferability import single_thread_blas
+        from app.transferability import single_thread_compute
 
         results: list[Any] = [None] * len(args)
         pending: dict[Future, int] = {}
         queue = list(enumerate(args))[::-1]
         done = 0
-        with single_thread_blas(), ThreadPoolExecutor(max_workers=self.threads,
+        with single_thread_compute(), ThreadPoolExecutor(max_workers=self.threads,
                                                       thread_name_prefix="tscout-unit") as pool:
             try:
                 while queue or pending:

@@ -30,7 +30,7 @@ are never modified; results are deterministic for a given ``random_state``; labe
 values and are re-encoded to ``0..C-1`` in sorted order.
 """
 
-from ._linalg import single_thread_blas
+from ._linalg import single_thread_blas, single_thread_compute
 from .baselines import knn_accuracy, linear_probe_accuracy
 from .difficulty import TaskDifficulty, task_difficulty
 from .etran import etran_combine, etran_energy, etran_lda
@@ -124,6 +124,7 @@ __all__ = [
     "score",
     "resampled_kernel",
     "single_thread_blas",
+    "single_thread_compute",
     "default_metrics",
     "similarity_metrics",
     "subset_metric",

@@ -12,6 +12,7 @@ tridiagonalisation and factorisations synchronise per panel and collapse when th
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -35,24 +36,65 @@ def to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-_SINGLE_DEPTH = 0  # how many single_thread_blas contexts are open (the limit is process-wide)
+_lock = threading.Lock()
+_blas_users = 0  # open contexts that want one BLAS thread (the limit is process-wide)
+_torch_users = 0  # open single_thread_compute contexts (torch's intra-op pool is process-wide too)
+_blas_limiter = None
+_torch_threads = 0
+
+
+def _enter(torch_too: bool) -> None:
+    global _blas_users, _torch_users, _blas_limiter, _torch_threads
+    with _lock:
+        if _blas_users == 0:
+            _blas_limiter = _CONTROLLER.limit(limits=1, user_api="blas")
+        _blas_users += 1
+        if torch_too:
+            if _torch_users == 0:
+                _torch_threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+            _torch_users += 1
+
+
+def _leave(torch_too: bool) -> None:
+    global _blas_users, _torch_users, _blas_limiter
+    with _lock:
+        if torch_too:
+            _torch_users -= 1
+            if _torch_users == 0:
+                torch.set_num_threads(_torch_threads)
+        _blas_users -= 1
+        if _blas_users == 0 and _blas_limiter is not None:
+            _blas_limiter.restore_original_limits()
+            _blas_limiter = None
 
 
 @contextlib.contextmanager
 def single_thread_blas() -> Iterator[None]:
-    """Context manager limiting numpy's and scipy's OpenBLAS to one thread (nestable: inside an open one it
-    costs nothing — setting the limit queries every BLAS library, about a millisecond on a loaded machine,
-    which the many small calls of a bootstrap would pay each time)."""
-    global _SINGLE_DEPTH
-    if _SINGLE_DEPTH:
+    """Context manager limiting numpy's and scipy's OpenBLAS to one thread. The limit is process-wide and
+    counted: it is set when the first open context begins and lifted when the last one ends, whichever
+    threads they run in (inside an open one a context costs a lock — setting the limit queries every BLAS
+    library, about a millisecond on a loaded machine, which the many small calls of a bootstrap would pay
+    each time)."""
+    _enter(False)
+    try:
         yield
-        return
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
-        _SINGLE_DEPTH += 1
-        try:
-            yield
-        finally:
-            _SINGLE_DEPTH -= 1
+    finally:
+        _leave(False)
+
+
+@contextlib.contextmanager
+def single_thread_compute() -> Iterator[None]:
+    """:func:`single_thread_blas` and torch's intra-op pool at one thread, for units that run at the same
+    time on threads of one process (parallel units instead of parallel products: a thread pool per
+    product on every unit oversubscribes the cores). Process-wide and counted like the BLAS limit: a job
+    embedding on another worker thread meanwhile runs its forward passes on one thread too, on cores the
+    units keep busy."""
+    _enter(True)
+    try:
+        yield
+    finally:
+        _leave(True)
 
 
 def gram(x):

@@ -29,10 +29,13 @@ def _timed_unit(runtime, i: int) -> int:
     return i * i
 
 
-def _blas_unit(runtime, i: int) -> list[int]:
+def _blas_unit(runtime, i: int) -> tuple[list[int], int]:
+    import torch
     from threadpoolctl import threadpool_info
 
-    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+    time.sleep(0.05)
+    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}), \
+        torch.get_num_threads()
 
 
 @pytest.fixture
@@ -70,9 +73,43 @@ def test_other_stages_run_one_unit_at_a_time_in_the_calling_thread(runtime):
     assert out == [0, 1, 4] and STATE["peak"] == 1
 
 
-def test_blas_runs_one_thread_per_unit_while_units_share_the_process(runtime):
-    out, _ = _map(InlineUnitRunner(runtime, threads=2), _blas_unit, 2, shared_process=True)
-    assert out == [[1], [1]]
+def test_blas_and_torch_run_one_thread_per_unit_while_units_share_the_process(runtime):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out, _ = _map(InlineUnitRunner(runtime, threads=2), _blas_unit, 4, shared_process=True)
+        assert out == [([1], 1)] * 4
+        assert torch.get_num_threads() == 2  # restored when the stage ends
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_one_thread_limit_is_held_until_the_last_context_ends():
+    from threadpoolctl import threadpool_info
+
+    from app.transferability import single_thread_blas
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    outside = blas_threads()
+    entered, leave = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with single_thread_blas():
+            entered.set()
+            leave.wait(5)
+
+    with single_thread_blas():
+        t = threading.Thread(target=other)
+        t.start()
+        entered.wait(5)
+        leave.set()
+        t.join()  # a context of another thread began and ended inside this one: the limit stays
+        assert blas_threads() == {1}
+    assert blas_threads() == outside
 
 
 def test_a_failed_unit_ends_the_stage_and_no_further_unit_starts(runtime):
