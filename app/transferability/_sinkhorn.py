@@ -5,8 +5,8 @@ a meaningless plan (POT's ``method="sinkhorn"`` did, and ``otdd`` answered 0.0).
 annealed geometrically from the largest cost down to its target (ε-scaling, as geomloss does) so that small
 ε converges in a moderate number of iterations, and the iterates are kept in one of two equivalent forms:
 
-* **log domain** (GPU tensors): the dual potentials are updated with log-sum-exp, one exponential of the
-  n × m matrix per half-iteration;
+* **log domain** (GPU tensors, and CPU ones with ``form="log"``, the CPU path before the scaling form): the
+  dual potentials are updated with log-sum-exp, one exponential of the n × m matrix per half-iteration;
 * **scaling form with absorption** (CPU, numpy; Schmitzer 2019, §3): the potentials are split into
   absorbed parts ``F, G`` and scalings ``u = exp((f − F)/ε)``, ``v = exp((g − G)/ε)``; a half-iteration is
   one matrix–vector product with the stabilised kernel ``K = exp((F ⊕ G − C)/ε)``, and the scalings are
@@ -83,20 +83,30 @@ class SinkhornResult:
 
 
 class _LogDomain:
-    """Potentials ``f, g`` updated by log-sum-exp (any tensor type; the GPU path)."""
+    """Potentials ``f, g`` updated by log-sum-exp: in numpy for a CPU tensor (one work array, see
+    :class:`_Softmin`), in torch on its device otherwise."""
 
     def __init__(self, cost) -> None:
         n, m = cost.shape
-        self.cost, self.n, self.m = cost, n, m
+        self.n, self.m = n, m
         self.log_a, self.log_b = -math.log(n), -math.log(m)
-        self.f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
-        self.g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
+        if cost.device.type == "cpu":
+            self.cost = cost.detach().numpy()
+            rows, cols = _Softmin(self.cost), _Softmin(np.ascontiguousarray(self.cost.T))
+            self.softmin_f = lambda g, e: rows(g, e, self.log_b)  # over the columns of each row
+            self.softmin_g = lambda f, e: cols(f, e, self.log_a)  # over the rows of each column
+            self.f, self.g = np.zeros(n), np.zeros(m)
+        else:
+            self.cost = cost
+            self.softmin_f = lambda g, e: -e * _lse((g[None, :] - cost) / e + self.log_b, 1)
+            self.softmin_g = lambda f, e: -e * _lse((f[:, None] - cost) / e + self.log_a, 0)
+            self.f = torch.zeros(n, dtype=cost.dtype, device=cost.device)
+            self.g = torch.zeros(m, dtype=cost.dtype, device=cost.device)
 
     def update(self, e: float, w: float) -> None:
-        c = self.cost
-        g_new = -e * _lse((self.f[:, None] - c) / e + self.log_a, 0)
+        g_new = self.softmin_g(self.f, e)
         self.g = g_new if w == 1.0 else (1.0 - w) * self.g + w * g_new
-        f_new = -e * _lse((self.g[None, :] - c) / e + self.log_b, 1)
+        f_new = self.softmin_f(self.g, e)
         self.f = f_new if w == 1.0 else (1.0 - w) * self.f + w * f_new
 
     def _log_plan(self, e: float):
@@ -255,15 +265,23 @@ def log_sinkhorn(cost: torch.Tensor, eps: float, *, max_iter: int = 10_000, tol:
 
 
 class _SymmetricLogDomain:
-    """One potential ``f`` of the symmetric problem, averaged update by log-sum-exp (any tensor type)."""
+    """One potential ``f`` of the symmetric problem, averaged update by log-sum-exp (numpy on the CPU)."""
 
     def __init__(self, cost) -> None:
-        self.cost, self.n = cost, cost.shape[0]
+        self.n = cost.shape[0]
         self.log_a = -math.log(self.n)
-        self.f = torch.zeros(self.n, dtype=cost.dtype, device=cost.device)
+        if cost.device.type == "cpu":
+            self.cost = cost.detach().numpy()
+            softmin = _Softmin(self.cost)
+            self.t_map = lambda f, e: softmin(f, e, self.log_a)
+            self.f = np.zeros(self.n)
+        else:
+            self.cost = cost
+            self.t_map = lambda f, e: -e * _lse((f[None, :] - cost) / e + self.log_a, 1)
+            self.f = torch.zeros(self.n, dtype=cost.dtype, device=cost.device)
 
     def update(self, e: float) -> None:
-        self.f = 0.5 * (self.f - e * _lse((self.f[None, :] - self.cost) / e + self.log_a, 1))
+        self.f = 0.5 * (self.f + self.t_map(self.f, e))
 
     def _log_plan(self, e: float):
         return (self.f[:, None] + self.f[None, :] - self.cost) / e + 2.0 * self.log_a
