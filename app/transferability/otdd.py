@@ -1,7 +1,8 @@
 """OTDD: optimal-transport dataset distance between two labelled samples (lower means closer).
 
-The outer entropic problems are solved by the log-domain Sinkhorn of ``_sinkhorn`` (no ε underflows);
-the inner class-to-class distances by exact OT (POT ``emd2``) or in closed form between Gaussians.
+The outer entropic problems are solved by the stabilised Sinkhorn of ``_sinkhorn`` (scaling form with
+absorption on the CPU, log domain on a GPU: no ε underflows); the inner class-to-class distances by exact
+OT (POT ``emd2``) or in closed form between Gaussians.
 """
 
 from __future__ import annotations
@@ -122,9 +123,9 @@ def otdd(
     them (``inner="gaussian"``, Bures–Wasserstein, biased covariances). The outer problem is the debiased
     Sinkhorn divergence :math:`S_\varepsilon(P,Q) = OT_\varepsilon(P,Q) - \tfrac12 OT_\varepsilon(P,P) -
     \tfrac12 OT_\varepsilon(Q,Q)`, :math:`OT_\varepsilon` the transport cost :math:`\langle\pi_\varepsilon,
-    C\rangle` of the entropic plan, solved in the log domain with ε-scaling and over-relaxation (no ε
-    underflows, small ε converges) until the L1 error of the marginals is at most ``tol``. A dataset's
-    distance to itself is 0. Source and target classes are distinct labels even when their values coincide.
+    C\rangle` of the entropic plan, solved by stabilised Sinkhorn (scaling form with absorption on the CPU)
+    with ε-scaling and over-relaxation (no ε underflows, small ε converges) until the L1 error of the
+    marginals is at most ``tol``. A dataset's distance to itself is 0. Source and target classes are distinct labels even when their values coincide.
 
     ``convention="otdd"`` (default) is the convention of ``microsoft/otdd: DatasetDistance`` (p = 2,
     ``entreg=0.1``, ``debiased_loss=True``): ground cost :math:`\tfrac12(\|x-x'\|^2 + W_2^2)` (geomloss's
@@ -187,7 +188,7 @@ def otdd(
     .. [2] Feydy et al. "Interpolating between Optimal Transport and MMD using Sinkhorn Divergences",
        AISTATS 2019.
     .. [3] Schmitzer. "Stabilized Sparse Scaling Algorithms for Entropy Regularized Transport Problems",
-       SIAM J. Sci. Comput. 2019 (log-domain stabilisation, ε-scaling).
+       SIAM J. Sci. Comput. 2019 (absorption in the scaling form, log-domain stabilisation, ε-scaling).
 
     Examples
     --------
