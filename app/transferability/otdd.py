@@ -125,7 +125,8 @@ def otdd(
     \tfrac12 OT_\varepsilon(Q,Q)`, :math:`OT_\varepsilon` the transport cost :math:`\langle\pi_\varepsilon,
     C\rangle` of the entropic plan, solved by stabilised Sinkhorn (scaling form with absorption on the CPU)
     with ε-scaling and over-relaxation (no ε underflows, small ε converges) until the L1 error of the
-    marginals is at most ``tol``. A dataset's distance to itself is 0. Source and target classes are distinct labels even when their values coincide.
+    marginals is at most ``tol``. A dataset's distance to itself is 0. Source and target classes are distinct
+    labels even when their values coincide.
 
     ``convention="otdd"`` (default) is the convention of ``microsoft/otdd: DatasetDistance`` (p = 2,
     ``entreg=0.1``, ``debiased_loss=True``): ground cost :math:`\tfrac12(\|x-x'\|^2 + W_2^2)` (geomloss's
