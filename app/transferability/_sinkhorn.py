@@ -86,11 +86,11 @@ class _LogDomain:
     """Potentials ``f, g`` updated by log-sum-exp: in numpy for a CPU tensor (one work array, see
     :class:`_Softmin`), in torch on its device otherwise."""
 
-    def __init__(self, cost) -> None:
+    def __init__(self, cost, in_numpy: bool | None = None) -> None:
         n, m = cost.shape
         self.n, self.m = n, m
         self.log_a, self.log_b = -math.log(n), -math.log(m)
-        if cost.device.type == "cpu":
+        if cost.device.type == "cpu" if in_numpy is None else in_numpy:
             self.cost = cost.detach().numpy()
             rows, cols = _Softmin(self.cost), _Softmin(np.ascontiguousarray(self.cost.T))
             self.softmin_f = lambda g, e: rows(g, e, self.log_b)  # over the columns of each row
@@ -267,10 +267,10 @@ def log_sinkhorn(cost: torch.Tensor, eps: float, *, max_iter: int = 10_000, tol:
 class _SymmetricLogDomain:
     """One potential ``f`` of the symmetric problem, averaged update by log-sum-exp (numpy on the CPU)."""
 
-    def __init__(self, cost) -> None:
+    def __init__(self, cost, in_numpy: bool | None = None) -> None:
         self.n = cost.shape[0]
         self.log_a = -math.log(self.n)
-        if cost.device.type == "cpu":
+        if cost.device.type == "cpu" if in_numpy is None else in_numpy:
             self.cost = cost.detach().numpy()
             softmin = _Softmin(self.cost)
             self.t_map = lambda f, e: softmin(f, e, self.log_a)

@@ -46,6 +46,21 @@ def test_symmetric_scaling_form_equals_log_domain(n, seed, spread):
     assert scaled.cost == pytest.approx(log.cost, rel=1e-10, abs=1e-12)
 
 
+def test_the_torch_log_domain_of_the_gpu_path_equals_the_numpy_one(monkeypatch):
+    # the GPU's iterates are torch's log domain: run that code on CPU tensors against the numpy log domain
+    cost = _clustered_cost(40, 70, 0, 3.0)
+    x = np.random.default_rng(9).normal(size=(40, 4))
+    square = torch.from_numpy(0.5 * ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    in_numpy = log_sinkhorn(cost, 0.1, form="log"), log_sinkhorn_symmetric(square, 0.1, form="log")
+    log_domain, symmetric = _sinkhorn._LogDomain, _sinkhorn._SymmetricLogDomain
+    monkeypatch.setattr(_sinkhorn, "_LogDomain", lambda c: log_domain(c, in_numpy=False))
+    monkeypatch.setattr(_sinkhorn, "_SymmetricLogDomain", lambda c: symmetric(c, in_numpy=False))
+    in_torch = log_sinkhorn(cost, 0.1, form="log"), log_sinkhorn_symmetric(square, 0.1, form="log")
+    for a, b in zip(in_numpy, in_torch, strict=True):
+        assert a.n_iter == b.n_iter and a.converged and b.converged
+        assert b.cost == pytest.approx(a.cost, rel=1e-9)
+
+
 @pytest.mark.parametrize("form", ["log", "scaling"])
 @pytest.mark.parametrize("eps", [0.05, 0.3, 2.0])
 def test_two_point_closed_form(form, eps):
