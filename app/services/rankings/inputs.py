@@ -39,6 +39,7 @@ class RankingInputs:
         self.plan = plan
         self._specs: dict[str, BackboneSpec] = {}
         self._embeddings: dict[tuple[str, str], np.ndarray] = {}
+        self._scored: dict[tuple[str, str], np.ndarray] = {}
         self._head: dict[str, dict[str, np.ndarray] | None] = {}
 
     @classmethod
@@ -160,8 +161,14 @@ class RankingInputs:
         return np.asarray(candidate.features()[idx[train]], dtype=np.float32)
 
     def scored(self, backbone_id: str, layer: str) -> np.ndarray:
-        """The features of the scored rows at ``layer``."""
-        return np.asarray(self.embeddings(backbone_id, [layer])[layer])[self.rows]
+        """The features of the scored rows at ``layer``, gathered once per ``RankingInputs`` (read-only: every
+        metric of the unit reads the same array, and validating it as float64 copies it)."""
+        key = (backbone_id, layer)
+        if key not in self._scored:
+            array = np.asarray(self.embeddings(backbone_id, [layer])[layer])[self.rows]
+            array.flags.writeable = False
+            self._scored[key] = array
+        return self._scored[key]
 
     def head_outputs(self) -> list[str]:
         """The source-head outputs the plan's metrics read (:data:`~app.embeddings.HEAD_OUTPUTS`): the
