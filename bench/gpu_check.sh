@@ -4,7 +4,8 @@
 #   2. embeddings: bench/embeddings.py on the GPU, then on the CPU, side by side;
 #   3. metrics: bench/metrics.py with CUDA tensors, then with numpy arrays, on the metrics that compute on
 #      the device (each row's ratio is to the Gram matrix on the same device, timed in the same process);
-#   4. probes: bench/probes.py steps per second of each arm on the GPU, then on the CPU.
+#   4. the OTDD Sinkhorn: bench/sinkhorn.py, the log domain on the GPU against the scaling form on the CPU;
+#   5. probes: bench/probes.py steps per second of each arm on the GPU, then on the CPU.
 # Each part has its own time limit, writes its log to $OUT (the device tool brings that folder back) and a
 # failing part does not stop the next; the exit status says whether every part passed.
 #
@@ -60,9 +61,10 @@ part() {  # part NAME SECONDS COMMAND...: run one part with its limit, log to $O
 GPU_METRICS=(logme hscore hscore_shrinkage transrate sfda gbc leep frechet_distance mmd)
 part cuda_tests 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/transferability/test_registry.py
 part embed_gpu 75 python3 bench/embeddings.py --images 2000 --device cuda --resnet-size 224 --repeats 2
-part embed_cpu 75 python3 bench/embeddings.py --images 2000 --device cpu --resnet-size 224 --repeats 1 --cold-repeats 1
+part embed_cpu 60 python3 bench/embeddings.py --images 2000 --device cpu --resnet-size 224 --repeats 1 --cold-repeats 1
 part metrics_gpu 60 python3 bench/metrics.py --device cuda --only "${GPU_METRICS[@]}"
-part metrics_cpu 90 python3 bench/metrics.py --device cpu --only "${GPU_METRICS[@]}"
+part metrics_cpu 75 python3 bench/metrics.py --device cpu --only "${GPU_METRICS[@]}"
+part sinkhorn 30 python3 bench/sinkhorn.py --device cuda --problems 3 --repeats 1
 part probes_gpu 45 python3 bench/probes.py --device cuda --skip-verdicts --threads 4
 part probes_cpu 45 python3 bench/probes.py --device cpu --skip-verdicts --threads 4
 exit $failed
