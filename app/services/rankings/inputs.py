@@ -182,32 +182,52 @@ class RankingInputs:
     def source_head(self, backbone_id: str) -> dict[str, np.ndarray] | None:
         """The source head's outputs the plan reads, ``{output: (n_train, source_classes)}``, fetched (or
         computed, in one head pass) together; ``None`` when the backbone has no head."""
-        outputs = self.head_outputs()
-        if backbone_id in self._head or not outputs:
+        if backbone_id in self._head or not self.head_outputs():
             return self._head.get(backbone_id)
-        key = (self.plan.dataset_digest, backbone_id)
-        if backbone_id.startswith(FEATURES_PREFIX) or key in self.runtime.no_source_head:
+        self.embed(backbone_id, [])
+        return self._head.get(backbone_id)
+
+    def embed(self, backbone_id: str, layers: list[str]) -> None:
+        """The features at ``layers`` and the source head's outputs the plan reads, from the cache, with what
+        is missing of both computed in **one** forward pass (the embed stage's unit of work); a backbone
+        without a head gets its layers alone and no head outputs."""
+        if backbone_id.startswith(FEATURES_PREFIX):
             self._head[backbone_id] = None
-            return None
-        from app.embeddings.cache import source_head
+            if layers:
+                self.embeddings(backbone_id, layers)
+            return
+        outputs = [] if backbone_id in self._head else self.head_outputs()
+        key = (self.plan.dataset_digest, backbone_id)
+        if outputs and key in self.runtime.no_source_head:
+            self._head[backbone_id] = None
+            outputs = []
+        missing = [ly for ly in layers if (backbone_id, ly) not in self._embeddings]
+        if not missing and not outputs:
+            return
+        from app.embeddings.cache import embed_dataset
 
         def build(_spec: BackboneSpec) -> BackboneAdapter:  # called only on a cache miss
             built = self.adapter(backbone_id)
-            if not built.has_source_head:
+            if outputs and not built.has_source_head:
                 raise _NoSourceHead(backbone_id)
             return built
 
         try:
             with unit_of_work(self.runtime.sessions) as session:
-                got = source_head(SqlEmbeddingIndex(session), self.runtime.store, self.stored,
-                                  self.plan.dataset_digest, self.spec(backbone_id), outputs, "train",
-                                  adapter_factory=build, options=self._embed_options(),
-                                  locks=self.runtime.embedding_locks)
+                got = embed_dataset(SqlEmbeddingIndex(session), self.runtime.store, self.stored,
+                                    self.plan.dataset_digest, self.spec(backbone_id), missing + outputs, "train",
+                                    adapter_factory=build, options=self._embed_options(),
+                                    locks=self.runtime.embedding_locks)
         except _NoSourceHead:
             self.runtime.no_source_head.add(key)
-            got = None
-        self._head[backbone_id] = got
-        return got
+            self._head[backbone_id] = None
+            if missing:
+                self.embeddings(backbone_id, missing)
+            return
+        for ly in missing:
+            self._embeddings[(backbone_id, ly)] = got[ly]
+        if outputs:
+            self._head[backbone_id] = {name: got[name] for name in outputs}
 
     def source_probs(self, backbone_id: str) -> np.ndarray | None:
         """Source-head probabilities on the train split (LEEP/NCE/PACTran), or ``None`` when the backbone has

@@ -31,11 +31,15 @@ def calls(monkeypatch):
     resampled kernels included)."""
     seen: list[str] = []
     real_value, real_difficulty = score_stage.metric_value, score_stage.difficulty_value
-    real_kernel_value = intervals_stage._Kernel.value
+    real_kernel_value, real_kernel_values = intervals_stage._Kernel.value, intervals_stage._Kernel.values
 
     def counted_kernel_value(self, *args, **kwargs):
         seen.append(self.name)
         return real_kernel_value(self, *args, **kwargs)
+
+    def counted_kernel_values(self, many):  # a batching kernel (LogME's): one name per resample it evaluates
+        seen.extend([self.name] * len(many))
+        return real_kernel_values(self, many)
 
     def counted_value(name, *args, **kwargs):
         seen.append(name)
@@ -49,6 +53,7 @@ def calls(monkeypatch):
     monkeypatch.setattr(intervals_stage, "metric_value", counted_value)
     monkeypatch.setattr(score_stage, "difficulty_value", counted_difficulty)
     monkeypatch.setattr(intervals_stage._Kernel, "value", counted_kernel_value)
+    monkeypatch.setattr(intervals_stage._Kernel, "values", counted_kernel_values)
     return seen
 
 
@@ -122,3 +127,26 @@ def test_expensive_metrics_at_candidate_layers_and_similarity_at_the_chosen_one(
             assert all(table[backbone]["similarity"][m.split(".", 1)[1]] is not None for _, m in similarity)
     finally:
         runtime.close()
+
+
+def test_the_embed_stage_runs_one_forward_pass_per_backbone_for_layers_and_head(runtime, monkeypatch):
+    # LEEP reads the source head: its outputs come from the same pass as the layers' features
+    import app.embeddings.cache as cache
+    from app.embeddings.pipeline import SOURCE_PROBS
+
+    passes: list[list[str]] = []
+    real = cache.embed_samples
+
+    def counted(adapter, dataset, layers, **kwargs):
+        passes.append(list(layers))
+        return real(adapter, dataset, layers, **kwargs)
+
+    monkeypatch.setattr(cache, "embed_samples", counted)
+    job_id, _, rows = _run(runtime, BODY, image_zip(per_class=6))
+    inputs = RankingInputs.load(runtime, job_id)
+    assert len(passes) == len(TOY_ZOO)
+    for layers in passes:
+        assert SOURCE_PROBS in layers and len(set(layers) - {SOURCE_PROBS}) >= 1
+    assert {r.metric for r in rows if r.value is not None} >= {"leep", "logme"}
+    for backbone in TOY_ZOO:
+        assert inputs.source_probs(backbone) is not None

@@ -1,5 +1,6 @@
 """Stage 1, embed: every (backbone, layer) over the target's train split, into the content-addressed cache
-(a repeated question costs a lookup). The source head's outputs (softmax, logits) are cached too when a head metric is asked."""
+(a repeated question costs a lookup). The source head's outputs (softmax, logits) that the metrics read come from
+the same forward pass and are cached like layers."""
 
 from __future__ import annotations
 
@@ -21,15 +22,11 @@ def embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
 
 
 def _embed(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
-    from app.transferability import METRICS
-
     if inputs.plan.is_features:  # a feature set: nothing to embed; reading it checks it still aligns
         layers = inputs.layers(backbone_id)
         return {"backbone": backbone_id, "rows": int(len(inputs.embeddings(backbone_id, layers)[layers[0]])),
                 "cached": True}
     started = time.perf_counter()
     layers = inputs.layers(backbone_id)
-    inputs.embeddings(backbone_id, layers)
-    if any(METRICS[m].needs_source_head for m in inputs.plan.metrics):
-        inputs.source_head(backbone_id)
+    inputs.embed(backbone_id, layers)  # the layers and the head outputs the metrics read: one forward pass
     return {"backbone": backbone_id, "layers": layers, "seconds": time.perf_counter() - started}
