@@ -42,8 +42,8 @@ class InlineUnitRunner:
     """Runs units in this process (the local executor): one after the other in the calling thread or, for
     a stage whose units may share the process, on ``threads`` threads with BLAS and torch's intra-op pool
     at one thread (parallel units instead of parallel products: the numpy, LAPACK and torch calls of the
-    metrics release the GIL). Cancellation is checked before each unit starts; a unit's error stops the stage once the running
-    units have finished."""
+    metrics release the GIL). Cancellation is checked before each unit starts; a unit's error stops the
+    stage once the running units have finished."""
 
     def __init__(self, runtime: Runtime, threads: int | None = None) -> None:
         self.runtime = runtime

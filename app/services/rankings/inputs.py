@@ -132,20 +132,7 @@ class RankingInputs:
     def embeddings(self, backbone_id: str, layers: list[str]) -> dict[str, np.ndarray]:
         """``{layer: (n_train, d)}`` over the whole train split, from the content-addressed cache (computed on
         a miss), each layer loaded once per ``RankingInputs``."""
-        missing = [ly for ly in layers if (backbone_id, ly) not in self._embeddings]
-        if missing:
-            if backbone_id.startswith(FEATURES_PREFIX):
-                self._embeddings[(backbone_id, FEATURES_LAYER)] = self._feature_set(backbone_id)
-            else:
-                from app.embeddings.cache import embed_dataset
-
-                with unit_of_work(self.runtime.sessions) as session:
-                    got = embed_dataset(SqlEmbeddingIndex(session), self.runtime.store, self.stored,
-                                        self.plan.dataset_digest, self.spec(backbone_id), missing, "train",
-                                        adapter_factory=lambda _spec: self.adapter(backbone_id),
-                                        options=self._embed_options(), locks=self.runtime.embedding_locks)
-                for ly, array in got.items():
-                    self._embeddings[(backbone_id, ly)] = array
+        self.embed(backbone_id, layers, head=False)
         return {ly: self._embeddings[(backbone_id, ly)] for ly in layers}
 
     def _feature_set(self, backbone_id: str) -> np.ndarray:
@@ -187,21 +174,22 @@ class RankingInputs:
         self.embed(backbone_id, [])
         return self._head.get(backbone_id)
 
-    def embed(self, backbone_id: str, layers: list[str]) -> None:
-        """The features at ``layers`` and the source head's outputs the plan reads, from the cache, with what
-        is missing of both computed in **one** forward pass (the embed stage's unit of work); a backbone
-        without a head gets its layers alone and no head outputs."""
+    def embed(self, backbone_id: str, layers: list[str], *, head: bool = True) -> None:
+        """The features at ``layers`` and (with ``head``) the source head's outputs the plan reads, from the
+        cache, with what is missing of both computed in **one** forward pass (the embed stage's unit of
+        work); a backbone without a head gets its layers alone and no head outputs."""
+        missing = [ly for ly in layers if (backbone_id, ly) not in self._embeddings]
         if backbone_id.startswith(FEATURES_PREFIX):
-            self._head[backbone_id] = None
-            if layers:
-                self.embeddings(backbone_id, layers)
+            if missing:
+                self._embeddings[(backbone_id, FEATURES_LAYER)] = self._feature_set(backbone_id)
+            if head:
+                self._head[backbone_id] = None
             return
-        outputs = [] if backbone_id in self._head else self.head_outputs()
+        outputs = self.head_outputs() if head and backbone_id not in self._head else []
         key = (self.plan.dataset_digest, backbone_id)
         if outputs and key in self.runtime.no_source_head:
             self._head[backbone_id] = None
             outputs = []
-        missing = [ly for ly in layers if (backbone_id, ly) not in self._embeddings]
         if not missing and not outputs:
             return
         from app.embeddings.cache import embed_dataset
@@ -221,8 +209,7 @@ class RankingInputs:
         except _NoSourceHead:
             self.runtime.no_source_head.add(key)
             self._head[backbone_id] = None
-            if missing:
-                self.embeddings(backbone_id, missing)
+            self.embed(backbone_id, missing, head=False)
             return
         for ly in missing:
             self._embeddings[(backbone_id, ly)] = got[ly]
