@@ -144,9 +144,13 @@ def _digest(a: np.ndarray) -> str:
 def shared_neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborLists:
     """:func:`neighbor_lists` of ``x`` and ``codes``, remembered in this process by their content (module
     docstring): the first ``min(m, n)`` neighbours of every row, from a list of at least
-    :data:`SHARED_MIN_LIST`."""
+    :data:`SHARED_MIN_LIST`. An input whose lists would not fit in :data:`SHARED_BYTES` is not remembered
+    (nor hashed or copied)."""
     n = x.shape[0]
     m = max(1, min(int(m), n))
+    width = min(max(m, SHARED_MIN_LIST), n)
+    if x.nbytes + codes.nbytes + n * width * 16 > SHARED_BYTES:  # too large to keep: no digest, no copy
+        return neighbor_lists(x, codes, m)
     key = (x.shape, x.dtype.str, _digest(x), codes.dtype.str, _digest(codes))
     with _shared_lock:
         hit = _shared.get(key)
@@ -159,10 +163,8 @@ def shared_neighbor_lists(x: np.ndarray, codes: np.ndarray, m: int) -> NeighborL
     with _shared_lock:
         _shared[key] = lists
         _shared.move_to_end(key)
-        while len(_shared) > 1 and sum(v.nbytes for v in _shared.values()) > SHARED_BYTES:
+        while sum(v.nbytes for v in _shared.values()) > SHARED_BYTES:
             _shared.popitem(last=False)
-        if lists.nbytes > SHARED_BYTES:
-            _shared.pop(key, None)
     return lists.prefix(m)
 
 

@@ -128,6 +128,14 @@ class _LogDomain:
         return float((_exp(self._log_plan(e)) * self.cost).sum())
 
 
+def _kernel(f: np.ndarray, g: np.ndarray, cost: np.ndarray, e: float, out: np.ndarray) -> np.ndarray:
+    """The stabilised kernel ``exp((f ⊕ g − C)/e)`` written into ``out`` (one exponential, no temporaries)."""
+    np.add(f[:, None], g[None, :], out=out)
+    out -= cost
+    out /= e
+    return np.exp(out, out=out)
+
+
 class _Scaling:
     """The same iterates in scaling form with absorption (numpy): ``f = F + e·log u``, ``g = G + e·log v``,
     plan ``P = a·b·diag(u) K diag(v)`` with ``K = exp((F ⊕ G − C)/e)`` and uniform weights ``a = 1/n``,
@@ -160,11 +168,7 @@ class _Scaling:
         """``F, G ← f, g``; scalings 1; ``K`` rebuilt at ``e`` (in place: one exponential)."""
         self.F, self.G, self.e = f, g, e
         self.u, self.v = np.ones(self.n), np.ones(self.m)
-        k = self.kernel
-        np.add(f[:, None], g[None, :], out=k)
-        k -= self.cost
-        k /= e
-        np.exp(k, out=k)
+        _kernel(f, g, self.cost, e, self.kernel)
 
     def update(self, e: float, w: float) -> None:
         if e != self.e:
@@ -313,12 +317,8 @@ class _SymmetricScaling:
 
     def _absorb(self, f: np.ndarray, e: float) -> None:
         self.F, self.e, self.u = f, e, np.ones(self.n)
-        k = self.kernel if self.kernel is not None else np.empty_like(self.cost)
-        np.add(f[:, None], f[None, :], out=k)
-        k -= self.cost
-        k /= e
-        np.exp(k, out=k)
-        self.kernel = k
+        out = self.kernel if self.kernel is not None else np.empty_like(self.cost)
+        self.kernel = _kernel(f, f, self.cost, e, out)
 
     def update(self, e: float) -> None:
         if e != self.e:

@@ -76,3 +76,11 @@ def test_the_memo_keeps_within_its_byte_budget(monkeypatch):
         shared_neighbor_lists(*_data(seed=seed), 5)
     assert 1 <= len(_neighbors._shared) <= 3
     assert sum(v.nbytes for v in _neighbors._shared.values()) <= _neighbors.SHARED_BYTES
+
+
+def test_an_input_too_large_to_keep_is_neither_kept_nor_copied(monkeypatch):
+    x, y = _data(seed=3)
+    monkeypatch.setattr(_neighbors, "SHARED_BYTES", x.nbytes)  # its lists cannot fit
+    lists = shared_neighbor_lists(x, y, 11)
+    assert not _neighbors._shared and lists.x is x
+    np.testing.assert_array_equal(others(lists, 5)[0], others(neighbor_lists(x, y, 11), 5)[0])
