@@ -176,7 +176,10 @@ class Ranking(IdMixin, CreatedMixin, Base):
 
 
 class ProbeRun(IdMixin, CreatedMixin, Base):
-    """One short training run: job × backbone × arm × seed, with its learning curve.
+    """One short training run: job × backbone × arm × seed × rung, with its learning curve.
+
+    ``rung_steps`` is 0 for a run at the job's full step budget, else the short budget of the
+    successive-halving rung it ran in (``ProbeOptions.halving``): one seed can run at several budgets.
 
     ``reuse_key`` digests everything the run's result depends on (dataset, split, arm, weights or
     architecture, cut, recipe, seed): a later job whose unit has the same key copies the stored result
@@ -184,13 +187,14 @@ class ProbeRun(IdMixin, CreatedMixin, Base):
     """
 
     __tablename__ = "probe_runs"
-    __table_args__ = (UniqueConstraint("job_id", "backbone_id", "arm", "seed"),)
+    __table_args__ = (UniqueConstraint("job_id", "backbone_id", "arm", "seed", "rung_steps"),)
 
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     backbone_id: Mapped[str] = mapped_column(String(300), index=True)
     layer: Mapped[str] = mapped_column(String(200))
     arm: Mapped[str] = mapped_column(String(20))
     seed: Mapped[int] = mapped_column(Integer)
+    rung_steps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     metric: Mapped[float | None] = mapped_column(Float, default=None)
     steps: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)

@@ -23,7 +23,7 @@ keeps the family-wise error control of ``sequential``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 from app.backbones.base import BackboneAdapter
 from app.probes.budget import ProbeBudget
 from app.probes.data import ProbeData
-from app.probes.record import paired_evidence, verdict_records
+from app.probes.record import as_run, paired_evidence, verdict_records
 from app.probes.runner import DEFAULT_ARMS, ArmRun, ProbeResult, ReferenceArm, RunCache, run_probe
 from app.probes.sequential import CandidateLook, SequentialDesign, look
 from app.probes.types import VerdictRecord
@@ -98,7 +98,11 @@ class HalvingResult:
 
 def rung_schedule(n_candidates: int, steps: int, *, eta: int = 2, min_steps: int = 1,
                   final_candidates: int = 1) -> list[tuple[int, int]]:
-    """``[(steps, candidates), …]`` per rung: halve (by ``eta``) until ``final_candidates`` remain."""
+    """``[(steps, candidates), …]`` per rung: halve (by ``eta``) until ``final_candidates`` remain.
+
+    Budgets strictly grow: rungs that ``min_steps`` pushes to one budget would train the same runs again,
+    so the first of them keeps the next distinct budget's share instead (a harder cut); when ``min_steps``
+    reaches the full budget there is one rung, every candidate at ``steps``."""
     if n_candidates < 1 or final_candidates < 1 or eta < 2 or steps < 1 or min_steps < 1:
         raise ValueError(f"need n_candidates, final_candidates, steps, min_steps >= 1 and eta >= 2; got "
                          f"{n_candidates}, {final_candidates}, {steps}, {min_steps}, {eta}")
@@ -106,7 +110,15 @@ def rung_schedule(n_candidates: int, steps: int, *, eta: int = 2, min_steps: int
     while counts[-1] > final_candidates:
         counts.append(max(final_candidates, math.ceil(counts[-1] / eta)))
     last = len(counts) - 1
-    return [(min(steps, max(min_steps, steps // eta ** (last - r))), c) for r, c in enumerate(counts)]
+    rungs = [(min(steps, max(min_steps, steps // eta ** (last - r))), c) for r, c in enumerate(counts)]
+    out = [rungs[0]]
+    for budget, count in rungs[1:]:
+        if budget > out[-1][0]:
+            out.append((budget, count))
+    if len(out) == 1:
+        return [(steps, n_candidates)]
+    out[-1] = (steps, counts[-1])
+    return out
 
 
 def halving_step(looks: Mapping[str, CandidateLook], finetune_means: Mapping[str, float | None], *,
@@ -202,10 +214,10 @@ def successive_halving(candidates: Sequence[ProbeCandidate], *, design: Sequenti
         for cid in survivors:
             out.reached[cid] = steps
         if final:
-            rung = Rung(steps, list(survivors), _means(runs), list(survivors), dict(stopped))
+            rung = Rung(steps, list(survivors), arm_means(runs), list(survivors), dict(stopped))
             done = survivors
         else:
-            rung = halving_step(looks, _means(runs), keep=schedule[r + 1][1], steps=steps)
+            rung = halving_step(looks, arm_means(runs), keep=schedule[r + 1][1], steps=steps)
             done = list(rung.stopped)
             stopped = dict(rung.stopped)
         recs = verdict_records(runs, design, rounds=rounds, stopped=stopped, family_size=family)
@@ -235,9 +247,11 @@ def _run(cand: ProbeCandidate, arms: Sequence[str], seeds: list[int], budget: Pr
     return res
 
 
-def _means(runs: Mapping[str, Sequence[ArmRun]]) -> dict[str, float | None]:
+def arm_means(runs: Mapping[str, Iterable[Any]], arm: str = "finetune") -> dict[str, float | None]:
+    """Per candidate, the mean metric of its ``arm`` runs (``ArmRun`` objects or ``probe_runs`` mappings);
+    ``None`` where none finished — what :func:`halving_step` promotes by."""
     out = {}
     for cid, rs in runs.items():
-        vals = [float(r.metric) for r in rs if r.arm == "finetune" and r.metric is not None]
+        vals = [float(r["metric"]) for r in map(as_run, rs) if r["arm"] == arm and r["metric"] is not None]
         out[cid] = float(np.mean(vals)) if vals else None
     return out

@@ -35,7 +35,7 @@ _CLAIM = {Verdict.negative_transfer: "negative_transfer", Verdict.positive: "pos
           Verdict.no_benefit: "no_benefit"}
 
 
-def _as_run(run: Any) -> dict[str, Any]:
+def as_run(run: Any) -> dict[str, Any]:
     """A uniform view of an ``ArmRun`` or a ``probe_runs`` row as a mapping."""
     if hasattr(run, "to_dict"):
         run = run.to_dict()
@@ -69,7 +69,7 @@ def paired_evidence(runs: Iterable[Any], *, count_timed_out: bool = False,
     """
     by: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for raw in runs:
-        r = _as_run(raw)
+        r = as_run(raw)
         if r["seed"] in by[r["arm"]]:
             raise ValueError(f"two {r['arm']!r} runs for seed {r['seed']}: the pairing would be ambiguous")
         by[r["arm"]][r["seed"]] = r
@@ -116,7 +116,8 @@ def arm_summary(arm: str, runs: Sequence[Mapping[str, Any]]) -> ArmSummary:
 def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: SequentialDesign, *,
                     rounds: Mapping[str, int] | int, stopped: Mapping[str, str] | None = None,
                     metric_name: str | None = None, count_timed_out: bool = False,
-                    family_size: int | None = None, linear_evidence: bool = False) -> list[VerdictRecord]:
+                    family_size: int | None = None, linear_evidence: bool = False,
+                    halving: Mapping[str, Mapping[str, Any]] | None = None) -> list[VerdictRecord]:
     """The verdict records of one job's probed candidates (Holm runs across all of them).
 
     Parameters
@@ -138,11 +139,14 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
     linear_evidence : bool
         Let the linear arm settle ``positive`` (``look(..., linear=…)``); the record's ``decided_by`` and
         ``evidence`` say which arm decided, ``stats["linear"]`` holds the linear − scratch evidence.
+    halving : mapping backbone id → rung record, optional
+        Under successive halving, the rung each verdict speaks for (``rung_steps``, ``budget_steps``,
+        ``full_steps``, ``rungs``): stored in the record and said in its text.
     """
     ids = list(runs_by_candidate)
     if not ids:
         raise ValueError("verdict_records() needs at least one candidate")
-    runs = {cid: [_as_run(r) for r in runs_by_candidate[cid]] for cid in ids}
+    runs = {cid: [as_run(r) for r in runs_by_candidate[cid]] for cid in ids}
     evidence = {cid: paired_evidence(runs[cid], count_timed_out=count_timed_out) for cid in ids}
     attempted = {cid: {r["seed"] for r in runs[cid] if r["arm"] in _EVIDENCE_ARMS} for cid in ids}
     linear = ({cid: paired_evidence(runs[cid], count_timed_out=count_timed_out, arm=ProbeArm.linear.value)[0]
@@ -157,12 +161,14 @@ def verdict_records(runs_by_candidate: Mapping[str, Iterable[Any]], design: Sequ
         if n_rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {n_rounds!r} for {cid}")
         out.append(_record(cid, looks[cid], runs[cid], evidence[cid][1], design, n_rounds, metric,
-                           family_size or len(ids), count_timed_out))
+                           family_size or len(ids), count_timed_out,
+                           None if halving is None or cid not in halving else dict(halving[cid])))
     return out
 
 
 def _record(cid: str, lk: CandidateLook, runs: list[dict[str, Any]], excluded: dict[int, str],
-            design: SequentialDesign, rounds: int, metric: str, m: int, count_timed_out: bool) -> VerdictRecord:
+            design: SequentialDesign, rounds: int, metric: str, m: int, count_timed_out: bool,
+            halving: dict[str, Any] | None = None) -> VerdictRecord:
     arms = {a: arm_summary(a, runs) for a in dict.fromkeys(r["arm"] for r in runs)}
     s = lk.stats
     claim = "positive_linear" if lk.decided_by == "linear" else _CLAIM.get(lk.verdict)
@@ -177,7 +183,7 @@ def _record(cid: str, lk: CandidateLook, runs: list[dict[str, Any]], excluded: d
         stats={**s.to_dict(), "n_candidates": m, "next_seeds": list(lk.next_seeds),
                "linear": None if lk.linear is None else lk.linear.to_dict()}, design=design.to_dict(),
         reason=lk.reason, decided_by=lk.decided_by,
-        evidence=LINEAR_EVIDENCE if lk.decided_by == "linear" else FINETUNE_EVIDENCE)
+        evidence=LINEAR_EVIDENCE if lk.decided_by == "linear" else FINETUNE_EVIDENCE, halving=halving)
     record.text = describe_sequential(record)
     return record
 

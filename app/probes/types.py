@@ -69,6 +69,9 @@ class VerdictRecord:
     reason: str | None = None
     evidence: str = "finetune − scratch, paired by seed"
     decided_by: str | None = None  # "finetune" or "linear": whose paired evidence made the verdict
+    #: under successive halving: the rung the verdict speaks for (rung_steps, budget_steps, full_steps) and
+    #: every rung's decision; ``None`` without halving
+    halving: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("arms", "excluded_seeds")}

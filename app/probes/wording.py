@@ -95,6 +95,13 @@ def describe_sequential(record: VerdictRecord) -> str:
     parts.append(_what_ran(record))
     stop = _STOPS.get(record.stop_reason, record.stop_reason).format(max_seeds=d.get("max_seeds"))
     parts.append(f"Sequential design: {record.rounds} round(s), {stop}.")
+    if record.halving is not None:
+        h = record.halving
+        rungs = h.get("rungs") or []
+        at = ("the full budget" if not h.get("rung_steps")
+              else f"a short budget of {h['budget_steps']} of {h['full_steps']} steps")
+        parts.append(f"Successive halving over {len(rungs[0]['candidates']) if rungs else '?'} candidates in "
+                     f"{len(h.get('schedule') or rungs)} rungs: this verdict is at {at}.")
     if verdict is Verdict.inconclusive and record.reason:
         parts.append(f"Why inconclusive: {record.reason}.")
     if verdict is Verdict.negative_transfer:

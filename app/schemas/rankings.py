@@ -24,6 +24,19 @@ class BackboneFilter(BaseModel):
     q: str | None = Field(default=None, description="Text search over id and description.")
 
 
+class HalvingOptions(BaseModel):
+    """Successive halving over the probed candidates: short budgets first, the best by fine-tune metric go on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eta: int = Field(default=2, ge=2, le=8, description="Each rung keeps 1/eta of its candidates and multiplies "
+                                                         "the step budget by eta, up to budget_steps.")
+    finalists: int = Field(default=1, ge=1, le=50,
+                           description="Candidates that reach the full budget and its sequential rounds.")
+    min_steps: int | None = Field(default=None, ge=1, le=100_000,
+                                  description="Smallest rung budget (default: one evaluation interval, 25 steps).")
+
+
 class ProbeOptions(BaseModel):
     """Short fine-tunes of the top candidates against a same-architecture scratch baseline."""
 
@@ -70,6 +83,14 @@ class ProbeOptions(BaseModel):
                     "'positive' verdict when the fine-tune evidence is still inconclusive and does not lean "
                     "negative: the candidate then stops receiving seeds. The verdict's decided_by says which arm "
                     "decided; negative transfer is only ever claimed on fine-tune evidence. Needs the linear arm.")
+    halving: HalvingOptions | None = Field(
+        default=None,
+        description="Successive halving: every candidate first gets one round of paired seeds at a short budget "
+                    "(finetune and scratch); a negative transfer settled there is final (short budgets favour the "
+                    "pretrained weights), the best 1/eta by fine-tune metric go on to a budget eta times longer, "
+                    "the others stop as 'abandoned' with a verdict for the budget they reached. The finalists "
+                    "get the full budget and the sequential rounds. Holm runs over candidates × rungs. Needs the "
+                    "sequential design (not 'seeds').")
 
     @model_validator(mode="after")
     def _one_design(self) -> ProbeOptions:
@@ -80,6 +101,12 @@ class ProbeOptions(BaseModel):
             raise ValueError(f"first_round ({self.first_round}) must not exceed max_seeds ({self.max_seeds})")
         if self.linear_evidence and ProbeArm.linear not in self.arms:
             raise ValueError("linear_evidence needs the 'linear' arm in arms")
+        if self.halving is not None and self.seeds is not None:
+            raise ValueError("halving runs the sequential design: give first_round/max_seeds instead of seeds")
+        if self.halving is not None and self.halving.min_steps is not None \
+                and self.halving.min_steps > self.budget_steps:
+            raise ValueError(f"halving.min_steps ({self.halving.min_steps}) must not exceed budget_steps "
+                             f"({self.budget_steps})")
         return self
 
     @field_validator("arms")
@@ -207,6 +234,8 @@ class ProbeRunRead(BaseModel):
 
     arm: str
     seed: int
+    rung_steps: int = Field(default=0, description="0: the job's full step budget; else the short budget of the "
+                                                   "successive-halving rung the run belongs to.")
     metric: float | None = Field(default=None, description="The verdict's metric on the evaluation split.")
     metric_name: str | None = Field(default=None, examples=["accuracy", "r2"])
     scores: dict[str, Any] = Field(default_factory=dict, description="Every evaluation metric of the run.")

@@ -125,7 +125,9 @@ def project_benchmark(session, project_id) -> tuple[Any, list[str]]:
     layers: dict[str, list[str]] = {}
     heads = set(_head_metrics())
     for job in jobs:
-        runs = session.scalars(select(ProbeRun).where(ProbeRun.job_id == job.id, ProbeRun.arm == "finetune")).all()
+        # full-budget fine-tunes only: a successive-halving rung's short runs measure another budget
+        runs = session.scalars(select(ProbeRun).where(ProbeRun.job_id == job.id, ProbeRun.arm == "finetune",
+                                                      ProbeRun.rung_steps == 0)).all()
         if not runs:
             continue
         target = f"job:{job.id}"

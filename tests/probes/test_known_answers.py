@@ -130,3 +130,17 @@ def test_halving_final_rung_runs_sequential_rounds(sources):
     assert (final.stop_reason == "max_seeds") == (final.verdict == "inconclusive")
     if final.rounds > 1:
         assert final.n_seeds == design.seeds_after(final.rounds - 1)
+
+
+def test_rung_budgets_strictly_grow_and_a_min_steps_at_the_full_budget_leaves_one_rung():
+    assert rung_schedule(5, 150, eta=2, min_steps=25) == [(25, 5), (37, 3), (75, 2), (150, 1)]
+    # 40 // 8, 40 // 4 and 40 // 2 all rise to min_steps: one short rung, cut straight to the finalist
+    assert rung_schedule(5, 40, eta=2, min_steps=25) == [(25, 5), (40, 1)]
+    assert rung_schedule(5, 25, eta=2, min_steps=25) == [(25, 5)]
+    assert rung_schedule(7, 150, eta=3, min_steps=25, final_candidates=2) == [(25, 7), (50, 3), (150, 2)]
+    assert rung_schedule(1, 150) == [(150, 1)]
+    for n in range(1, 12):
+        for steps in (10, 40, 150, 1000):
+            rungs = rung_schedule(n, steps, eta=2, min_steps=25)
+            budgets = [s for s, _ in rungs]
+            assert budgets == sorted(set(budgets)) and budgets[-1] == steps and rungs[0][1] == n

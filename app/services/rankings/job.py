@@ -57,10 +57,10 @@ def run_ranking_job(ctx: JobContext) -> None:
         return
     candidates = probe_candidates(plan, table)
     best_layers = {r["backbone_id"]: r["best_layer"] for r in table}
-    stopped, rounds = probe_stage(ctx, inputs, candidates, best_layers)
+    outcome = probe_stage(ctx, inputs, candidates, best_layers)
     ctx.check_cancelled()
     ctx.progress("verdict", 0, len(candidates))
-    verdict_stage(ctx, inputs, candidates, stopped, rounds)
+    verdict_stage(ctx, inputs, candidates, outcome)
     ctx.progress("verdict", len(candidates), len(candidates))
 
 

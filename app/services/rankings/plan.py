@@ -41,6 +41,18 @@ class ProbePlan:
     lr_grid: tuple[float, ...] | None
     batch_size: int
     linear_evidence: bool = False  # the linear arm may settle "positive" (ProbeOptions.linear_evidence)
+    halving: dict[str, Any] | None = None  # ProbeOptions.halving: eta, finalists, min_steps
+
+    def schedule(self, n_candidates: int) -> list[tuple[int, int]]:
+        """``[(step budget, candidates), …]`` per rung: one full-budget rung without successive halving."""
+        if self.halving is None:
+            return [(self.budget_steps, n_candidates)]
+        from app.probes.budget import ProbeBudget
+        from app.probes.halving import rung_schedule
+
+        return rung_schedule(n_candidates, self.budget_steps, eta=int(self.halving["eta"]),
+                             min_steps=int(self.halving.get("min_steps") or ProbeBudget().eval_every),
+                             final_candidates=int(self.halving["finalists"]))
 
     def design(self):
         """The :class:`~app.probes.sequential.SequentialDesign` of this job's probe stage."""
@@ -130,7 +142,7 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
                           budget_steps=p["budget_steps"], budget_seconds=p["budget_seconds"],
                           arms=tuple(resolved.get("arms") or p["arms"]), margin=resolved["margin"],
                           lr_grid=tuple(p["lr_grid"]) if p.get("lr_grid") else None, batch_size=p["batch_size"],
-                          linear_evidence=bool(p.get("linear_evidence", False)))
+                          linear_evidence=bool(p.get("linear_evidence", False)), halving=p.get("halving"))
     layers = req["layers"]
     agg = resolved.get("aggregation") or _legacy_aggregation(req)
     return Plan(

@@ -81,14 +81,22 @@ def ranking_table(session: Session, job_id: uuid.UUID,
     return table
 
 
+def verdict_rung(verdict: VerdictRow) -> int:
+    """The ``probe_runs.rung_steps`` of the runs a verdict judged: 0 (the full budget) unless successive
+    halving stopped the candidate at a short rung."""
+    return int(((verdict.details or {}).get("halving") or {}).get("rung_steps") or 0)
+
+
 def _verdict(row: VerdictRow, runs: list[ProbeRun]) -> VerdictRead:
-    """The stored verdict with the facts of its probe runs: per-arm means, learning rate, steps, time-outs."""
-    read = [ProbeRunRead(arm=r.arm, seed=r.seed, metric=r.metric, metric_name=(r.details or {}).get("metric_name"),
+    """The stored verdict with the facts of the probe runs it judged (those of its rung): per-arm means,
+    learning rate, steps, time-outs."""
+    rung = verdict_rung(row)
+    read = [ProbeRunRead(arm=r.arm, seed=r.seed, rung_steps=r.rung_steps, metric=r.metric, metric_name=(r.details or {}).get("metric_name"),
                          scores=(r.details or {}).get("scores") or {}, lr=(r.details or {}).get("lr"),
                          steps=int((r.details or {}).get("total_steps") or r.steps or 0),
                          best_step=(r.details or {}).get("best_step"),
                          timed_out=bool((r.details or {}).get("timed_out")), seconds=float(r.seconds or 0.0),
-                         shared_from=(r.details or {}).get("shared_from")) for r in runs]
+                         shared_from=(r.details or {}).get("shared_from")) for r in runs if r.rung_steps == rung]
     arms: dict[str, ArmSummary] = {}
     for arm in dict.fromkeys(r.arm for r in read):
         mine = [r for r in read if r.arm == arm]
@@ -121,16 +129,31 @@ def planned_work(session: Session, job: Job) -> dict[str, Any] | None:
         candidates = len(design.get("candidates") or []) or min(
             n, probe["top_k"] + (probe.get("max_suspicious", 0) if probe.get("include_suspicious") else 0))
         arms = len(resolved.get("arms") or probe["arms"])
-        first, most = candidates * arms * design["first_round"], candidates * arms * design["max_seeds"]
+        schedule = [(probe["budget_steps"], candidates)]
+        if probe.get("halving"):
+            from app.probes.budget import ProbeBudget
+            from app.probes.halving import rung_schedule
+
+            h = probe["halving"]
+            schedule = rung_schedule(candidates, probe["budget_steps"], eta=h["eta"], final_candidates=h["finalists"],
+                                     min_steps=h.get("min_steps") or ProbeBudget().eval_every)
+            out["units"]["probe_rungs"] = [{"steps": s, "candidates": c} for s, c in schedule]
+        # short rungs: one first round of finetune + scratch each; the last rung: every arm, in rounds
+        short = [(s, c * 2 * design["first_round"]) for s, c in schedule[:-1]]
+        finalists = schedule[-1][1]
+        first = sum(u for _, u in short) + finalists * arms * design["first_round"]
+        most = sum(u for _, u in short) + finalists * arms * design["max_seeds"]
         out["units"].update(probe_candidates=candidates, probe_first_round=first, probe_at_most=most)
+        full_budget_units = sum(u * s / probe["budget_steps"] for s, u in short)  # a short run costs its steps
         recent = select(ProbeRun.seconds).join(Job, Job.id == ProbeRun.job_id).where(
             Job.project_id == job.project_id, ProbeRun.metric.is_not(None)).order_by(
             ProbeRun.created_at.desc()).limit(200)
         seconds = sorted(s for s in session.scalars(recent) if s is not None)
         if seconds:
             per = seconds[len(seconds) // 2]
-            out["estimated_seconds"] = {"probe_first_round": round(per * first, 1),
-                                        "probe_at_most": round(per * most, 1),
+            short_units = sum(u for _, u in short)
+            out["estimated_seconds"] = {"probe_first_round": round(per * (first - short_units + full_budget_units), 1),
+                                        "probe_at_most": round(per * (most - short_units + full_budget_units), 1),
                                         "basis": f"median {per:.2f} s over this project's last {len(seconds)} "
                                                  "probe runs (stored runs a job reuses cost nothing)"}
     return out

@@ -253,7 +253,8 @@ def extend_probes(session: Session, principal: Principal, runtime: Runtime, job_
     if extension.max_seeds < design["max_seeds"]:
         raise InvalidInput(f"max_seeds: {extension.max_seeds} is below the ranking's cap {design['max_seeds']}; "
                            "an extension only adds seeds")
-    probe = {**body["probe"], "seeds": None, "first_round": design["first_round"],
+    # the named candidates at the full budget: an extension adds seeds where successive halving stopped
+    probe = {**body["probe"], "seeds": None, "halving": None, "first_round": design["first_round"],
              "round_size": design["round_size"], "max_seeds": extension.max_seeds, "candidates": candidates,
              "final_test_seeds": design.get("final_test_seeds") or design["max_seeds"],
              "time_budget_seconds": extension.time_budget_seconds or design["time_budget_seconds"]}

@@ -146,3 +146,87 @@ def test_linear_evidence_runs_through_the_job_and_says_who_decided(server):
                 assert d["decided_by"] in ("finetune", "linear")
             if d["decided_by"] == "linear":
                 assert v["verdict"] == "positive" and "Decided by the linear probe" in v["text"]
+
+
+HALVING = {**SEQUENTIAL, "top_k": 3, "first_round": 3, "max_seeds": 4, "budget_steps": 8,
+           "halving": {"eta": 2, "finalists": 1, "min_steps": 2}}
+
+
+def test_successive_halving_runs_short_rungs_first_and_judges_each_candidate_at_the_rung_it_reached(server):
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=12), "target.zip")
+        body = {"dataset_id": dataset, "backbones": list(TOY_ZOO), "metrics": ["logme"], "bootstrap": 0,
+                "subset_size": 0, "probe": HALVING}
+        created = c.post("/v1/rankings", json=body).json()
+        units = created["planned"]["units"]
+        assert units["probe_rungs"] == [{"steps": 2, "candidates": 3}, {"steps": 4, "candidates": 2},
+                                        {"steps": 8, "candidates": 1}]
+        assert units["probe_first_round"] == 3 * 2 * 3 + 2 * 2 * 3 + 1 * 2 * 3
+        job = wait_for(c, created["id"])
+        assert job["status"] == "SUCCEEDED", job["error"]
+        probed = {r["backbone_id"]: r["verdict"] for r in job["table"] if r["verdict"]}
+        assert len(probed) == 3
+        runs = _runs(server, job["id"])
+        assert {r.rung_steps for r in runs} <= {2, 4, 0}
+        assert {r.backbone_id for r in runs if r.rung_steps == 2} == set(probed)  # every candidate starts short
+        assert all(r.arm in ("finetune", "scratch") for r in runs if r.rung_steps)
+        reached = {}
+        for backbone, v in probed.items():
+            d = v["details"]
+            h = d["halving"]
+            reached[backbone] = h["rung_steps"]
+            assert h["full_steps"] == 8 and h["schedule"] == [[2, 3], [4, 2], [8, 1]]
+            assert h["budget_steps"] == (h["rung_steps"] or 8)
+            assert d["stats"]["n_candidates"] == 3 * 3  # Holm over candidates × rungs
+            assert v["runs"] and {r["rung_steps"] for r in v["runs"]} == {h["rung_steps"]}
+            assert set(d["arms"]["finetune"]["budget_steps"].values()) == {h["budget_steps"]}
+            assert "Successive halving over 3 candidates in 3 rungs" in v["text"]
+            if h["rung_steps"]:
+                assert d["stop_reason"] in ("abandoned", "settled", "time_budget")
+                assert d["rounds"] == 1
+                if d["stop_reason"] == "abandoned":
+                    assert "abandoned by successive halving" in v["text"]
+                else:
+                    assert v["verdict"] == "negative_transfer" or d["stop_reason"] == "time_budget"
+        rungs = next(iter(probed.values()))["details"]["halving"]["rungs"]
+        assert [r["steps"] for r in rungs] == [2, 4] and len(rungs[0]["candidates"]) == 3
+        assert sum(1 for s in reached.values() if s == 0) <= 1  # one finalist
+
+        again = wait_for(c, c.post("/v1/rankings", json=body).json()["id"])  # the same question again
+        assert again["status"] == "SUCCEEDED", again["error"]
+        copied = _runs(server, again["id"])
+        assert len(copied) == len(runs)
+        assert all("reused_from" in (r.details or {}) or (r.details or {}).get("shared_from") for r in copied)
+        assert {r["backbone_id"]: r["verdict"]["verdict"] for r in again["table"] if r["verdict"]} == \
+            {b: v["verdict"] for b, v in probed.items()}
+
+        # an extension probes the named candidates at the full budget, reusing the finalist's runs
+        finalist = [b for b, s in reached.items() if s == 0]
+        r = c.post(f"/v1/rankings/{job['id']}/probes", json={"max_seeds": 4, "candidates": list(probed)})
+        assert r.status_code == 202, r.text
+        assert r.json()["request"]["probe"]["halving"] is None
+        extended = wait_for(c, r.json()["id"])
+        assert extended["status"] == "SUCCEEDED", extended["error"]
+        assert all(x["verdict"]["details"]["halving"] is None for x in extended["table"] if x["verdict"])
+        ext_runs = _runs(server, extended["id"])
+        assert {x.rung_steps for x in ext_runs} == {0}
+        assert all("reused_from" in (x.details or {}) or (x.details or {}).get("shared_from")
+                   for x in ext_runs if x.backbone_id in finalist and x.arm == "finetune")
+
+        fixed = {**HALVING, "first_round": None, "max_seeds": None, "round_size": None, "seeds": 3}
+        r = c.post("/v1/rankings", json={**body, "probe": fixed})
+        assert r.status_code == 422 and "halving" in r.json()["detail"]
+
+
+def test_halving_options_are_checked():
+    from pydantic import ValidationError
+
+    from app.schemas.rankings import ProbeOptions
+
+    with pytest.raises(ValidationError, match="min_steps"):
+        ProbeOptions(budget_steps=20, halving={"min_steps": 30})
+    with pytest.raises(ValidationError, match="eta"):
+        ProbeOptions(halving={"eta": 1})
+    with pytest.raises(ValidationError, match="halving runs the sequential design"):
+        ProbeOptions(seeds=5, halving={})
+    assert ProbeOptions(halving={}).halving.eta == 2

@@ -8,6 +8,12 @@ is settled, a candidate reaches ``max_seeds`` or its evidence is futile, or the 
 spent. The error control holds under this optional stopping (an anytime-valid confidence sequence, Holm
 across candidates), so stopping early costs nothing in validity.
 
+With successive halving (``ProbeOptions.halving``) the rounds above are the last rung's: before it, every
+candidate gets one round of finetune and scratch seeds at a short budget, a negative transfer settled
+there is final, the best ``1/eta`` by fine-tune metric go on to a budget ``eta`` times longer and the others
+stop ``abandoned`` (:func:`app.probes.halving.halving_step`); runs carry their rung's ``rung_steps`` (0 for the
+full budget), and Holm runs over candidates × rungs.
+
 Candidates whose scratch runs are identical (same architecture, preprocessing and cut) share them: the
 scratch arm runs once per group and seed, and :func:`share_scratch_runs` copies it to the group's other
 members. Every run carries a ``reuse_key`` digesting what its result depends on; a unit whose key was run
@@ -21,6 +27,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,39 +68,44 @@ def scratch_group(inputs: RankingInputs, backbone_id: str, layer: str) -> str:
     return f"{arch_key(inputs.adapter(backbone_id))}|{layer}"
 
 
-def probe_units(inputs: RankingInputs, pending: dict[str, list[int]],
-                best_layers: dict[str, str]) -> list[tuple[Any, ...]]:
-    """(job, backbone, layer, arm, seed) units for each candidate's pending seeds; a scratch seed is trained
-    once per scratch group."""
+def probe_units(inputs: RankingInputs, pending: dict[str, list[int]], best_layers: dict[str, str],
+                rung_steps: int = 0) -> list[tuple[Any, ...]]:
+    """(job, backbone, layer, arm, seed, rung) units for each candidate's pending seeds; a scratch seed is
+    trained once per scratch group. A short successive-halving rung (``rung_steps`` > 0) runs only the
+    arms a verdict pairs (finetune, scratch)."""
     plan = inputs.plan
     assert plan.probe is not None
+    arms = EVIDENCE_ARMS if rung_steps else plan.probe.arms
     units: list[tuple[Any, ...]] = []
     scratch_seen: set[tuple[str, int]] = set()
     for b, seeds in pending.items():
         layer = inputs.resolve_layer(b, best_layers[b])
         group = scratch_group(inputs, b, layer)
-        for arm in plan.probe.arms:
+        for arm in arms:
             for seed in seeds:
                 if arm == ProbeArm.scratch.value:
                     if (group, seed) in scratch_seen:
                         continue
                     scratch_seen.add((group, seed))
-                units.append((plan.job_id, b, layer, arm, seed))
+                units.append((plan.job_id, b, layer, arm, seed, rung_steps))
     return units
 
 
-def job_runs(inputs: RankingInputs, candidates: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Every stored run of the job's candidates, as mappings the verdict statistics read."""
+def job_runs(inputs: RankingInputs, candidates: list[str], rung_steps: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Every stored run of the job's candidates at one rung (0: the full budget), as mappings the verdict
+    statistics read."""
     out: dict[str, list[dict[str, Any]]] = {c: [] for c in candidates}
     with inputs.runtime.sessions() as session:
-        for r in session.scalars(select(ProbeRun).where(ProbeRun.job_id == inputs.plan.job_id)):
+        for r in session.scalars(select(ProbeRun).where(ProbeRun.job_id == inputs.plan.job_id,
+                                                        ProbeRun.rung_steps == rung_steps)):
             if r.backbone_id in out:
                 out[r.backbone_id].append({"arm": r.arm, "seed": r.seed, "metric": r.metric, "steps": r.steps,
                                            "seconds": r.seconds, "curve": r.curve, "details": r.details or {}})
     return out
 
 
-def share_scratch_runs(inputs: RankingInputs, pending: dict[str, list[int]], best_layers: dict[str, str]) -> None:
+def share_scratch_runs(inputs: RankingInputs, pending: dict[str, list[int]], best_layers: dict[str, str],
+                       rung_steps: int = 0) -> None:
     """Give each candidate the scratch runs of its pending seeds that another member of its scratch group
     trained (rows say where they came from)."""
     plan = inputs.plan
@@ -104,7 +116,8 @@ def share_scratch_runs(inputs: RankingInputs, pending: dict[str, list[int]], bes
     with unit_of_work(inputs.runtime.sessions) as session:
         runs: dict[str, dict[int, ProbeRun]] = defaultdict(dict)
         for r in session.scalars(select(ProbeRun).where(ProbeRun.job_id == plan.job_id,
-                                                        ProbeRun.arm == ProbeArm.scratch.value)):
+                                                        ProbeRun.arm == ProbeArm.scratch.value,
+                                                        ProbeRun.rung_steps == rung_steps)):
             runs[r.backbone_id][r.seed] = r
         for members in groups.values():
             by_seed: dict[int, tuple[str, ProbeRun]] = {}
@@ -118,16 +131,31 @@ def share_scratch_runs(inputs: RankingInputs, pending: dict[str, list[int]], bes
                         continue
                     owner, source = by_seed[seed]
                     upsert(session, ProbeRun, {"job_id": plan.job_id, "backbone_id": b,
-                                               "arm": ProbeArm.scratch.value, "seed": seed},
+                                               "arm": ProbeArm.scratch.value, "seed": seed,
+                                               "rung_steps": rung_steps},
                            {"layer": layer, "metric": source.metric, "steps": source.steps,
                             "seconds": source.seconds, "curve": source.curve, "reuse_key": source.reuse_key,
                             "details": {**(source.details or {}), "shared_from": owner}})
 
 
+@dataclass
+class ProbeOutcome:
+    """What the probe stage decided, for the verdict stage: each candidate's stop reason (settled, max_seeds,
+    futile, time_budget, abandoned — none for a fixed design), its rounds, the rung its verdict speaks for
+    (``rung_steps``, 0 = the full budget), every successive-halving rung's decision and the Holm family."""
+
+    stopped: dict[str, str] = field(default_factory=dict)
+    rounds: dict[str, int] = field(default_factory=dict)
+    reached: dict[str, int] = field(default_factory=dict)
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    schedule: list[tuple[int, int]] = field(default_factory=list)
+    family_size: int | None = None
+
+
 def probe_stage(ctx: JobContext, inputs: RankingInputs, candidates: list[str],
-                best_layers: dict[str, str]) -> tuple[dict[str, str], dict[str, int]]:
-    """Run the rounds; returns (each candidate's stop reason: settled, max_seeds, futile, time_budget — or
-    none for a fixed design, the rounds each candidate received)."""
+                best_layers: dict[str, str]) -> ProbeOutcome:
+    """Run the rungs (successive halving, when asked) and the rounds of the full-budget rung."""
+    from app.probes.halving import arm_means, halving_step
     from app.probes.record import paired_evidence
     from app.probes.sequential import look
 
@@ -135,35 +163,65 @@ def probe_stage(ctx: JobContext, inputs: RankingInputs, candidates: list[str],
     assert plan.probe is not None
     design = plan.probe.design()
     started = time.monotonic()
-    stopped: dict[str, str] = {}
-    rounds = dict.fromkeys(candidates, 0)
-    pending = {c: design.next_seeds(0) for c in candidates}
+    schedule = plan.probe.schedule(len(candidates))
+    # each (candidate, rung) is its own Δ: Holm over all of them, fixed before anything runs
+    out = ProbeOutcome(rounds=dict.fromkeys(candidates, 0), schedule=schedule,
+                       family_size=len(candidates) * len(schedule) if len(schedule) > 1 else None)
+    survivors = list(candidates)
+    for r, (steps, _) in enumerate(schedule[:-1]):
+        pending = {c: design.next_seeds(0) for c in survivors}
+        out.rounds.update(dict.fromkeys(survivors, 0))  # a verdict counts the rounds of its own rung
+        _run_round(ctx, inputs, pending, best_layers, steps, out)
+        runs = job_runs(inputs, survivors, steps)
+        looks = look({c: paired_evidence(runs[c])[0] for c in survivors}, design, family_size=out.family_size,
+                     attempted={c: {x["seed"] for x in runs[c]} for c in survivors})
+        rung = halving_step(looks, arm_means(runs), keep=schedule[r + 1][1], steps=steps)
+        out.rungs.append(rung.to_dict())
+        ctx.record(probe_rungs=out.rungs)
+        out.stopped.update(rung.stopped)
+        out.reached.update(dict.fromkeys(rung.stopped, steps))
+        survivors = rung.kept
+        if time.monotonic() - started >= plan.probe.time_budget_seconds:
+            out.stopped.update(dict.fromkeys(survivors, "time_budget"))
+            out.reached.update(dict.fromkeys(survivors, steps))
+            return out
+    out.reached.update(dict.fromkeys(survivors, 0))
+    out.rounds.update(dict.fromkeys(survivors, 0))
+    pending = {c: design.next_seeds(0) for c in survivors}
     while pending:
-        ctx.stage("probe", probe_unit, probe_units(inputs, pending, best_layers), resources=GPU)
-        share_scratch_runs(inputs, pending, best_layers)
-        for c in pending:
-            rounds[c] += 1
-        ctx.check_cancelled()
+        _run_round(ctx, inputs, pending, best_layers, 0, out)
         if plan.probe.fixed:
             break
-        runs = job_runs(inputs, candidates)
-        attempted = {c: {r["seed"] for r in runs[c] if r["arm"] in EVIDENCE_ARMS} for c in candidates}
-        linear = ({c: paired_evidence(runs[c], arm=ProbeArm.linear.value)[0] for c in candidates}
+        runs = job_runs(inputs, survivors)
+        attempted = {c: {r["seed"] for r in runs[c] if r["arm"] in EVIDENCE_ARMS} for c in survivors}
+        linear = ({c: paired_evidence(runs[c], arm=ProbeArm.linear.value)[0] for c in survivors}
                   if plan.probe.linear_evidence else None)
-        looks = look({c: paired_evidence(runs[c])[0] for c in candidates}, design, stopped=stopped,
-                     attempted=attempted, linear=linear)
+        final = {c: out.stopped[c] for c in survivors if c in out.stopped}
+        looks = look({c: paired_evidence(runs[c])[0] for c in survivors}, design, stopped=final,
+                     attempted=attempted, linear=linear, family_size=out.family_size)
         # a candidate that stopped keeps its reason: it gets no more seeds when others' evidence moves Holm
-        stopped.update({c: lk.action for c, lk in looks.items() if lk.action != "continue" and c not in stopped})
+        out.stopped.update({c: lk.action for c, lk in looks.items()
+                            if lk.action != "continue" and c not in out.stopped})
         pending = {c: lk.next_seeds for c, lk in looks.items() if lk.action == "continue" and lk.next_seeds}
         if pending and time.monotonic() - started >= plan.probe.time_budget_seconds:
-            stopped.update(dict.fromkeys(pending, "time_budget"))
+            out.stopped.update(dict.fromkeys(pending, "time_budget"))
             pending = {}
-    return stopped, rounds
+    return out
 
 
-def reuse_key(inputs: RankingInputs, backbone_id: str, layer: str, arm: str, seed: int) -> str:
+def _run_round(ctx: JobContext, inputs: RankingInputs, pending: dict[str, list[int]], best_layers: dict[str, str],
+               rung_steps: int, out: ProbeOutcome) -> None:
+    ctx.stage("probe", probe_unit, probe_units(inputs, pending, best_layers, rung_steps), resources=GPU)
+    share_scratch_runs(inputs, pending, best_layers, rung_steps)
+    for c in pending:
+        out.rounds[c] += 1
+    ctx.check_cancelled()
+
+
+def reuse_key(inputs: RankingInputs, backbone_id: str, layer: str, arm: str, seed: int,
+              rung_steps: int = 0) -> str:
     """What a probe run's result depends on: target data and split, arm, the weights (or, for scratch, only
-    the architecture and preprocessing), the cut, the recipe and the seed."""
+    the architecture and preprocessing), the cut, the recipe (its step budget: the rung's) and the seed."""
     from app.probes.runner import arch_key
 
     plan = inputs.plan
@@ -173,23 +231,24 @@ def reuse_key(inputs: RankingInputs, backbone_id: str, layer: str, arm: str, see
         f"{adapter.spec.id}@{adapter.spec.weights_digest}|{arch_key(adapter)}"
     payload = {"dataset": plan.dataset_digest, "split": [inputs.runtime.settings.split_seed,
                                                          inputs.runtime.settings.val_fraction],
-               "arm": arm, "model": identity, "layer": layer, "recipe": _budget(plan).to_dict(), "seed": seed,
+               "arm": arm, "model": identity, "layer": layer, "recipe": _budget(plan, rung_steps).to_dict(),
+               "seed": seed,
                "task": plan.task_type}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def probe_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str, layer: str, arm: str,
-               seed: int) -> dict[str, Any]:
-    """One probe run (arm × seed) of one candidate: skipped when its row exists, copied when an identical
-    unit ran before (same reuse key, any job), trained otherwise."""
+               seed: int, rung_steps: int = 0) -> dict[str, Any]:
+    """One probe run (arm × seed, at the full budget or a halving rung's) of one candidate: skipped when its
+    row exists, copied when an identical unit ran before (same reuse key, any job), trained otherwise."""
     with runtime.sessions() as session:
         existing = session.scalar(select(ProbeRun).where(
             ProbeRun.job_id == job_id, ProbeRun.backbone_id == backbone_id, ProbeRun.arm == arm,
-            ProbeRun.seed == seed))
+            ProbeRun.seed == seed, ProbeRun.rung_steps == rung_steps))
         if existing is not None:
             return {"backbone": backbone_id, "arm": arm, "seed": seed, "metric": existing.metric, "cached": True}
     inputs = RankingInputs.load(runtime, job_id)
-    key = reuse_key(inputs, backbone_id, layer, arm, seed)
+    key = reuse_key(inputs, backbone_id, layer, arm, seed, rung_steps)
     with runtime.sessions() as session:
         done = session.scalar(select(ProbeRun).where(ProbeRun.reuse_key == key, ProbeRun.metric.is_not(None))
                               .order_by(ProbeRun.created_at).limit(1))
@@ -198,20 +257,22 @@ def probe_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str, layer: str
             "details": {**(done.details or {}), "reused_from": {"job_id": str(done.job_id),
                                                                 "backbone_id": done.backbone_id}}}
     if result is None:
-        result = run_probe_arm(inputs, backbone_id, layer, arm, seed)
+        result = run_probe_arm(inputs, backbone_id, layer, arm, seed, rung_steps)
     with unit_of_work(runtime.sessions) as session:
-        upsert(session, ProbeRun, {"job_id": job_id, "backbone_id": backbone_id, "arm": arm, "seed": seed},
+        upsert(session, ProbeRun, {"job_id": job_id, "backbone_id": backbone_id, "arm": arm, "seed": seed,
+                                   "rung_steps": rung_steps},
                {"layer": layer, "metric": result["metric"], "steps": result["steps"], "reuse_key": key,
                 "seconds": result["seconds"], "details": result["details"], "curve": result["curve"]})
     return {"backbone": backbone_id, "arm": arm, "seed": seed, "metric": result["metric"],
             "reused": "reused_from" in result["details"]}
 
 
-def _budget(plan: Plan):
+def _budget(plan: Plan, rung_steps: int = 0):
+    """The job's recipe; at a successive-halving rung, with that rung's step budget."""
     from app.probes.budget import ProbeBudget
 
     assert plan.probe is not None
-    kwargs: dict[str, Any] = {"steps": plan.probe.budget_steps, "seconds": plan.probe.budget_seconds,
+    kwargs: dict[str, Any] = {"steps": rung_steps or plan.probe.budget_steps, "seconds": plan.probe.budget_seconds,
                               "batch_size": plan.probe.batch_size}
     if plan.probe.lr_grid:
         kwargs["lr_grid"] = plan.probe.lr_grid
@@ -237,7 +298,8 @@ def _probe_data(inputs: RankingInputs, split: str, adapter: Any):
     return inputs.runtime.probe_data.get(key, build)
 
 
-def run_probe_arm(inputs: RankingInputs, backbone_id: str, layer: str, arm: str, seed: int) -> dict[str, Any]:
+def run_probe_arm(inputs: RankingInputs, backbone_id: str, layer: str, arm: str, seed: int,
+                  rung_steps: int = 0) -> dict[str, Any]:
     """Train one arm × seed on the train split (inner validation carved per seed) and report on the
     dataset's held-out val split."""
     from app.probes.runner import run_arm
@@ -252,7 +314,8 @@ def run_probe_arm(inputs: RankingInputs, backbone_id: str, layer: str, arm: str,
         adapter = inputs.adapter(backbone_id)
         run_layer = layer
     cached = inputs.embeddings(backbone_id, [layer])[layer] if arm == ProbeArm.linear.value else None
-    result = run_arm(adapter, run_layer, _probe_data(inputs, "train", adapter), arm, seed, budget=_budget(plan),
+    result = run_arm(adapter, run_layer, _probe_data(inputs, "train", adapter), arm, seed,
+                     budget=_budget(plan, rung_steps),
                      device=inputs.device, cached_embeddings=cached,
                      eval_data=_probe_data(inputs, "val", adapter), backbone_id=backbone_id)
     return {"metric": result.metric, "steps": result.steps, "seconds": result.seconds,
