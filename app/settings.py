@@ -79,6 +79,11 @@ class Settings(BaseSettings):
                               "runs at once where they may share the process (the score stage's; embedding "
                               "and probe units parallelise inside and run one at a time); 0 = one per CPU "
                               "core, at most 8.")
+    unit_processes: bool = Field(
+        default=True, description="Run those units in unit_threads worker processes (spawned once, warmed at "
+                                  "start) instead of threads: a metric holds the GIL between its BLAS calls, so "
+                                  "threads share about one and a half cores. Off, or with an in-memory SQLite "
+                                  "database, they run on threads.")
     run_worker_in_api: bool = Field(
         default=True, description="Run the local executor inside the API process."
     )

@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--probe-seeds", type=int, default=5)
     parser.add_argument("--probe-steps", type=int, default=60)
     parser.add_argument("--probe-top-k", type=int, default=3)
+    parser.add_argument("--unit-processes", choices=("on", "off"), default="on",
+                        help="score units in worker processes (the default) or on threads")
     args = parser.parse_args()
 
     zoo = sorted(p.stem for p in (REPO / "models").glob("*.toml") if not p.stem.startswith("hf-"))
@@ -97,9 +99,12 @@ def main() -> None:
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(database_url=f"sqlite:///{tmp}/db.sqlite", storage_url=f"{tmp}/artifacts",
-                                models_dir=REPO / "models")
+                                models_dir=REPO / "models", unit_processes=args.unit_processes == "on")
             migrate.upgrade(settings.database_url)
             runtime = Runtime.from_settings(settings)
+            pool = runtime.unit_pool()
+            if pool is not None:
+                pool.warm()  # as LocalExecutor.start does beside the service's start
             body = {"backbones": backbones, "layers": "auto", "bootstrap": args.bootstrap}
             cold_id, cold, cold_stages = run(runtime, "bench", data, body)
             _, again, again_stages = run(runtime, "bench", data, body)
@@ -123,7 +128,8 @@ def main() -> None:
     costs = {k: median(r[4].get(k, 0.0) for r in runs) for k in runs[0][4]}
     print(f"{len(backbones)} zoo backbones, {args.images} images (train split {int(args.images * 0.8)}), "
           f"layers=auto, bootstrap={args.bootstrap}, no probes; torch threads {__import__('torch').get_num_threads()}, "
-          f"unit threads {Settings().unit_thread_count}; medians of {args.repeats} pairs")
+          f"unit threads {Settings().unit_thread_count} (unit processes {args.unit_processes}); "
+          f"medians of {args.repeats} pairs")
     names = list(dict.fromkeys([*cold_stages, *again_stages]))
     print(f"{'stage':<10}{'cold s':>9}{'repeated s':>12}")
     for name in names:

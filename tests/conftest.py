@@ -9,6 +9,7 @@ loudly — they are never skipped silently.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,10 @@ from tests.kits.databases import PG_ADMIN_URL, pg_url, wipe
 from tests.kits.servers import LiveServer
 
 BACKENDS = ["sqlite", "postgres"]
+
+# score units run on threads in the suite, so that a test may patch the code they call in this process;
+# tests/execution/test_unit_processes.py runs them in worker processes (the service's default)
+os.environ.setdefault("TSCOUT_UNIT_PROCESSES", "0")
 
 
 @pytest.fixture(scope="session")

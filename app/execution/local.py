@@ -25,16 +25,25 @@ from app.runtime import Runtime
 log = logging.getLogger("tscout.executor")
 
 
-def _preload() -> None:
+def _preload(runtime: Runtime, warm: bool) -> None:
     from app.transferability import preload
 
     try:
         preload()
     except Exception:  # pragma: no cover - an import that fails here fails again, visibly, in the job
         log.exception("preloading the metrics' libraries failed")
+    try:
+        pool = runtime.unit_pool() if warm else None
+        if pool is not None:
+            pool.warm()  # the unit worker processes start and import beside the service's start too
+    except Exception:  # pragma: no cover - a pool that cannot start fails again, visibly, in the stage
+        log.exception("starting the unit worker processes failed")
 
 
 class LocalExecutor:
+    #: whether ``start`` warms the runtime's unit worker processes (the Ray executor runs units on Ray)
+    warm_unit_processes = True
+
     def __init__(self, runtime: Runtime, handlers: Handlers, *, poll_seconds: float = 1.0) -> None:
         self.runtime = runtime
         self.handlers = dict(handlers)
@@ -48,7 +57,7 @@ class LocalExecutor:
     def start(self) -> None:
         self.reconcile()
         # the metrics' lazily imported libraries load beside the service's start, not in the first job
-        threading.Thread(target=_preload, name="tscout-preload", daemon=True).start()
+        threading.Thread(target=_preload, args=(self.runtime, self.warm_unit_processes), name="tscout-preload", daemon=True).start()
         for i in range(self.runtime.settings.worker_threads):
             t = threading.Thread(target=self._loop, name=f"tscout-worker-{i}", daemon=True)
             t.start()

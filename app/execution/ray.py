@@ -17,41 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from app.execution.local import LocalExecutor
+from app.execution.remote import execute_unit, portable_settings
 from app.execution.tasks import Handlers
 from app.jobs.context import Unit
 from app.runtime import Runtime
-from app.settings import Settings
 
 log = logging.getLogger("tscout.ray")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-#: one Runtime per settings in each Ray worker process: a Ray worker is its own composition root, and
-#: building a Runtime (engine, catalogue) per task would cost more than most units
-_WORKER_RUNTIMES: dict[str, Runtime] = {}
-
-
-def portable_settings(settings: Settings) -> dict[str, Any]:
-    """Settings as JSON, with relative local paths made absolute (Ray workers run in other folders)."""
-    data = settings.model_dump(mode="json")
-    url = settings.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-        data["database_url"] = f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
-    if "://" not in settings.storage_url:
-        data["storage_url"] = str(Path(settings.storage_url).resolve())
-    for key in ("models_dir", "hub_cache_dir"):
-        data[key] = str(Path(data[key]).resolve())
-    return data
-
-
-def execute_unit(settings_json: dict[str, Any], unit: Unit, args: tuple[Any, ...]) -> Any:
-    """Body of every Ray task: one unit of work (a module-level function, pickled by reference) with a
-    per-process cached runtime."""
-    key = repr(sorted(settings_json.items()))
-    runtime = _WORKER_RUNTIMES.get(key)
-    if runtime is None:
-        runtime = _WORKER_RUNTIMES[key] = Runtime.from_settings(Settings(**settings_json))
-    return unit(runtime, *args)
-
 
 class RayUnitRunner:
     """Maps units onto Ray tasks and waits for them, honouring cancellation between completions."""
@@ -97,6 +69,8 @@ class RayUnitRunner:
 
 class RayExecutor(LocalExecutor):
     """``TSCOUT_EXECUTOR=ray``: jobs are claimed and orchestrated here, their units run on Ray."""
+
+    warm_unit_processes = False
 
     def __init__(self, runtime: Runtime, handlers: Handlers, *, poll_seconds: float = 1.0) -> None:
         super().__init__(runtime, handlers, poll_seconds=poll_seconds)

@@ -39,11 +39,11 @@ class UnitRunner(Protocol):
 
 
 class InlineUnitRunner:
-    """Runs units in this process (the local executor): one after the other in the calling thread or, for
-    a stage whose units may share the process, on ``threads`` threads with BLAS and torch's intra-op pool
-    at one thread (parallel units instead of parallel products: the numpy, LAPACK and torch calls of the
-    metrics release the GIL). Cancellation is checked before each unit starts; a unit's error stops the
-    stage once the running units have finished."""
+    """Runs units for the local executor: one after the other in the calling thread or, for a stage whose
+    units may share a process, ``threads`` at a time — in the runtime's unit worker processes
+    (``Runtime.unit_pool``, ``unit_processes``) or, where those are off, on threads with BLAS and torch's
+    intra-op pool at one thread. Parallel units instead of parallel products either way. Cancellation is
+    checked before each unit starts; a unit's error stops the stage once the running units have finished."""
 
     def __init__(self, runtime: Runtime, threads: int | None = None) -> None:
         self.runtime = runtime
@@ -61,29 +61,41 @@ class InlineUnitRunner:
                 results.append(unit(self.runtime, *a))
                 on_done(i + 1)
             return results
+        processes = self.runtime.unit_pool()
+        if processes is not None:  # worker processes, each with one BLAS and one torch thread
+            return self._parallel(lambda a: processes.submit(unit, tuple(a)), processes.result, args,
+                                  on_done=on_done, check_cancelled=check_cancelled)
         from app.transferability import single_thread_compute
 
+        with single_thread_compute(), ThreadPoolExecutor(max_workers=self.threads,
+                                                      thread_name_prefix="tscout-unit") as pool:
+            return self._parallel(lambda a: pool.submit(unit, self.runtime, *a), Future.result, args,
+                                  on_done=on_done, check_cancelled=check_cancelled)
+
+    def _parallel(self, submit: Callable[[tuple[Any, ...]], Future], result: Callable[[Future], Any],
+                  args: Sequence[tuple[Any, ...]], *, on_done: Callable[[int], None],
+                  check_cancelled: Callable[[], None]) -> list[Any]:
+        """At most ``threads`` units in flight; results in input order; cancellation checked before each
+        start; the first error ends the stage once the running units have finished."""
         results: list[Any] = [None] * len(args)
         pending: dict[Future, int] = {}
         queue = list(enumerate(args))[::-1]
         done = 0
-        with single_thread_compute(), ThreadPoolExecutor(max_workers=self.threads,
-                                                      thread_name_prefix="tscout-unit") as pool:
-            try:
-                while queue or pending:
-                    while queue and len(pending) < self.threads:
-                        check_cancelled()
-                        i, a = queue.pop()
-                        pending[pool.submit(unit, self.runtime, *a)] = i
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        results[pending.pop(future)] = future.result()  # a unit's error ends the stage
-                        done += 1
-                    on_done(done)
-            except BaseException:
-                queue.clear()
-                wait(pending)  # the running units finish (a thread cannot be stopped); none starts
-                raise
+        try:
+            while queue or pending:
+                while queue and len(pending) < self.threads:
+                    check_cancelled()
+                    i, a = queue.pop()
+                    pending[submit(a)] = i
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    results[pending.pop(future)] = result(future)  # a unit's error ends the stage
+                    done += 1
+                on_done(done)
+        except BaseException:
+            queue.clear()
+            wait(pending)  # the running units finish (neither a thread nor a worker is interrupted); none starts
+            raise
         return results
 
 

@@ -33,6 +33,50 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
                    weights: dict[str, float] | None, method: str, should_stop: Callable[[], bool],
                    point_ranks: Mapping[str, float] | None = None) -> dict[str, tuple[Any, Any, Any]]:
     """``{backbone: (rank_low, rank_high, p_top1)}`` from ``plan.bootstrap`` replicates."""
+    replicates = bootstrap_replicates(inputs, names, chosen_layers, metrics, should_stop)
+    directions = inputs.plan.directions
+    return intervals_from_replicates(
+        names, replicates, {m: directions[m] for m in metrics}, method=method,
+        weights={m: w for m, w in (weights or {}).items() if m in metrics} or None, point_ranks=point_ranks)
+
+
+def bootstrap_unit(runtime: Any, job_id: Any, backbone: str, layer: str, metrics: list[str]) -> int:
+    """One backbone's replicate values at its chosen layer, computed and stored in the score cache (the
+    rank stage runs these as units, in parallel, and then reads every replicate as a cache hit)."""
+    inputs = RankingInputs.load(runtime, job_id)
+    try:
+        return len(bootstrap_replicates(inputs, [backbone], {backbone: layer}, metrics, lambda: False))
+    finally:
+        inputs.close()
+
+
+def bootstrap_ahead(inputs: RankingInputs, backbone: str) -> None:
+    """In the score unit, when the rank stage's layer is already known (``layer_mode="last"``): this
+    backbone's replicates of the metrics the aggregate will bootstrap, into the score cache. A failure here
+    only costs the rank stage the work (it computes what the cache lacks, and raises there if it must)."""
+    import logging
+
+    from app.transferability import METRICS
+
+    plan = inputs.plan
+    if plan.layer_mode != "last" or plan.bootstrap < 2 or len(plan.backbones) < 2:
+        return
+    weights = plan.resolved_aggregation.get("weights") or {}
+    metrics = [m for m in dict.fromkeys(plan.requested_metrics or plan.metrics)
+               if m in METRICS and METRICS[m].bootstrap and (not weights or weights.get(m, 0) > 0)]
+    if not metrics:
+        return
+    try:
+        bootstrap_replicates(inputs, [backbone], {backbone: inputs.layers(backbone)[-1]}, metrics, lambda: False)
+    except Exception:  # pragma: no cover - the same computation runs again in the rank stage
+        logging.getLogger("tscout.rank").exception("bootstrap replicates of %s ahead of the rank stage failed",
+                                                   backbone)
+
+
+def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str],
+                         metrics: list[str], should_stop: Callable[[], bool]) -> list[dict[str, list[float]]]:
+    """``[{metric: [value per backbone]} per replicate]`` (fewer once ``should_stop()``), every value read
+    from or written to the score cache."""
     from app.embeddings.pipeline import SOURCE_PROBS
     from app.transferability import METRICS, single_thread_blas
 
@@ -130,10 +174,7 @@ def rank_intervals(inputs: RankingInputs, names: list[str], chosen_layers: dict[
     if fresh:
         with unit_of_work(runtime.sessions) as session:
             SqlScoreCache(session).record(fresh)
-    directions = plan.directions
-    return intervals_from_replicates(
-        names, replicates, {m: directions[m] for m in metrics}, method=method,
-        weights={m: w for m, w in (weights or {}).items() if m in metrics} or None, point_ranks=point_ranks)
+    return replicates
 
 
 class _Kernel:
