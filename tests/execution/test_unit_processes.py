@@ -69,7 +69,7 @@ def test_units_run_in_two_worker_processes_in_input_order_with_one_thread_each(r
     assert all(r[4].endswith("db.sqlite") for r in out)  # each rebuilt the runtime from the settings
     assert progress == list(range(1, 7))
     spans = sorted((r[5], r[6]) for r in out)  # two at a time: some units ran at the same time
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False))
 
 
 def test_a_unit_error_ends_the_stage_with_that_error(runtime):
@@ -141,3 +141,23 @@ def test_a_job_scored_in_worker_processes_equals_the_same_job_on_threads(setting
     assert table_p.keys() == table_t.keys()
     for b, row in table_p.items():
         assert row[:3] == table_t[b][:3] and np.isclose(row[3], table_t[b][3], rtol=1e-12), (b, row, table_t[b])
+
+
+@pytest.mark.slow
+def test_the_service_warms_its_unit_workers_at_start_and_ranks_through_them(live_server_factory, tmp_path):
+    from tests.kits.rankings import image_zip, upload, wait_for
+
+    server = live_server_factory(models_dir=toy_models_dir(tmp_path / "models"), unit_processes=True,
+                                 unit_threads=2)
+    pool = server.runtime.unit_pool()
+    deadline = time.monotonic() + 120
+    while pool._pool is None and time.monotonic() < deadline:  # the executor's start warms it, beside the API
+        time.sleep(0.1)
+    assert pool._pool is not None
+    with server.client() as c:
+        dataset = upload(c, image_zip(per_class=10), "target.zip")
+        job = wait_for(c, c.post("/v1/rankings", json={"dataset_id": dataset, "backbones": list(TOY_ZOO),
+                                                        "bootstrap": 8, "subset_size": 0}).json()["id"])
+        assert job["status"] == "SUCCEEDED", job["error"]
+        assert [r["rank"] for r in job["table"]] == [1, 2, 3] and all(r["rank_ci"] for r in job["table"])
+        assert set(job["progress"]["stages"]) >= {"embed", "score", "bootstrap", "rank"}
