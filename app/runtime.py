@@ -83,22 +83,17 @@ class Runtime:
     probe_data: ProbeDataCache = field(default_factory=ProbeDataCache)
     #: (dataset digest, backbone id) pairs known to have no source head (LEEP/NCE do not apply)
     no_source_head: set[tuple[str, str]] = field(default_factory=set)
-    _unit_pool: Any = field(default=None, repr=False)
-    _unit_pool_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: process-wide resources the layers above build on first use (e.g. the unit worker processes), closed
+    #: with the runtime: ``resource(key, build)``
+    _resources: dict[str, Any] = field(default_factory=dict, repr=False)
+    _resources_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def unit_pool(self) -> Any:
-        """The worker processes for units that may share a process (``UnitProcessPool``, created on first
-        use), or ``None`` where the settings keep them on threads (``unit_processes`` off, one unit thread,
-        an in-memory database)."""
-        from app.execution.unit_pool import UnitProcessPool, shareable
-
-        s = self.settings
-        if not s.unit_processes or s.unit_thread_count < 2 or not shareable(s):
-            return None
-        with self._unit_pool_lock:
-            if self._unit_pool is None:
-                self._unit_pool = UnitProcessPool(s, s.unit_thread_count)
-            return self._unit_pool
+    def resource(self, key: str, build: Callable[[], Any]) -> Any:
+        """The resource under ``key``, built once by ``build()``; its ``close()`` runs when the runtime closes."""
+        with self._resources_lock:
+            if key not in self._resources:
+                self._resources[key] = build()
+            return self._resources[key]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -113,9 +108,11 @@ class Runtime:
         )
 
     def close(self) -> None:
-        with self._unit_pool_lock:
-            pool, self._unit_pool = self._unit_pool, None
-        if pool is not None:
-            pool.close()
+        with self._resources_lock:
+            resources, self._resources = list(self._resources.values()), {}
+        for resource in resources:
+            close = getattr(resource, "close", None)
+            if close is not None:
+                close()
         self.adapters.clear()
         self.engine.dispose()

@@ -94,7 +94,7 @@ def default_probe_plan(*, fixed_seeds: int | None = None):
 
 def default_budget():
     """The recipe of every run: the probe stage's own ``_budget`` over the default plan."""
-    from app.services.rankings.stages.probe import _budget
+    from app.services.rankings.stages.probe_runs import _budget
 
     return _budget(SimpleNamespace(probe=default_probe_plan()))
 

@@ -34,6 +34,7 @@ from app.db import migrate  # noqa: E402
 from app.db.tables import MetricScore  # noqa: E402
 from app.execution import tasks  # noqa: E402
 from app.jobs.state import get_job  # noqa: E402
+from app.jobs.unit_pool import unit_pool  # noqa: E402
 from app.runtime import Runtime  # noqa: E402
 from app.services import job_handlers  # noqa: E402
 from app.services.rankings import rank_upload  # noqa: E402
@@ -102,7 +103,7 @@ def main() -> None:
                                 models_dir=REPO / "models", unit_processes=args.unit_processes == "on")
             migrate.upgrade(settings.database_url)
             runtime = Runtime.from_settings(settings)
-            pool = runtime.unit_pool()
+            pool = unit_pool(runtime)
             if pool is not None:
                 pool.warm()  # as LocalExecutor.start does beside the service's start
             body = {"backbones": backbones, "layers": "auto", "bootstrap": args.bootstrap}

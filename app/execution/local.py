@@ -33,7 +33,9 @@ def _preload(runtime: Runtime, warm: bool) -> None:
     except Exception:  # pragma: no cover - an import that fails here fails again, visibly, in the job
         log.exception("preloading the metrics' libraries failed")
     try:
-        pool = runtime.unit_pool() if warm else None
+        from app.jobs.unit_pool import unit_pool
+
+        pool = unit_pool(runtime) if warm else None
         if pool is not None:
             pool.warm()  # the unit worker processes start and import beside the service's start too
     except Exception:  # pragma: no cover - a pool that cannot start fails again, visibly, in the stage

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from app.execution.local import LocalExecutor
-from app.execution.remote import execute_unit, portable_settings
 from app.execution.tasks import Handlers
 from app.jobs.context import Unit
+from app.jobs.remote import execute_unit, portable_settings
 from app.runtime import Runtime
 
 log = logging.getLogger("tscout.ray")

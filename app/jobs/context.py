@@ -41,7 +41,7 @@ class UnitRunner(Protocol):
 class InlineUnitRunner:
     """Runs units for the local executor: one after the other in the calling thread or, for a stage whose
     units may share a process, ``threads`` at a time — in the runtime's unit worker processes
-    (``Runtime.unit_pool``, ``unit_processes``) or, where those are off, on threads with BLAS and torch's
+    (``app.jobs.unit_pool``, ``unit_processes``) or, where those are off, on threads with BLAS and torch's
     intra-op pool at one thread. Parallel units instead of parallel products either way. Cancellation is
     checked before each unit starts; a unit's error stops the stage once the running units have finished."""
 
@@ -61,7 +61,9 @@ class InlineUnitRunner:
                 results.append(unit(self.runtime, *a))
                 on_done(i + 1)
             return results
-        processes = self.runtime.unit_pool()
+        from app.jobs.unit_pool import unit_pool
+
+        processes = unit_pool(self.runtime)
         if processes is not None:  # worker processes, each with one BLAS and one torch thread
             return self._parallel(lambda a: processes.submit(unit, tuple(a)), processes.result, args,
                                   on_done=on_done, check_cancelled=check_cancelled)

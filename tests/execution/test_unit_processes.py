@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import delete, select
 
 from app.db.tables import Ranking, ScoreCacheEntry
-from app.execution.unit_pool import UnitWorkerDied, shareable
 from app.jobs.context import InlineUnitRunner, JobCancelled
+from app.jobs.unit_pool import UnitWorkerDied, shareable, unit_pool
 from app.runtime import Runtime
 from app.settings import Settings
 from tests.kits.rankings import TOY_ZOO, run_to_success, toy_models_dir
@@ -60,7 +60,7 @@ def _map(runtime, unit, n, cancel=lambda: None):
 
 
 def test_units_run_in_two_worker_processes_in_input_order_with_one_thread_each(runtime):
-    runtime.unit_pool().warm()
+    unit_pool(runtime).warm()
     out, progress = _map(runtime, _where, 6)
     assert [r[1] for r in out] == [i * i for i in range(6)]
     pids = {r[0] for r in out}
@@ -106,7 +106,7 @@ def test_threads_where_processes_cannot_share_the_database_or_are_off(tmp_path):
                      Settings(database_url=f"sqlite:///{tmp_path}/x.db", unit_processes=True, unit_threads=1)):
         rt = Runtime.from_settings(settings)
         try:
-            assert rt.unit_pool() is None
+            assert unit_pool(rt) is None
         finally:
             rt.close()
 
@@ -120,7 +120,7 @@ def test_a_job_scored_in_worker_processes_equals_the_same_job_on_threads(setting
         rt = Runtime.from_settings(settings_factory(models_dir=models, unit_processes=processes, unit_threads=2))
         try:
             job_id, _, rows = run_to_success(rt, body)
-            assert (rt.unit_pool() is not None) is processes
+            assert (unit_pool(rt) is not None) is processes
             with rt.sessions() as s:
                 table = {r.backbone_id: (r.rank, r.rank_ci_low, r.rank_ci_high, r.aggregate)
                          for r in s.scalars(select(Ranking).where(Ranking.job_id == job_id))}
@@ -149,7 +149,7 @@ def test_the_service_warms_its_unit_workers_at_start_and_ranks_through_them(live
 
     server = live_server_factory(models_dir=toy_models_dir(tmp_path / "models"), unit_processes=True,
                                  unit_threads=2)
-    pool = server.runtime.unit_pool()
+    pool = unit_pool(server.runtime)
     deadline = time.monotonic() + 120
     while pool._pool is None and time.monotonic() < deadline:  # the executor's start warms it, beside the API
         time.sleep(0.1)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.errors import Unavailable
 from app.runtime import Runtime
 from app.services.rankings.stages.embed import embed_unit
-from app.services.rankings.stages.score import score_unit
+from app.services.rankings.stages.intervals import score_then_bootstrap
 
 log = logging.getLogger("tscout.ranking")
 _NOT_THE_BACKBONE = (SQLAlchemyError, Unavailable, MemoryError, KeyboardInterrupt, SystemExit)
@@ -60,8 +60,9 @@ def guarded_embed_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) ->
 
 
 def guarded_score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[str, Any]:
-    """:func:`~app.services.rankings.stages.score.score_unit`, reporting a failure instead of raising."""
-    return _guarded("score", score_unit, runtime, job_id, backbone_id)
+    """:func:`~app.services.rankings.stages.intervals.score_then_bootstrap` (the scores, and the bootstrap
+    replicates where the layer is known), reporting a failure instead of raising."""
+    return _guarded("score", score_then_bootstrap, runtime, job_id, backbone_id)
 
 
 def collect(results: list[dict[str, Any]]) -> dict[str, dict[str, str]]:

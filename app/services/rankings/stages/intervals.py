@@ -50,6 +50,21 @@ def bootstrap_unit(runtime: Any, job_id: Any, backbone: str, layer: str, metrics
         inputs.close()
 
 
+def score_then_bootstrap(runtime: Any, job_id: Any, backbone: str) -> dict[str, Any]:
+    """The score stage's unit: :func:`~app.services.rankings.stages.score.score_unit`, then — with the layer
+    known before ranking — the backbone's bootstrap replicates in the same process, while its features and
+    neighbour lists are at hand (:func:`bootstrap_ahead`); the rank stage reads them from the score cache."""
+    from app.services.rankings.stages.score import score_unit
+
+    out = score_unit(runtime, job_id, backbone)
+    inputs = RankingInputs.load(runtime, job_id)
+    try:
+        bootstrap_ahead(inputs, backbone)
+    finally:
+        inputs.close()
+    return out
+
+
 def bootstrap_ahead(inputs: RankingInputs, backbone: str) -> None:
     """In the score unit, when the rank stage's layer is already known (``layer_mode="last"``): this
     backbone's replicates of the metrics the aggregate will bootstrap, into the score cache. A failure here

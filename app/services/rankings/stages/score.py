@@ -200,11 +200,6 @@ def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[st
                       "details": {**details, "n_samples": n_rows, "seed": plan.seed}}
                      for layer, metric, value, variant, seconds, details in out.rows],
                     key=["job_id", "backbone_id", "layer", "metric"])
-    # with the layer known before ranking ("last"), this unit — features loaded, neighbour lists found — also
-    # does the backbone's bootstrap replicates; the rank stage then reads them from the score cache
-    from app.services.rankings.stages.intervals import bootstrap_ahead
-
-    bootstrap_ahead(inputs, backbone_id)
     return {"backbone": backbone_id, "scores": len(out.rows), "computed": len(out.fresh)}
 
 

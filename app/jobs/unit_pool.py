@@ -4,7 +4,7 @@ Threads cannot run the metrics in parallel: between its BLAS calls a metric is m
 scipy calls that hold the GIL, so on two cores the score stage's two unit threads used about 1.5 cores
 (``bench/ranking.py``: 5.4 s on one thread, 4.1 s on two). These processes run one unit each at a time,
 with one BLAS and one torch thread, on a :class:`~app.runtime.Runtime` each rebuilds from the settings
-(``app.execution.remote``), reading embeddings from the artifact store and writing scores to the database
+(``app.jobs.remote``), reading embeddings from the artifact store and writing scores to the database
 with the same idempotent upserts as everywhere else.
 
 The pool is started on first use — or, warmed in the background, by the local executor's ``start`` — and
@@ -22,10 +22,20 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from app.execution.remote import execute_unit, portable_settings
+from app.jobs.remote import execute_unit, portable_settings
 from app.settings import Settings
 
 log = logging.getLogger("tscout.units")
+
+
+def unit_pool(runtime: Any) -> UnitProcessPool | None:
+    """The runtime's unit worker processes (created on first use, closed with the runtime), or ``None``
+    where the settings keep units on threads: ``unit_processes`` off, one unit thread, an in-memory
+    database."""
+    s = runtime.settings
+    if not s.unit_processes or s.unit_thread_count < 2 or not shareable(s):
+        return None
+    return runtime.resource("unit_pool", lambda: UnitProcessPool(s, s.unit_thread_count))
 
 
 class UnitWorkerDied(RuntimeError):
