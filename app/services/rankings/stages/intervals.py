@@ -54,11 +54,11 @@ def score_then_bootstrap(runtime: Any, job_id: Any, backbone: str) -> dict[str, 
     """The score stage's unit: :func:`~app.services.rankings.stages.score.score_unit`, then — with the layer
     known before ranking — the backbone's bootstrap replicates in the same process, while its features and
     neighbour lists are at hand (:func:`bootstrap_ahead`); the rank stage reads them from the score cache."""
-    from app.services.rankings.stages.score import score_unit
+    from app.services.rankings.stages.score import score_backbone
 
-    out = score_unit(runtime, job_id, backbone)
     inputs = RankingInputs.load(runtime, job_id)
     try:
+        out = score_backbone(inputs, backbone)
         bootstrap_ahead(inputs, backbone)
     finally:
         inputs.close()

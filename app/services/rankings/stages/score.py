@@ -87,10 +87,16 @@ class _Results:
 def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[str, Any]:
     """The requested metrics of one backbone where they change the answer, domain similarity to its source,
     target difficulty; every value read from the score cache when it is there."""
+    return score_backbone(RankingInputs.load(runtime, job_id), backbone_id)
+
+
+def score_backbone(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
+    """:func:`score_unit` on inputs already loaded."""
     from app.ranking import choose_layers
     from app.transferability import METRICS, similarity_metrics, spec_of, task_difficulty
 
-    inputs = RankingInputs.load(runtime, job_id)
+    runtime = inputs.runtime
+    job_id = inputs.plan.job_id
     plan = inputs.plan
     keys = ScoreKeys(inputs)
     out = _Results()
