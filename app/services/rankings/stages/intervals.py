@@ -51,7 +51,7 @@ def bootstrap_unit(runtime: Any, job_id: Any, backbone: str, layer: str, metrics
 
 
 def score_then_bootstrap(runtime: Any, job_id: Any, backbone: str) -> dict[str, Any]:
-    """The score stage's unit: :func:`~app.services.rankings.stages.score.score_unit`, then — with the layer
+    """The score stage's unit: :func:`~app.services.rankings.stages.score.score_backbone`, then — with the layer
     known before ranking — the backbone's bootstrap replicates in the same process, while its features and
     neighbour lists are at hand (:func:`bootstrap_ahead`); the rank stage reads them from the score cache."""
     from app.services.rankings.stages.score import score_backbone

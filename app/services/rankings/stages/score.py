@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,14 +83,10 @@ class _Results:
     values: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
-def score_unit(runtime: Runtime, job_id: uuid.UUID, backbone_id: str) -> dict[str, Any]:
-    """The requested metrics of one backbone where they change the answer, domain similarity to its source,
-    target difficulty; every value read from the score cache when it is there."""
-    return score_backbone(RankingInputs.load(runtime, job_id), backbone_id)
-
-
 def score_backbone(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
-    """:func:`score_unit` on inputs already loaded."""
+    """The requested metrics of one backbone where they change the answer, domain similarity to its source,
+    target difficulty; every value read from the score cache when it is there (the score stage's unit,
+    :func:`~app.services.rankings.stages.intervals.score_then_bootstrap`, calls it)."""
     from app.ranking import choose_layers
     from app.transferability import METRICS, similarity_metrics, spec_of, task_difficulty
 
