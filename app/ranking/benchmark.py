@@ -94,13 +94,14 @@ def load_scores(rows: Sequence[Mapping[str, str]], layers: Mapping[str, Sequence
 
 
 def load_benchmark(directory: Path, direction: Callable[[str], bool | None],
-                   head_metrics: Sequence[str]) -> LoadedBenchmark:
+                   head_metrics: Sequence[str], label_free: Sequence[str] = ()) -> LoadedBenchmark:
     """The complete part of the benchmark in ``directory``.
 
     Parameters
     ----------
     direction : metric name -> True (higher is better), False (lower), None (not a ranker: left out)
     head_metrics : metrics that read the source head (one value per source, valid at every tap)
+    label_free : metrics that do not read the target's labels (``Benchmark.label_free``)
     """
     directory = Path(directory)
     missing = [f for f in FILES if not (directory / f).is_file()]
@@ -135,7 +136,8 @@ def load_benchmark(directory: Path, direction: Callable[[str], bool | None],
         if len(rows) == n_taps:
             cut_truth.update({(tgt, r["source"], r["layer"]): float(r["finetune"]) for r in rows})
     scores = {k: v for k, v in scores.items() if k[0] in complete}
-    bench = Benchmark(scores=scores, directions=directions, layers=layers, truth=truth, cut_truth=cut_truth)
+    bench = Benchmark(scores=scores, directions=directions, layers=layers, truth=truth, cut_truth=cut_truth,
+                      label_free=frozenset(label_free))
     return LoadedBenchmark(bench=bench, roles={t: roles[t] for t in complete}, sources=sources,
                            incomplete=incomplete, digest=digest_files([directory / f for f in DIGEST_FILES]))
 
@@ -158,4 +160,5 @@ def merge(base: Benchmark, extra: Benchmark) -> Benchmark:
     layers = {**extra.layers, **base.layers}
     return Benchmark(scores={**base.scores, **extra.scores}, directions={**extra.directions, **base.directions},
                      layers=layers, truth={**base.truth, **extra.truth},
-                     cut_truth={**base.cut_truth, **extra.cut_truth})
+                     cut_truth={**base.cut_truth, **extra.cut_truth},
+                     label_free=base.label_free | extra.label_free)

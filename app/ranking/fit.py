@@ -225,6 +225,9 @@ class Benchmark:
     layers : {source: taps in depth order}
     truth : {(target, source): fine-tune accuracy at the last layer}
     cut_truth : {(target, source, layer): fine-tune accuracy of the trunk cut at that tap}
+    label_free : metrics that do not read the target's labels (ETran's energy: how strongly a backbone
+        responds to the images, not whether its features separate the classes); the fit lets them carry
+        at most :data:`LABEL_FREE_SHARES`'s largest share of the weight (:func:`fit_label_free_share`)
     """
 
     scores: Mapping[Key3, Mapping[str, float]]
@@ -232,6 +235,7 @@ class Benchmark:
     layers: Mapping[str, Sequence[str]]
     truth: Mapping[Key2, float]
     cut_truth: Mapping[Key3, float] = field(default_factory=dict)
+    label_free: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.truth:
@@ -285,6 +289,11 @@ WEIGHT_METHODS = ("stagewise", "nnls")
 #: the fit recipes the inner loop chooses among: (combination family, weight method)
 RECIPES = tuple((c, m) for c in COMBINATIONS for m in WEIGHT_METHODS)
 RIDGE = 1.0  # nnls: one pseudo-observation per weight, pulling it to 0 (the values are standardised per target)
+#: the shares of the weight a label-free metric may take, the first being none. A label-free metric (it
+#: never reads the target's labels) may correct the order the label-aware metrics give, never lead it: at
+#: a share below 1/3, in the rank family, it cannot reverse the first two of three candidates on which the
+#: label-aware metrics agree (their normalised ranks 1, 0.5, 0 against at most one rank's swing).
+LABEL_FREE_SHARES = (0.0, 0.125, 0.25)
 
 
 def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> np.ndarray:
@@ -473,14 +482,60 @@ def fit_recipe(bench: Benchmark, targets: Sequence[str], candidates: Sequence[st
     return recipes[best], inner
 
 
+def mix_label_free(weights: Mapping[str, float], metric: str, share: float) -> dict[str, float]:
+    """``weights`` scaled to ``1 − share`` with ``share`` given to ``metric`` (``share`` in [0, 1))."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share!r}")
+    _check_weights(weights)
+    total = float(sum(weights.values()))
+    out = {m: (1.0 - share) * float(w) / total for m, w in weights.items()}
+    if share > 0:
+        out[metric] = out.get(metric, 0.0) + share
+    return out
+
+
+def fit_label_free_share(bench: Benchmark, targets: Sequence[str], weights: Mapping[str, float],
+                         candidates: Sequence[str], *, combination: str = "rank", min_gain: float = 0.005,
+                         shares: Sequence[float] = LABEL_FREE_SHARES) -> tuple[dict[str, float], dict[str, Any]]:
+    """Give one label-free metric a share of the label-aware ``weights``, chosen on ``targets``.
+
+    Every (label-free candidate, share) pair of ``shares`` is scored by the mean weighted τ over ``targets``
+    (last layer); a share above 0 is kept only when it beats the label-aware weights alone by ``min_gain``
+    (ties: the smaller share, then the alphabetically first metric). Returns the weights and a record of the
+    choice (``{"metric", "share", "tau": {"metric@share": τ}}``)."""
+    if not shares or shares[0] != 0.0 or any(not 0.0 <= s < 1.0 / 3.0 for s in shares):
+        raise ValueError(f"shares must start at 0 and stay below 1/3, got {shares}")
+    free = sorted(m for m in candidates if m in bench.label_free and m not in weights)
+    base = float(np.mean([target_quality(bench, t, weights, "last", combination)["tau"] for t in targets]))
+    record: dict[str, Any] = {"metric": None, "share": 0.0, "tau": {"none": base}}
+    best, best_w = base + min_gain, dict(weights)
+    for m in free:
+        for share in shares[1:]:
+            trial = mix_label_free(weights, m, share)
+            tau = float(np.mean([target_quality(bench, t, trial, "last", combination)["tau"] for t in targets]))
+            record["tau"][f"{m}@{share:g}"] = tau
+            if tau > best + 1e-12:
+                best, best_w = tau, trial
+                record.update(metric=m, share=float(share))
+    return best_w, record
+
+
 def fit_all(bench: Benchmark, targets: Sequence[str], candidates: Sequence[str] | None = None,
             recipes: Sequence[tuple[str, str]] = RECIPES, **fit_kw: Any) -> dict[str, Any]:
-    """The whole fit on ``targets``: the recipe (:func:`fit_recipe`), the weights (:func:`fit_weights`)
-    and the layer rule (:func:`fit_layer_rule`)."""
-    (family, method), inner = fit_recipe(bench, targets, candidates, recipes, **fit_kw)
-    w = fit_weights(bench, targets, candidates, combination=family, method=method, **fit_kw)
+    """The whole fit on ``targets``: the recipe (:func:`fit_recipe`) and the weights (:func:`fit_weights`)
+    over the label-aware candidates, a label-free metric's share (:func:`fit_label_free_share`), then the
+    layer rule (:func:`fit_layer_rule`)."""
+    cands = sorted(candidates if candidates is not None else bench.metrics)
+    aware = [m for m in cands if m not in bench.label_free]
+    if not aware:
+        raise ValueError("the fit needs at least one candidate metric that reads the target's labels")
+    (family, method), inner = fit_recipe(bench, targets, aware, recipes, **fit_kw)
+    w = fit_weights(bench, targets, aware, combination=family, method=method, **fit_kw)
+    w, free = fit_label_free_share(bench, targets, w, cands, combination=family,
+                                   min_gain=fit_kw.get("min_gain", 0.005))
     rule = fit_layer_rule(bench, targets, w, combination=family)
-    return {"weights": w, "layer_rule": rule, "combination": family, "weight_method": method, "inner_tau": inner}
+    return {"weights": w, "layer_rule": rule, "combination": family, "weight_method": method, "inner_tau": inner,
+            "label_free": free}
 
 
 def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
@@ -498,7 +553,8 @@ def leave_one_target_out(bench: Benchmark, targets: Sequence[str] | None = None,
         w, rule, fam = f["weights"], f["layer_rule"], f["combination"]
         q = target_quality(bench, held, w, rule, fam)
         entry: dict[str, Any] = {**q, "weights": w, "layer_rule": rule, "combination": fam,
-                                 "weight_method": f["weight_method"], "fitted_on": train}
+                                 "weight_method": f["weight_method"], "label_free": f["label_free"],
+                                 "fitted_on": train}
         if held in bench.cut_targets:
             lq = layer_rule_quality(bench, held, w, rule, fam)
             entry["cut"] = {k: v for k, v in lq.items() if k != "chosen"}
@@ -602,7 +658,11 @@ def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, tas
                                  "ridge": RIDGE, "candidates": cands, "layer_rules": list(LAYER_RULES),
                                  "recipes": ["/".join(r) for r in recipes],
                                  "recipe_choice": "inner leave-one-target-out mean weighted tau",
-                                 "inner_tau": f["inner_tau"]})
+                                 "inner_tau": f["inner_tau"],
+                                 "label_free": {**f["label_free"], "candidates": sorted(set(cands) & bench.label_free),
+                                                "shares": list(LABEL_FREE_SHARES),
+                                                "choice": "mean weighted tau on the fitted targets, "
+                                                          "kept when it gains min_gain over none"}})
 
 
 def default_path(task_type: str, version: int, directory: Path = DEFAULTS_DIR) -> Path:

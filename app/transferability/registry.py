@@ -57,6 +57,7 @@ __all__ = [
     "resampled_kernel",
     "default_metrics",
     "similarity_metrics",
+    "label_free_metrics",
     "subset_metric",
     "spec_of",
     "far_domain_metric",
@@ -390,6 +391,14 @@ def default_metrics(task_type: str) -> tuple[str, ...]:
     """Transferability and baseline metrics a ranking computes when the request names none, in registry order."""
     return tuple(name for name, spec in METRICS.items()
                  if task_type in spec.default_for and spec.kind in ("transferability", "baseline"))
+
+
+def label_free_metrics() -> tuple[str, ...]:
+    """Metrics that never read the target's labels (ETran's energy, RSA, DDS, the label-free domain
+    distances): they can say how a backbone responds to the target's inputs, not whether its features
+    separate the target's classes."""
+    return tuple(name for name, spec in METRICS.items()
+                 if not {"labels", "labels_or_targets", "target_labels"} & set(spec.inputs))
 
 
 def similarity_metrics(task_type: str) -> tuple[str, ...]:

@@ -148,7 +148,9 @@ def build(out: Path, models_dir: Path) -> dict:
     from app.ranking.benchmark import load_benchmark, scored_everywhere
     from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS, target
 
-    loaded = load_benchmark(out, direction, head_metrics())
+    from app.transferability import label_free_metrics
+
+    loaded = load_benchmark(out, direction, head_metrics(), label_free_metrics())
     bench, layers, sources = loaded.bench, loaded.bench.layers, loaded.sources
     pools = add_pool_scores(bench, layers)
     targets = bench.targets

@@ -229,3 +229,70 @@ def test_from_json_rejects_unknown_format_and_missing_keys():
         F.FittedDefault.from_json({"format": 99})
     with pytest.raises(ValueError, match="lacks"):
         F.FittedDefault.from_json({"format": F.FORMAT_VERSION, "version": 1})
+
+
+# -- the label-free share --------------------------------------------------------------------------------------
+def _with_label_free(bench, helpful, seed=5):
+    """``bench`` plus a label-free metric ``free``: the truth's residual after ``good`` (so mixing it in
+    corrects ``good``) when ``helpful``, noise otherwise; ``good`` made coarse (ties broken by the truth
+    only through ``free``)."""
+    rng = np.random.default_rng(seed)
+    scores = {}
+    for (tgt, src, ly), vals in bench.scores.items():
+        acc = bench.truth[(tgt, src)]
+        coarse = float(np.floor(acc * 4))  # four bins: "good" cannot order sources inside a bin
+        free = acc if helpful else float(rng.normal())
+        scores[(tgt, src, ly)] = {**vals, "good": coarse, "free": free}
+    return F.Benchmark(scores, {**bench.directions, "free": True}, bench.layers, bench.truth, bench.cut_truth,
+                       label_free=frozenset({"free"}))
+
+
+def test_mix_label_free_scales_the_label_aware_weights():
+    assert F.mix_label_free({"a": 2.0, "b": 2.0}, "e", 0.25) == pytest.approx({"a": 0.375, "b": 0.375, "e": 0.25})
+    assert F.mix_label_free({"a": 1.0}, "e", 0.0) == {"a": 1.0}
+    with pytest.raises(ValueError, match="share"):
+        F.mix_label_free({"a": 1.0}, "e", 1.0)
+
+
+def test_a_label_free_metric_corrects_but_never_leads():
+    helpful = _with_label_free(_bench(n_targets=6, n_sources=12), helpful=True)
+    f = F.fit_all(helpful, helpful.targets, ["bad", "free", "good"])
+    # on its own "free" is the perfect ranker, yet it gets at most the largest share and "good" leads; the
+    # smallest share already orders the sources inside "good"'s bins, so the larger one gains nothing
+    share = min(s for s in F.LABEL_FREE_SHARES if s > 0)
+    assert f["label_free"]["metric"] == "free" and f["label_free"]["share"] == share
+    assert f["weights"]["free"] == pytest.approx(share) and f["weights"]["good"] > 0.5
+    assert f["label_free"]["tau"][f"free@{share:g}"] > f["label_free"]["tau"]["none"] + 0.005
+    # a label-free metric that is noise gets nothing
+    noise = _with_label_free(_bench(n_targets=6, n_sources=12), helpful=False)
+    g = F.fit_all(noise, noise.targets, ["bad", "free", "good"])
+    assert "free" not in g["weights"] and g["label_free"] == {**g["label_free"], "metric": None, "share": 0.0}
+    # with only label-free candidates there is nothing to lead: refused
+    with pytest.raises(ValueError, match="labels"):
+        F.fit_all(helpful, helpful.targets, ["free"])
+
+
+def test_label_free_shares_stay_below_a_third():
+    bench = _with_label_free(_bench(), helpful=True)
+    for bad in ((0.1, 0.2), (0.0, 0.4), ()):
+        with pytest.raises(ValueError, match="1/3"):
+            F.fit_label_free_share(bench, bench.targets, {"good": 1.0}, ["free"], shares=bad)
+    assert all(0.0 <= s < 1 / 3 for s in F.LABEL_FREE_SHARES) and F.LABEL_FREE_SHARES[0] == 0.0
+
+
+def test_at_the_largest_share_a_label_free_metric_cannot_reverse_three_agreeing_candidates():
+    # label-aware ranks 1, 0.5, 0 (the README's strong / weak / none); the label-free metric says the opposite
+    rows = {"strong": {"aware": 3.0, "free": 0.0}, "weak": {"aware": 2.0, "free": 1.0},
+            "none": {"aware": 1.0, "free": 2.0}}
+    w = F.mix_label_free({"aware": 1.0}, "free", max(F.LABEL_FREE_SHARES))
+    combined = F.combine(rows, w, {"aware": True, "free": True})
+    assert combined["strong"] > combined["weak"] > combined["none"]
+
+
+def test_label_free_metrics_are_the_ones_that_read_no_target_labels():
+    from app.transferability import METRICS, label_free_metrics
+
+    free = label_free_metrics()
+    assert "etran_energy" in free and "logme" not in free and "otdd" not in free and "otce" not in free
+    for m in free:
+        assert not {"labels", "labels_or_targets", "target_labels"} & set(METRICS[m].inputs)
