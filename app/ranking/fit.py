@@ -236,6 +236,12 @@ class Benchmark:
     truth: Mapping[Key2, float]
     cut_truth: Mapping[Key3, float] = field(default_factory=dict)
     label_free: frozenset[str] = frozenset()
+    #: normalised columns already computed, by (target, rule, family, metric): the fit scores thousands of
+    #: weightings of the same columns. ``scores`` must not change once a fit has read them.
+    _columns: dict[tuple[str, str, str, str], np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                                                  compare=False)
+    _pools: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict, init=False, repr=False,
+                                                                 compare=False)
 
     def __post_init__(self) -> None:
         if not self.truth:
@@ -269,12 +275,53 @@ class Benchmark:
     def target_layers(self, target: str) -> dict[str, Sequence[str]]:
         return {s: self.layers[s] for s in self.sources(target)}
 
+    def pool(self, target: str, rule: str) -> list[tuple[str, str]]:
+        """The (source, tap) rows competing on ``target`` under a layer rule, in :func:`choose_layers`'s order."""
+        key = (target, rule)
+        if key not in self._pools:
+            if rule not in LAYER_RULES:
+                raise ValueError(f"unknown layer rule {rule!r}; known: {LAYER_RULES}")
+            rows = []
+            for src in self.sources(target):
+                taps = self.layers[src]
+                allowed = [taps[-1]] if rule == "last" else list(taps) if rule == "best" else list(taps[len(taps) // 2:])
+                for ly in allowed:
+                    if (target, src, ly) not in self.scores:
+                        raise ValueError(f"no scores for source {src} at layer {ly}")
+                    rows.append((src, ly))
+            self._pools[key] = rows
+        return self._pools[key]
+
+    def column(self, target: str, rule: str, combination: str, metric: str) -> np.ndarray:
+        """One metric's oriented, family-normalised values over :meth:`pool` — what :func:`combine` computes
+        for it — computed once."""
+        key = (target, rule, combination, metric)
+        if key not in self._columns:
+            sign = 1.0 if self.directions[metric] else -1.0
+            col = np.array([sign * float(self.scores[(target, s, ly)].get(metric, np.nan))
+                            for s, ly in self.pool(target, rule)], dtype=np.float64)
+            self._columns[key] = family_normalise(col, combination)
+        return self._columns[key]
+
 
 def predict(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last",
             combination: str = "rank") -> dict[str, tuple[str, float]]:
-    """``{source: (layer, score)}`` of the aggregation on one target of ``bench``."""
-    return choose_layers(bench.target_scores(target), bench.target_layers(target), weights, bench.directions, rule,
-                         combination)
+    """``{source: (layer, score)}`` of the aggregation on one target of ``bench``: :func:`choose_layers` on
+    the target's scores, from the benchmark's cached normalised columns (the same arithmetic, in the same
+    order, so the same values)."""
+    w = _check_weights(weights)
+    missing = [m for m in w if m not in bench.directions]
+    if missing:
+        raise ValueError(f"no direction for metric(s) {missing}")
+    keys = bench.pool(target, rule)
+    total = np.zeros(len(keys))
+    for m, wm in w.items():
+        total += wm * bench.column(target, rule, combination, m)
+    out: dict[str, tuple[str, float]] = {}
+    for (src, ly), value in zip(keys, total.tolist(), strict=True):  # ties keep the deeper tap
+        if src not in out or value >= out[src][1]:
+            out[src] = (ly, value)
+    return out
 
 
 def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last",
@@ -289,6 +336,9 @@ WEIGHT_METHODS = ("stagewise", "nnls")
 #: the fit recipes the inner loop chooses among: (combination family, weight method)
 RECIPES = tuple((c, m) for c in COMBINATIONS for m in WEIGHT_METHODS)
 RIDGE = 1.0  # nnls: one pseudo-observation per weight, pulling it to 0 (the values are standardised per target)
+#: nnls: a metric whose share of the fitted weight is below this is dropped (the rest renormalised): in the
+#: z-score family (clipped at ±3) it moves a candidate's score by at most 0.3, yet every job would compute it
+MIN_WEIGHT = 0.05
 #: the shares of the weight a label-free metric may take, the first being none. A label-free metric (it
 #: never reads the target's labels) may correct the order the label-aware metrics give, never lead it: at
 #: a share below 1/3, in the rank family, it cannot reverse the first two of three candidates on which the
@@ -341,7 +391,8 @@ def fit_weights_nnls(bench: Benchmark, targets: Sequence[str], candidates: Seque
     """Weights by pooled non-negative ridge regression: every training target's sources (at their last
     layer) are rows, the family-normalised metric values the columns, the family-normalised truth the
     response; ``ridge`` pseudo-observations per weight shrink it to 0. Uses every pair of every target at
-    once (the stagewise fit sees one τ per target). Normalised to sum 1; no weight at all (every metric
+    once (the stagewise fit sees one τ per target). A share below :data:`MIN_WEIGHT` is dropped. Normalised
+    to sum 1; no weight at all (every metric
     useless on the training targets) falls back to the best single metric by mean τ."""
     if not targets:
         raise ValueError("fit_weights needs at least one training target")
@@ -363,6 +414,7 @@ def fit_weights_nnls(bench: Benchmark, targets: Sequence[str], candidates: Seque
         x = np.vstack([x, math.sqrt(ridge) * np.eye(len(cands))])
         y = np.concatenate([y, np.zeros(len(cands))])
     w = nnls(x, y)
+    w[w < MIN_WEIGHT * w.sum()] = 0.0  # too small to move a ranking, yet each costs its metric's computation
     if w.sum() <= 1e-12:
         best = max(cands, key=lambda m: (np.mean([target_quality(bench, t, {m: 1.0}, "last", combination)["tau"]
                                                   for t in targets]), -cands.index(m)))
@@ -641,12 +693,16 @@ class FittedDefault:
 def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, task_type: str = "classification",
                 targets: Sequence[str] | None = None, candidates: Sequence[str] | None = None,
                 max_units: int = 6, min_gain: float = 0.005,
-                recipes: Sequence[tuple[str, str]] = RECIPES) -> FittedDefault:
+                recipes: Sequence[tuple[str, str]] = RECIPES, loto: dict[str, Any] | None = None) -> FittedDefault:
     """Fit on all ``targets`` (the shipped default) and record the leave-one-target-out estimate of how it
-    does on a target it was not fitted on."""
+    does on a target it was not fitted on (``loto``: that estimate when the caller already computed it with
+    the same targets, candidates and options)."""
     targets = list(targets if targets is not None else bench.targets)
     kw = {"max_units": max_units, "min_gain": min_gain}
-    loto = leave_one_target_out(bench, targets, candidates, recipes, **kw)
+    if loto is None:
+        loto = leave_one_target_out(bench, targets, candidates, recipes, **kw)
+    elif sorted(loto.get("per_target", {})) != sorted(targets):
+        raise ValueError("the leave-one-target-out estimate given covers other targets than the fit")
     f = fit_all(bench, targets, candidates, recipes, **kw)
     w = f["weights"]
     cands = sorted(candidates if candidates is not None else bench.metrics)
@@ -655,7 +711,7 @@ def fit_default(bench: Benchmark, *, ground_truth_digest: str, version: int, tas
                          ground_truth_digest=ground_truth_digest, fitted_on=tuple(targets), loto=loto,
                          combination=f["combination"],
                          method={"weights": f["weight_method"], "max_units": max_units, "min_gain": min_gain,
-                                 "ridge": RIDGE, "candidates": cands, "layer_rules": list(LAYER_RULES),
+                                 "ridge": RIDGE, "min_weight": MIN_WEIGHT, "candidates": cands, "layer_rules": list(LAYER_RULES),
                                  "recipes": ["/".join(r) for r in recipes],
                                  "recipe_choice": "inner leave-one-target-out mean weighted tau",
                                  "inner_tau": f["inner_tau"],

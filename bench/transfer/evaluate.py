@@ -146,9 +146,8 @@ def build(out: Path, models_dir: Path) -> dict:
     """Everything the report needs, read from the CSVs (the benchmark itself by ``app.ranking.benchmark``,
     the loader ``tscout ranker fit`` uses too)."""
     from app.ranking.benchmark import load_benchmark, scored_everywhere
-    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS, target
-
     from app.transferability import label_free_metrics
+    from bench.transfer.targets import CUT_POINT_TARGETS, TARGETS, target
 
     loaded = load_benchmark(out, direction, head_metrics(), label_free_metrics())
     bench, layers, sources = loaded.bench, loaded.bench.layers, loaded.sources
@@ -169,6 +168,7 @@ def build(out: Path, models_dir: Path) -> dict:
             "metrics": metrics,
             "candidates": [m for m in metrics if fit_candidate(m) and scored_everywhere(bench, m, fit_targets)],
             "pools": pools, "digest": loaded.digest, "shipped_file": _shipped_file(bench),
+            "earlier_files": _earlier_files(bench),
             "gt_rows": gt_rows, "cut_rows": read_rows(out / "cut_points_v2.csv"), "cut_targets": bench.cut_targets,
             "old": dict(old), "old_layer": dict(old_layer), "cards": load_cards(models_dir, sources)}
 
@@ -181,6 +181,20 @@ def _shipped_file(bench: Any) -> Any:
     except (FileNotFoundError, ValueError):
         return None
     return file if all(m in bench.directions for m in file.weights) else None
+
+
+def _earlier_files(bench: Any) -> list[Any]:
+    """The built-in classification defaults older than the newest, newest first, that these CSVs score."""
+    try:
+        newest = F.versions("classification")[-1]
+    except IndexError:
+        return []
+    files = [F.load_default("classification", v) for v in reversed(F.versions("classification")) if v != newest]
+    return [f for f in files if all(m in bench.directions for m in f.weights)]
+
+
+def earlier_name(file: Any) -> str:
+    return f"earlier default: classification-v{file.version} file (fitted on {len(file.fitted_on)} targets)"
 
 
 def single_rankings(data: dict, tgt: str) -> dict[str, dict[str, float]]:
@@ -218,7 +232,13 @@ def evaluate(data: dict) -> dict:
         for tgt in holdouts:
             table[REFIT][tgt] = F.target_quality(bench, tgt, shipped["weights"], shipped["layer_rule"],
                                                  shipped["combination"])
+    for old in data.get("earlier_files", []):
+        for tgt in data["targets"]:
+            table[earlier_name(old)][tgt] = F.target_quality(bench, tgt, old.weights, old.layer_rule, old.combination)
     file, file_loto = data.get("shipped_file"), None
+    if file is not None and shipped is not None and shipped["weights"] == file.weights \
+            and shipped["layer_rule"] == file.layer_rule and shipped["combination"] == file.combination:
+        table.pop(REFIT, None)  # the refit is the shipped file: one row, not two
     if file is not None:
         name = shipped_name(file)
         for tgt in data["targets"]:  # in-sample on the targets it was fitted on: the hold-outs are the test
@@ -370,14 +390,19 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
                   "selection, ≤ 6 units of weight on mean τ; or pooled non-negative ridge regression of the "
                   "normalised truth on the normalised metrics, ridge 1) — by an inner leave-one-target-out on "
                   "those targets. Candidates: the registry metrics the rank stage aggregates that have values on "
-                  "every fit target. Layer rule: the best of `last` / `best` / `best_deep` on the training "
-                  "folds' cut-point truth, `last` unless strictly better.", "",
-                  "| held-out target | τ_w | top-1 | family / weights by | layer rule | weights |",
-                  "|---|---:|---:|---|---|---|"]
+                  "every fit target; the recipe and weights are fitted on the label-aware ones, then one "
+                  "label-free metric (it never reads the target's labels: ETran's energy) may take a share of "
+                  f"{' / '.join(f'{x:g}' for x in F.LABEL_FREE_SHARES)} of the weight, chosen on the training "
+                  "targets (kept when it gains ≥ 0.005 mean τ_w over none). Layer rule: the best of `last` / "
+                  "`best` / `best_deep` on the training folds' cut-point truth, `last` unless strictly better.", "",
+                  "| held-out target | τ_w | top-1 | family / weights by | label-free share | layer rule | weights |",
+                  "|---|---:|---:|---|---|---|---|"]
         for tgt, e in loto["per_target"].items():
             w = ", ".join(f"{m} {v:.2f}" for m, v in sorted(e["weights"].items(), key=lambda kv: -kv[1]))
+            free = e.get("label_free") or {}
+            share = f"{free['metric']} {free['share']:g}" if free.get("metric") else "none"
             lines.append(f"| {tgt} | {e['tau']:.3f} | {e['top1']:.0f} | {e['combination']} / {e['weight_method']} | "
-                         f"{e['layer_rule']} | {w} |")
+                         f"{share} | {e['layer_rule']} | {w} |")
     def weights_text(weights: Mapping[str, float]) -> str:
         return ", ".join(f"{m} {v:.2f}" for m, v in sorted(weights.items(), key=lambda kv: -kv[1]))
 
@@ -394,12 +419,20 @@ def markdown(data: dict, result: dict, convergence: dict | None, meta: dict | No
     if hold_t:
         hs = summary(table, hold_t)
         lines += ["", "## Hold-out targets (never fitted on)", "",
-                  "The shipped file and today's refit, unchanged, against every single metric and baseline.", "",
+                  "The shipped file and the earlier defaults, unchanged, against every single metric and "
+                  "baseline.", "",
                   "| ranker | mean τ_w | " + " | ".join(f"τ_w {t}" for t in hold_t) + " | mean top-1 |",
                   "|---|---:|" + "---:|" * len(hold_t) + "---:|"]
         for name in sorted(hs, key=lambda n: -hs[n]["tau"]):
             lines.append(f"| {name} | {hs[name]['tau']:.3f} | " +
                          " | ".join(f"{table[name][t]['tau']:.2f}" for t in hold_t) + f" | {hs[name]['top1']:.2f} |")
+        earlier = data.get("earlier_files") or []
+        if file is not None and earlier and shipped_name(file) in hs and earlier_name(earlier[0]) in hs:
+            new_tau, old_tau = hs[shipped_name(file)]["tau"], hs[earlier_name(earlier[0])]["tau"]
+            lines += ["", f"Decision rule (PROTOCOL.md: the newest file ships iff its mean τ_w on these hold-outs is "
+                      f"at least the previous one's): classification-v{file.version} {new_tau:.3f} vs "
+                      f"classification-v{earlier[0].version} {old_tau:.3f} → "
+                      f"**{'ships' if new_tau >= old_tau else 'does not ship'}**."]
     cut = cut_point_table(data, loto)
     if cut:
         lines += ["", "## Cut points: fine-tune accuracy at the chosen tap", "",
@@ -468,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.write_default:
         digest = data["digest"]
         default = F.fit_default(data["bench"], ground_truth_digest=digest, version=a.default_version,
-                                targets=data["fit_targets"], candidates=data["candidates"])
+                                targets=data["fit_targets"], candidates=data["candidates"], loto=result["loto"])
         path = F.write_default(default)
         text += (f"\n## The stored default\n\n`{path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}`"
                  f" (version {default.version}, ground-truth digest `{digest[:16]}…`): metrics "

@@ -375,7 +375,10 @@ def summarise(rows: list[dict], taps: list[dict]) -> tuple[list[dict], list[dict
     """``ground_truth_v2.csv`` rows (per target × source, last layer) and ``cut_points_v2.csv`` rows (per
     target × source × tap, duplicates filled from the tap they repeat)."""
     by = _chosen(rows)
-    roles = {r["target"]: r["role"] for r in rows}
+    from bench.transfer.targets import TARGETS
+
+    roles = {r["target"]: r["role"] for r in rows}  # as recorded when the runs were made ...
+    roles.update({t.name: t.role for t in TARGETS if t.name in roles})  # ... unless the protocol has moved on
     last = {}
     for t in taps:
         last[t["source"]] = t["layer"]

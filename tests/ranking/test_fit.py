@@ -296,3 +296,37 @@ def test_label_free_metrics_are_the_ones_that_read_no_target_labels():
     assert "etran_energy" in free and "logme" not in free and "otdd" not in free and "otce" not in free
     for m in free:
         assert not {"labels", "labels_or_targets", "target_labels"} & set(METRICS[m].inputs)
+
+
+@pytest.mark.parametrize("rule", F.LAYER_RULES)
+@pytest.mark.parametrize("family", F.COMBINATIONS)
+def test_predict_from_cached_columns_equals_choose_layers_exactly(rule, family):
+    bench = _bench(n_targets=3, n_sources=9, seed=11)
+    rng = np.random.default_rng(2)
+    for vals in bench.scores.values():  # ties and a missing value on some rows
+        vals["good"] = float(np.round(vals["good"], 1))
+        if rng.random() < 0.1:
+            vals.pop("bad")
+    for weights in ({"good": 1.0}, {"good": 0.5, "bad": 0.3, "lower": 0.2}, {"bad": 2.0, "lower": 1.0}):
+        for tgt in bench.targets:
+            slow = F.choose_layers(bench.target_scores(tgt), bench.target_layers(tgt), weights, bench.directions,
+                                   rule, family)
+            assert F.predict(bench, tgt, weights, rule, family) == slow  # equal floats, same taps
+    with pytest.raises(ValueError, match="direction"):
+        F.predict(bench, "t0", {"nope": 1.0})
+    with pytest.raises(ValueError, match="layer rule"):
+        F.predict(bench, "t0", {"good": 1.0}, "deepest")
+
+
+def test_nnls_drops_a_share_too_small_to_matter(monkeypatch):
+    bench = _bench(n_targets=5, n_sources=10, seed=5)
+    rng = np.random.default_rng(1)
+    for (t, s, _), vals in bench.scores.items():  # "tiny" carries a little signal under a lot of noise
+        vals["good"] = bench.truth[(t, s)] + 0.1 * rng.normal()
+        vals["tiny"] = bench.truth[(t, s)] + 6.0 * rng.normal()
+    bench = F.Benchmark(bench.scores, {**bench.directions, "tiny": True}, bench.layers, bench.truth)
+    kw = {"method": "nnls", "combination": "zscore"}
+    assert F.fit_weights(bench, bench.targets, ["bad", "good", "tiny"], **kw) == {"good": 1.0}
+    monkeypatch.setattr(F, "MIN_WEIGHT", 0.0)  # without the floor nnls keeps a sliver of it
+    sliver = F.fit_weights(bench, bench.targets, ["bad", "good", "tiny"], **kw)
+    assert 0 < sliver["tiny"] < 0.05 and sliver["good"] == pytest.approx(1 - sliver["tiny"])
