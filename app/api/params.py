@@ -1,5 +1,6 @@
 """Parameter types shared by the routes (timestamps and keyset cursors, with their OpenAPI constraints; hub
-ids), and the one way a read route answers an already-built model (:func:`json_body`).
+ids, and the ``backbone_id`` path convertor), and the one way a read route answers an already-built model
+(:func:`json_body`).
 
 A timestamp is ISO 8601 (``2020-01-01``, ``2020-01-01T12:00:00Z``, ``…+02:00``); one without a timezone is
 read as UTC, and a bare number (which Pydantic would take as a Unix time) is refused with 422. A keyset
@@ -16,6 +17,7 @@ from typing import Annotated
 from fastapi import Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, BeforeValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from app.errors import InvalidInput
 
@@ -82,6 +84,26 @@ def check_backbone_id(backbone_id: str) -> str:
         raise InvalidInput(f"id: {shown!r} is not a backbone id ('family:name', e.g. 'timm:resnet18.a1_in1k' or "
                            "'hf:org/model'; no empty, '.' or '..' path segments)")
     return backbone_id
+
+
+class BackboneIdConvertor(Convertor[str]):
+    """``{backbone_id:backbone_id}`` in a route path: a backbone id, ``family:name`` (the name may hold ``/``).
+
+    Only a path whose first segment has the family's ``:`` is a backbone id, and one ending in ``/rankings``
+    is the backbone's rankings (``GET``); so ``/v1/backbones/upload`` and ``…/rankings`` are never taken for
+    an id by ``GET``, ``PATCH`` or ``DELETE`` of a backbone: another method there answers 405 with the
+    ``Allow`` of the route that owns the path, not a 404 or 422 about a backbone."""
+
+    regex = r"(?!.*/rankings$)[^/]*:.*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("backbone_id", BackboneIdConvertor())
 
 
 def json_body(model: BaseModel) -> Response:

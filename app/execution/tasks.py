@@ -55,7 +55,9 @@ def run_job(runtime: Runtime, job_id: uuid.UUID, worker_id: str, handlers: Handl
             log.exception("job %s failed", job_id)
             final, error = JobStatus.FAILED, describe_failure(exc, runtime.store.root_paths)
     else:
-        final, error = (JobStatus.CANCELLED if ctx.cancelled() else JobStatus.SUCCEEDED), None
+        # CANCELLED instead if a cancel was requested meanwhile: finish() reads that with its retried write, so
+        # work that finishes while the database is down is still recorded (reading it here would lose it)
+        final, error = JobStatus.SUCCEEDED, None
     finally:
         beating.set()
         beat.join(timeout=5)
@@ -67,7 +69,8 @@ def finish(runtime: Runtime, job_id: uuid.UUID, worker_id: str, final: JobStatus
     """Record the outcome of a run — a terminal status, or PENDING to re-queue the job and give back the
     attempt an outage interrupted — retrying while the database is unreachable (for up to
     ``TSCOUT_JOB_OUTAGE_RETRY_SECONDS``), so an outage never leaves the job RUNNING until the reconciler
-    notices. Returns the job's status afterwards."""
+    notices. SUCCEEDED becomes CANCELLED if a cancel was requested before it is written (the handler
+    finished, but the caller asked to stop). Returns the job's status afterwards."""
     deadline = time.monotonic() + runtime.settings.job_outage_retry_seconds
     delay = 0.25
     while True:
@@ -78,7 +81,10 @@ def finish(runtime: Runtime, job_id: uuid.UUID, worker_id: str, final: JobStatus
                     job_state.transition(session, job_id, JobStatus.PENDING, expected=JobStatus.RUNNING,
                                          owner=worker_id, worker_id=None, attempts=max(job.attempts - 1, 0))
                 else:
-                    job_state.transition(session, job_id, final, expected=JobStatus.RUNNING, error=error,
+                    outcome = final
+                    if final is JobStatus.SUCCEEDED and job_state.get_job(session, job_id).cancel_requested:
+                        outcome = JobStatus.CANCELLED
+                    job_state.transition(session, job_id, outcome, expected=JobStatus.RUNNING, error=error,
                                          owner=worker_id)
                 return JobStatus(job_state.get_job(session, job_id).status)
         except Exception as exc:

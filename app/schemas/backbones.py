@@ -31,9 +31,10 @@ class SourceTaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(min_length=1, max_length=300)
-    classes: int | None = Field(default=None, ge=1)
-    samples: int | None = Field(default=None, ge=0)
-    accuracy: float | None = Field(default=None, ge=0, le=1)
+    # strict: JSON numbers only (no true/false or "1" read as a number)
+    classes: int | None = Field(default=None, ge=1, strict=True)
+    samples: int | None = Field(default=None, ge=0, strict=True)
+    accuracy: float | None = Field(default=None, ge=0, le=1, strict=True)
     difficulty: dict[str, Any] | None = None
     description: str = Field(default="", max_length=4000)
 

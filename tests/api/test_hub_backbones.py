@@ -95,6 +95,11 @@ def test_random_weights_patch_and_delete(live_server_factory, tmp_path):
         assert c.get(f"/v1/backbones/{TIMM}").json()["description"] == "architecture control"
         assert c.patch(f"/v1/backbones/{TIMM}", json={}).status_code == 422
         assert c.patch(f"/v1/backbones/{TIMM}", json={"weights": "x"}).status_code == 422
+        for number in ({"accuracy": False}, {"classes": True}, {"samples": "10"}):  # JSON numbers only
+            r = c.patch(f"/v1/backbones/{TIMM}", json={"source": {"dataset": "none", **number}})
+            assert r.status_code == 422, (number, r.text)
+        r = c.patch(f"/v1/backbones/{TIMM}", json={"source": {"dataset": "none", "accuracy": 1, "classes": 10}})
+        assert r.status_code == 200 and r.json()["source"]["accuracy"] == 1.0, r.text
         builtin = c.patch("/v1/backbones/zoo:cnn_small.toy_a", json={"description": "x"})
         assert builtin.status_code == 409 and builtin.json()["error"] == "conflict"
         assert c.delete("/v1/backbones/timm:nope.x").status_code == 404

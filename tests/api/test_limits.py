@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
 
 import pytest
 from sqlalchemy import func, select
@@ -139,6 +140,17 @@ def test_options_and_405_list_every_allowed_method(capped):
         r = c.options("/v1/datasets/00000000-0000-0000-0000-000000000000")
         assert set(r.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS"}
         assert c.options("/v1/nothing").status_code == 404
+        # a backbone id is 'family:name' and never ends in /rankings: paths that other routes own are not
+        # taken for one, so a method those routes lack answers 405 with their Allow, not a backbone's 404/422
+        r = c.options("/v1/backbones/upload")
+        assert set(r.headers["allow"].split(", ")) == {"OPTIONS", "POST"}
+        r = c.get("/v1/backbones/upload")
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"OPTIONS", "POST"}
+        for path in ("/v1/backbones/0/rankings?limit=100", "/v1/backbones/hf:org/model/rankings"):
+            r = c.patch(path, json={"licence": "MIT"})
+            assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+        r = c.options("/v1/backbones/hf:org/model")
+        assert set(r.headers["allow"].split(", ")) == {"DELETE", "GET", "HEAD", "OPTIONS", "PATCH"}
 
 
 def test_malformed_json_400_is_documented(capped):
@@ -147,3 +159,12 @@ def test_malformed_json_400_is_documented(capped):
     create = spec["paths"]["/v1/rankings"]["post"]["responses"]
     assert {"400", "413", "422", "503"} <= set(create)
     assert json.dumps(create["400"]).count("bad_request")
+    with_body = {f"{method.upper()} {path}": op["responses"] for path, item in spec["paths"].items()
+                 for method, op in item.items() if "requestBody" in op}
+    assert {"PATCH /v1/backbones/{backbone_id}", "POST /v1/rankings/{job_id}/probes"} <= set(with_body)
+    undocumented = {label: sorted({"400", "413", "415"} - set(responses)) for label, responses in with_body.items()}
+    assert not {label: missing for label, missing in undocumented.items() if missing}
+    with capped.client() as c:
+        for method, path in (("PATCH", "/v1/backbones/hf:org/model"), ("POST", f"/v1/rankings/{uuid.uuid4()}/probes")):
+            r = c.request(method, path, content=b"{not json", headers={"Content-Type": "application/json"})
+            assert r.status_code == 400 and r.json()["error"] == "bad_request", (method, path, r.text)

@@ -96,6 +96,19 @@ def test_local_executor_survives_a_failing_job_and_cancels(runtime, handlers):
         executor.shutdown()
 
 
+def test_a_cancel_requested_while_the_handler_finishes_records_cancelled(runtime):
+    """A handler that returns normally after a cancel was requested (it checked no more) ends CANCELLED,
+    decided where the outcome is written; without a cancel it ends SUCCEEDED."""
+
+    def cancel_then_return(ctx) -> None:
+        with runtime.sessions.begin() as s:
+            job_state.request_cancel(s, ctx.job_id, job_state.get_job(s, ctx.job_id).project_id)
+
+    cancelled, finished = _job(runtime, kind="test-cancel-late"), _job(runtime)
+    assert tasks.run_job(runtime, cancelled, "w", {"test-cancel-late": cancel_then_return}) is JobStatus.CANCELLED
+    assert tasks.run_job(runtime, finished, "w", {"test-ok": lambda ctx: None}) is JobStatus.SUCCEEDED
+
+
 def test_cancel_pending_is_immediate_and_terminal_cancel_conflicts(runtime):
     from app.errors import Conflict
 

@@ -19,7 +19,7 @@ from app.runtime import Runtime
 from app.settings import Settings
 from tests.kits import REPO
 from tests.kits.databases import PrivatePostgres
-from tests.kits.handlers import until_outage
+from tests.kits.handlers import finish_in_outage, until_outage
 from tests.kits.jobs import make_job
 
 
@@ -60,6 +60,49 @@ def test_an_outage_mid_run_requeues_without_spending_an_attempt(runtime):
     assert tasks.run_job(runtime, job_id, "w2", handlers) is JobStatus.SUCCEEDED
     with runtime.sessions() as s:
         assert job_state.get_job(s, job_id).attempts == 1
+
+
+@pytest.mark.postgres
+def test_work_that_finishes_during_an_outage_is_recorded_once_the_database_is_back(runtime):
+    """The handler finishes while the database is down: the SUCCEEDED transition is retried until it
+    lands — the job is not left RUNNING for the reconciler, runs once, and keeps its one attempt."""
+    from sqlalchemy import func, select
+
+    from app.db.tables import Job
+
+    job_id = make_job(runtime, kind="test-finish-in-outage")
+    handlers = {"test-finish-in-outage": finish_in_outage}
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["status"] = tasks.run_job(runtime, job_id, "w1", handlers)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcome["raised"] = exc
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not runtime.store.exists(f"test-markers/{job_id}/written"):
+        assert time.monotonic() < deadline and worker.is_alive(), f"the handler never wrote: {outcome}"
+        time.sleep(0.05)
+    runtime.cluster.stop()
+    runtime.store.put_bytes(f"test-markers/{job_id}/database-down", b"")  # the handler returns now
+    time.sleep(2.0)  # the worker retries recording SUCCEEDED meanwhile
+    assert worker.is_alive(), f"the outcome was given up while the database was down: {outcome}"
+    runtime.cluster.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert outcome == {"status": JobStatus.SUCCEEDED}, outcome
+    with runtime.sessions() as s:
+        job = job_state.get_job(s, job_id)
+        assert job.status == JobStatus.SUCCEEDED.value and job.error is None
+        assert job.attempts == 1 and job.finished_at is not None
+        assert job.result == {"written": "before the outage"}
+        assert s.scalar(select(func.count()).select_from(Job)) == 1
+    starts = [key for key, _ in runtime.store.iter_files() if key.startswith(f"test-markers/{job_id}/start-")]
+    assert len(starts) == 1, starts  # ran once: nothing re-queued it
+    assert tasks.run_job(runtime, job_id, "w2", handlers) is None  # a finished job is never claimed again
 
 
 def test_a_job_whose_owner_process_on_this_host_is_dead_is_released_at_once(settings_factory):

@@ -75,3 +75,23 @@ def until_outage(ctx: JobContext) -> None:
 def denied(ctx: JobContext) -> None:
     """Fail like a read-only artifact store does: an OS error naming the absolute path of an artifact."""
     raise PermissionError(13, "Permission denied", str(ctx.runtime.store.local_path("embeddings/ab/abcdef.npy")))
+
+
+def finish_in_outage(ctx: JobContext) -> None:
+    """Write the job's result, then wait (touching no table) until the test has stopped the database, and
+    return: the work is done while the database is down. Each start leaves a marker in the artifact store."""
+    import uuid
+
+    from app.db.session import unit_of_work
+    from app.db.tables import Job
+
+    store = ctx.runtime.store
+    store.put_bytes(f"test-markers/{ctx.job_id}/start-{uuid.uuid4().hex}", b"started")
+    with unit_of_work(ctx.runtime.sessions) as session:
+        session.get(Job, ctx.job_id).result = {"written": "before the outage"}
+    store.put_bytes(f"test-markers/{ctx.job_id}/written", b"")
+    deadline = time.monotonic() + 120
+    while not store.exists(f"test-markers/{ctx.job_id}/database-down"):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the database never went away")
+        time.sleep(0.05)

@@ -112,3 +112,60 @@ def test_what_is_an_orphan():
     assert is_orphan("datasets/a/.tmp-x1y2", refs)
     assert is_orphan("_health/0123", refs)
     assert not is_orphan("other/anything", refs)
+
+
+def test_worker_start_sweeps_old_orphans_and_keeps_fresh_ones_and_referenced_ones(settings_factory):
+    """``tscout worker`` (a real process) runs the sweep once at start, before its executor picks up work:
+    an orphan older than TSCOUT_GC_GRACE_SECONDS goes; a fresh orphan, and an old artifact a row references,
+    stay."""
+    import io
+    import signal
+    import uuid
+
+    from app.datasets.collected import IngestOptions
+
+    settings = settings_factory()
+    runtime = Runtime.from_settings(settings)
+    try:
+        with unit_of_work(runtime.sessions) as session:
+            principal = local_principal(session, "kept")
+            kept, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
+                                     source=io.BytesIO(features_npz(seed=5)), name="kept",
+                                     options=IngestOptions(filename="kept.npz"))
+            kept_id = str(kept.id)
+        old_orphan, fresh_orphan = str(uuid.uuid4()), str(uuid.uuid4())
+        runtime.store.put_bytes(f"datasets/{old_orphan}/samples.bin", b"killed before its commit")
+        runtime.store.put_bytes(f"embeddings/ab/{uuid.uuid4().hex}.npy", b"no row names this")
+        old = time.time() - 3600
+        for key, _ in runtime.store.iter_files():  # everything is old: the kept dataset's files too
+            os.utime(runtime.store.local_path(key), (old, old))
+        runtime.store.put_bytes(f"datasets/{fresh_orphan}/samples.bin", b"its commit may be on its way")
+        before = {key for key, _ in runtime.store.iter_files()}
+
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], cwd=REPO, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TSCOUT_DATABASE_URL": settings.database_url,
+                 "TSCOUT_STORAGE_URL": settings.storage_url, "TSCOUT_MODELS_DIR": str(REPO / "models"),
+                 "TSCOUT_GC_GRACE_SECONDS": "600", "TSCOUT_UNIT_PROCESSES": "0", "TSCOUT_EXECUTOR": "local"})
+        output: list[str] = []
+        try:
+            for line in worker.stdout:  # the sweep runs before the executor starts and says it is running
+                output.append(line)
+                if "running" in line:
+                    break
+            assert worker.poll() is None, "".join(output)[-3000:]
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            rest, _ = worker.communicate(timeout=120)
+            output.append(rest)
+        assert worker.returncode == 0, "".join(output)[-3000:]
+        assert "removed 2 orphan artifact(s)" in "".join(output), "".join(output)[-3000:]
+
+        after = {key for key, _ in runtime.store.iter_files()}
+        assert _dataset_dirs(runtime.store) == {kept_id, fresh_orphan}
+        assert before - after == {f"datasets/{old_orphan}/samples.bin"} | {
+            k for k in before if k.startswith("embeddings/")}
+        assert not (runtime.store.local_path("datasets") / old_orphan).exists()
+    finally:
+        runtime.close()

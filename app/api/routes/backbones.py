@@ -71,15 +71,15 @@ def upload_backbone(
                                                   parsed.model_dump(), filename=weights.filename))
 
 
-@router.get("/{backbone_id:path}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
+@router.get("/{backbone_id:backbone_id}", operation_id="backbones-get", summary="A backbone's spec and tap-able layers",
             responses=responses_for(service.get_backbone, validated=False))
 def get_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**service.get_backbone(session, principal.project_id, runtime.catalogue, backbone_id))
 
 
-@router.patch("/{backbone_id:path}", operation_id="backbones-update",
+@router.patch("/{backbone_id:backbone_id}", operation_id="backbones-update",
               summary="Change a registered backbone's description, licence or source task",
-              responses=responses_for(changes.update_backbone))
+              responses=responses_for(changes.update_backbone, body=True))
 def update_backbone(backbone_id: str, body: BackboneUpdate, session: SessionDep, principal: PrincipalDep,
                     runtime: RuntimeDep) -> BackboneRead:
     return BackboneRead(**changes.update_backbone(
@@ -87,7 +87,7 @@ def update_backbone(backbone_id: str, body: BackboneUpdate, session: SessionDep,
         source=body.source.model_dump() if body.source else None))
 
 
-@router.delete("/{backbone_id:path}", operation_id="backbones-delete", status_code=status.HTTP_204_NO_CONTENT,
+@router.delete("/{backbone_id:backbone_id}", operation_id="backbones-delete", status_code=status.HTTP_204_NO_CONTENT,
                summary="Forget a registered backbone (409 while a pending or running job uses it)",
                responses=responses_for(changes.delete_backbone, validated=False))
 def delete_backbone(backbone_id: str, session: SessionDep, principal: PrincipalDep, runtime: RuntimeDep) -> Response:

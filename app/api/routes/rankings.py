@@ -81,7 +81,7 @@ def cancel_ranking(job_id: uuid.UUID, session: SessionDep, principal: PrincipalD
 @router.post("/v1/rankings/{job_id}/probes", operation_id="rankings-extend-probes", status_code=202,
              summary="Extend a finished ranking's verdicts: more seeds for chosen candidates (a new job that reuses "
                      "every stored run)",
-             responses=responses_for(rankings.extend_probes, rankings.read_ranking))
+             responses=responses_for(rankings.extend_probes, rankings.read_ranking, body=True))
 def extend_probes(job_id: uuid.UUID, body: ProbeExtension, response: Response, session: SessionDep,
                   principal: PrincipalDep, runtime: RuntimeDep, executor: ExecutorDep,
                   idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> RankingRead:
