@@ -3,18 +3,26 @@
 For a zoo-style CNN (``cnn_small``) and a timm ``resnet18`` (random weights) on N stored PNG images:
 
 - pipeline images/s: ``embed_samples`` over the stored dataset (decode + transform + DataLoader + forward),
+  through its pixel batch path (uint8 pixels per image, float normalisation once per batch),
 - raw forward images/s: ``adapter.embed`` on pre-decoded, pre-stacked tensors (same batch, same threads),
 - their ratio (target ≥ 0.9),
+- per-item images/s and its ratio to raw: the same ``embed_samples`` with the transform hidden behind a wrapper,
+  so each item is transformed to a float tensor on its own and ``adapter.collate`` stacks them (the path
+  every image dataset took before the batch path; what other datasets and adapters still take),
+- data µs/img: CPU time per image of the batch path's decode, transform and collate alone (this thread's
+  CPU time, so it hardly depends on the machine's load),
 - cold vs cached time of the same ``embed_dataset`` request (target ≥ 50×),
 - peak RSS of the process.
 
-Medians over ``--repeats``. Run: ``python -m bench.embeddings [--images 2000] [--device auto]``.
+Medians over ``--repeats``; raw, pipeline and per-item runs are interleaved. The load average is printed
+before and after. Run: ``python -m bench.embeddings [--images 2000] [--device auto]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import resource
 import statistics
 import tempfile
@@ -61,6 +69,28 @@ def _spec(name: str, size: int, folder: Path):
     return replace_spec(spec, preprocessing=pre)
 
 
+class _PerImage:
+    """The adapter's transform behind a wrapper: the pipeline then takes its per-item path."""
+
+    def __init__(self, transform) -> None:
+        self.transform = transform
+
+    def __call__(self, image):
+        return self.transform(image)
+
+
+def _data_cpu_per_image(dataset, adapter, batch_size: int) -> float:
+    """This thread's CPU seconds per image to decode, transform and collate ``dataset`` (the batch path)."""
+    from app.embeddings.pipeline import _loader_inputs
+
+    items, collate = _loader_inputs(adapter, dataset)
+    loader = torch.utils.data.DataLoader(items, batch_size=batch_size, collate_fn=collate)
+    start = time.thread_time()
+    for _ in loader:
+        pass
+    return (time.thread_time() - start) / len(dataset)
+
+
 def _median_time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -98,12 +128,19 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
     def pipeline():
         embed_samples(adapter, dataset, layers, options=options)
 
-    # interleaved, so that drift in the machine's load hits both measurements alike
-    raw_t, pipe_t = [], []
+    per_item_dataset = stored.torch_dataset("train", transform=_PerImage(adapter.transform))
+
+    def per_item():
+        embed_samples(adapter, per_item_dataset, layers, options=options)
+
+    # interleaved, so that drift in the machine's load hits all measurements alike
+    raw_t, pipe_t, item_t = [], [], []
     for _ in range(args.repeats):
         raw_t.append(_median_time(raw, 1))
         pipe_t.append(_median_time(pipeline, 1))
-    raw_s, pipe_s = statistics.median(raw_t), statistics.median(pipe_t)
+        item_t.append(_median_time(per_item, 1))
+    raw_s, pipe_s, item_s = statistics.median(raw_t), statistics.median(pipe_t), statistics.median(item_t)
+    data_cpu = statistics.median(_data_cpu_per_image(dataset, adapter, args.batch_size) for _ in range(3))
 
     def request(digest: str) -> None:
         with sessions() as session:
@@ -119,7 +156,8 @@ def _bench_one(name: str, size: int, args: argparse.Namespace, store, sessions, 
     cold, hot = statistics.median(cold_t), statistics.median(hot_t)
     return {
         "backbone": f"{name} @{size}px", "pipeline": len(stored) / pipe_s, "raw": len(stored) / raw_s,
-        "ratio": raw_s / pipe_s, "cold": cold, "cached": hot, "speedup": cold / hot,
+        "ratio": raw_s / pipe_s, "per_item": len(stored) / item_s, "item_ratio": raw_s / item_s,
+        "data_us": data_cpu * 1e6, "cold": cold, "cached": hot, "speedup": cold / hot,
         "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -151,16 +189,22 @@ def main() -> None:
     parser.add_argument("--resnet-size", type=int, default=64, help="input side for resnet18 (224 is slow on CPU)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     rows = run(args)
+    load_after = os.getloadavg()
     print(f"images={args.images} batch={args.batch_size} workers={args.workers} prefetch={args.prefetch} "
           f"threads={torch.get_num_threads()} "
           f"device={args.device} repeats={args.repeats} (medians)")
+    print("load average (1, 5, 15 min): before " + " ".join(f"{v:.2f}" for v in load_before)
+          + ", after " + " ".join(f"{v:.2f}" for v in load_after))
     header = (f"{'backbone':<24} {'pipeline img/s':>14} {'raw img/s':>10} {'ratio':>6} "
+              f"{'per-item img/s':>14} {'ratio':>6} {'data µs/img':>11} "
               f"{'cold s':>8} {'cached s':>9} {'speed-up':>9} {'peak RSS MB':>12}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['backbone']:<24} {r['pipeline']:>14.0f} {r['raw']:>10.0f} {r['ratio']:>6.2f} "
+              f"{r['per_item']:>14.0f} {r['item_ratio']:>6.2f} {r['data_us']:>11.0f} "
               f"{r['cold']:>8.2f} {r['cached']:>9.4f} {r['speedup']:>8.0f}× {r['rss']:>12.0f}")
     print("targets: ratio ≥ 0.9, speed-up ≥ 50×")
 

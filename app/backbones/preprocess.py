@@ -1,8 +1,12 @@
 """Sample preprocessing and per-layer pooling, shared by every adapter family.
 
 :class:`ImageTransform` is a plain picklable object (DataLoader workers receive it); it resizes, centre-
-crops, scales to ``[0, 1]`` and normalises, giving a ``(c, h, w)`` float32 tensor. :func:`pool` reduces a raw
-tap to ``(n, d)``: global average for conv maps, CLS or (masked) mean for token sequences.
+crops, scales to ``[0, 1]`` and normalises, giving a ``(c, h, w)`` float32 tensor. It works in two halves,
+also usable apart: :meth:`ImageTransform.pixels` (PIL: mode, resize, crop → raw uint8 bytes) per image and
+:meth:`ImageTransform.batch` (uint8 → normalised float32, one vectorised pass) per batch, which is how the
+embedding pipeline uses it; ``transform(image)`` is ``batch([pixels(image)])[0]``, so both give the same
+bits. :func:`pool` reduces a raw tap to ``(n, d)``: global average for conv maps, CLS or (masked) mean for
+token sequences.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -46,20 +51,52 @@ class ImageTransform:
         # x = (pixel / 255 - mean) / std  ==  pixel * scale + shift
         self.scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32).view(-1, 1, 1)
         self.shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], dtype=torch.float32).view(-1, 1, 1)
+        self._scale = list(self.scale.flatten().numpy())  # the same float32 values, as numpy scalars
+        self._shift = list(self.shift.flatten().numpy())
 
     def __call__(self, image: Any) -> torch.Tensor:
         from PIL import Image
 
         if not isinstance(image, Image.Image):
             raise TypeError(f"image transform expects a PIL image, got {type(image).__name__}")
-        if image.mode != ("L" if self.channels == 1 else "RGB"):
-            image = image.convert("L" if self.channels == 1 else "RGB")
-        image = self._resize_crop(image, Image)
-        array = np.asarray(image, dtype=np.uint8)
-        if array.ndim == 2:
-            array = array[:, :, None]
-        tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float()
-        return tensor.mul_(self.scale).add_(self.shift)
+        return self.batch([self.pixels(image)])[0]
+
+    @property
+    def mode(self) -> str:
+        """The PIL mode the pixels are taken in: ``L`` for one channel, else ``RGB``."""
+        return "L" if self.channels == 1 else "RGB"
+
+    def pixels(self, image: Any) -> bytes:
+        """The integer half: ``image`` (PIL) in :attr:`mode`, resized and centre-cropped, as raw uint8
+        ``(h, w, c)`` bytes, row-major (what :meth:`batch` takes)."""
+        from PIL import Image
+
+        if image.mode != self.mode:
+            image = image.convert(self.mode)
+        return self._resize_crop(image, Image).tobytes()
+
+    def batch(self, pixels: Sequence[Any]) -> torch.Tensor:
+        """The float half, once for a batch: ``n`` raw uint8 ``(h, w, c)`` buffers (:meth:`pixels`; bytes or
+        any C-contiguous buffer) → normalised float32 ``(n, c, h, w)``, contiguous.
+
+        Every element goes through the same two float32 roundings as the per-image transform always did
+        (``pixel * scale``, then ``+ shift``), so the batch equals the stacked per-image tensors bit for bit. In
+        numpy, which runs it on the calling thread alone: the embedding pipeline builds batches in its
+        prefetching thread, next to the forward pass, where a torch op would start a second team of intra-op
+        threads competing with the forward's.
+        """
+        c, h, w = self.channels, self.height, self.width
+        n = len(pixels)
+        joined = bytearray().join(pixels)
+        if len(joined) != n * h * w * c:
+            raise ValueError(f"pixels must be {n} buffers of {h}×{w}×{c} bytes, got {len(joined)} bytes in all")
+        out = np.empty((n, c, h, w), dtype=np.float32)
+        out[...] = np.frombuffer(joined, dtype=np.uint8).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+        for k in range(c):  # per channel plane, with float32 scalars: float32 arithmetic, as torch's
+            plane = out[:, k]
+            np.multiply(plane, self._scale[k], out=plane)
+            np.add(plane, self._shift[k], out=plane)
+        return torch.from_numpy(out)
 
     def _resize_crop(self, image: Any, image_module: Any) -> Any:
         w, h = image.size

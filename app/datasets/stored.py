@@ -188,7 +188,7 @@ class StoredDataset:
 
     def sample_bytes(self, i: int) -> bytes:
         """The raw bytes of sample ``i`` (an encoded image file, or UTF-8 text)."""
-        offset, length = (int(v) for v in self.sample_index[i])
+        offset, length = self.sample_index[i].tolist()
         # one handle per process: DataLoader workers fork, and a shared file position would race
         if self._fh is None or self._fh_pid != os.getpid():
             self._fh = self.store.open(f"{self.prefix}/{SAMPLES}")
@@ -215,6 +215,9 @@ class StoredDataset:
         if max_pixels is not None:
             Image.MAX_IMAGE_PIXELS = max_pixels
         with Image.open(io.BytesIO(self.sample_bytes(i))) as img:
+            if img.mode == "RGB":  # what ingest stores: decoded as it is, without convert's copy
+                img.load()
+                return img
             return img.convert("RGB")
 
     def torch_dataset(self, split: str = "train", transform: Callable[[Any], Any] | None = None,

@@ -8,6 +8,12 @@ decoding and preprocessing overlap inference instead of alternating with it. The
 (bf16 where supported, else fp16); results are float32 numpy arrays filled in dataset order, so identical
 inputs give identical outputs. A CUDA out-of-memory error halves the batch and retries;
 ``progress(done, total)`` is called after every batch.
+
+Stored images (a :class:`~app.datasets.stored.SampleDataset` whose transform is an
+:class:`~app.backbones.preprocess.ImageTransform`, for an adapter whose ``collate`` stacks) take a batch path
+(:class:`_StoredPixels`): each item is decoded, resized and cropped to uint8 pixels only, and the float
+conversion and normalisation run once per batch (``ImageTransform.batch``), which gives the same bits as
+stacking the per-image transform at a fraction of the per-image CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import numpy as np
 import torch
 
 from app.backbones.base import BackboneAdapter
+from app.backbones.preprocess import ImageTransform
+from app.datasets.stored import SampleDataset
 from app.devices import autocast as amp_context
 from app.devices import autocast_dtype, resolve_device
 
@@ -64,6 +72,42 @@ class _Collate:
 
     def __call__(self, items: Sequence[tuple[Any, Any]]) -> Any:
         return self.collate([sample for sample, _ in items])
+
+
+class _StoredPixels:
+    """The items of a stored image dataset as uint8 pixels (``transform.pixels``: decoded, resized, cropped);
+    no label, no float work. Picklable, for DataLoader workers."""
+
+    def __init__(self, samples: SampleDataset, transform: ImageTransform) -> None:
+        self.stored = samples.stored
+        self.indices = samples.indices
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> bytes:
+        return self.transform.pixels(self.stored.image(int(self.indices[k])))
+
+
+class _PixelBatch:
+    """Collate for :class:`_StoredPixels`: the normalised float batch, in one pass (``transform.batch``)."""
+
+    def __init__(self, transform: ImageTransform) -> None:
+        self.transform = transform
+
+    def __call__(self, items: Sequence[bytes]) -> torch.Tensor:
+        return self.transform.batch(items)
+
+
+def _loader_inputs(adapter: BackboneAdapter, dataset: Any) -> tuple[Any, Callable[[Sequence[Any]], Any]]:
+    """The DataLoader's dataset and collate: the pixel batch path for stored images where it gives the same
+    batch as ``adapter.collate`` of the transformed samples, else the dataset as it is."""
+    transform = getattr(dataset, "transform", None)
+    if (isinstance(dataset, SampleDataset) and dataset.stored.modality == "image"
+            and isinstance(transform, ImageTransform) and getattr(adapter, "stacks_samples", False) is True):
+        return _StoredPixels(dataset, transform), _PixelBatch(transform)
+    return dataset, _Collate(adapter)
 
 
 _DONE = object()
@@ -176,9 +220,10 @@ def embed_samples(adapter: BackboneAdapter, dataset: Any, layers: Sequence[str],
         return {name: np.zeros((0, adapter.spec.layer(name).dim), np.float32) for name in taps} | (
             {name: np.zeros((0, 0), np.float32) for name in head})
     pin = device.type == "cuda"
+    items, collate = _loader_inputs(adapter, dataset)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
-        collate_fn=_Collate(adapter), pin_memory=pin and options.num_workers > 0, persistent_workers=False,
+        items, batch_size=options.batch_size, shuffle=False, num_workers=options.num_workers,
+        collate_fn=collate, pin_memory=pin and options.num_workers > 0, persistent_workers=False,
     )
     if options.prefetch == 0:
         _embed_batches(adapter, loader, taps, head, autocast, options.batch_size, total, out, progress)

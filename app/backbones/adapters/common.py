@@ -57,6 +57,12 @@ class ModuleAdapter(ABC):
             raise ValueError("cannot collate an empty batch")
         return torch.stack(list(samples))
 
+    @property
+    def stacks_samples(self) -> bool:
+        """Whether ``collate`` is ``torch.stack`` of the transformed samples, so that a caller may build the
+        batch itself (the embedding pipeline's pixel batch path); subclasses that override ``collate`` say."""
+        return type(self).collate is ModuleAdapter.collate
+
     def to(self, device: torch.device | str) -> ModuleAdapter:
         self.device = torch.device(device)
         # channels_last speeds up convolutions on CUDA; on CPU the default layout is as fast or faster

@@ -184,6 +184,10 @@ class HFAdapter(ModuleAdapter):
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         super().__init__(spec, model, head=False)
 
+    @property
+    def stacks_samples(self) -> bool:
+        return self.tokenizer is None  # vision: the base collate; text: the tokenizer
+
     def collate(self, samples):
         if self.tokenizer is None:
             return super().collate(samples)
