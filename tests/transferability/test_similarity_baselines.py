@@ -124,6 +124,14 @@ def test_mmd_matches_loops_and_median():
     assert mmd(a, b) == pytest.approx(slow_mmd2(a, b, med), rel=1e-9)
 
 
+@pytest.mark.parametrize("m, n", [(2, 2), (9, 3), (41, 17), (300, 130)])
+def test_mmd_blocked_upper_triangle_matches_loops(m, n):
+    # sizes below, at and far above the 8 row blocks the within-sample sums use (blocks of 1, uneven tails)
+    rng = np.random.default_rng(m + n)
+    a, b = rng.normal(size=(m, 4)), rng.normal(size=(n, 4)) + 0.3
+    assert mmd(a, b, bandwidth=0.9) == pytest.approx(slow_mmd2(a, b, 0.9), rel=1e-10, abs=1e-14)
+
+
 def test_mmd_same_distribution_near_zero_and_shift_larger():
     rng = np.random.default_rng(46)
     a, b = rng.normal(size=(100, 2)), rng.normal(size=(100, 2))
