@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.kits.rankings import features_npz, upload, wait_for
+from tests.kits.rankings import submit_features_ranking, wait_for
 from tests.kits.servers import fire
 
 # far below the old 30 s stall; the machine this runs on may be loaded
@@ -35,10 +35,7 @@ def test_burst_of_ranking_reads_all_answer_200(live_server_factory):
     256-request burst each: every answer 200 and the ranking's body, no pool deadlock."""
     server = live_server_factory()
     with server.client() as c:
-        dataset_id = upload(c, features_npz(), "feats.npz")
-        r = c.post("/v1/rankings", json={"dataset_id": dataset_id, "bootstrap": 4})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
+        dataset_id, job_id = submit_features_ranking(c)
         job = wait_for(c, job_id, timeout=300)
         assert job["status"] == "SUCCEEDED", job["error"]
         one = c.get(f"/v1/rankings/{job_id}").content

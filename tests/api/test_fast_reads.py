@@ -10,16 +10,13 @@ from sqlalchemy import delete, func, select
 
 from app.db.tables import Job, Ranking, RankingSnapshot
 from app.services.rankings import read_ranking
-from tests.kits.rankings import features_npz, upload, wait_for
+from tests.kits.rankings import submit_features_ranking, wait_for
 
 
 def test_a_finished_job_is_served_from_its_snapshot(live_server_factory):
     server = live_server_factory()
     with server.client() as c:
-        dataset_id = upload(c, features_npz(), "feats.npz")
-        r = c.post("/v1/rankings", json={"dataset_id": dataset_id, "bootstrap": 4})
-        assert r.status_code == 202, r.text
-        job_id = r.json()["id"]
+        _, job_id = submit_features_ranking(c)
         with server.runtime.sessions() as s:
             assert s.scalar(select(func.count()).select_from(RankingSnapshot)) == 0  # PENDING: not stored
         job = wait_for(c, job_id)

@@ -75,6 +75,14 @@ def upload(client, data: bytes, filename: str, **form) -> str:
     return r.json()["id"]
 
 
+def submit_features_ranking(client, **body) -> tuple[str, str]:
+    """Upload a small feature set and submit a ranking of it (4 bootstrap replicates): ``(dataset id, job id)``."""
+    dataset_id = upload(client, features_npz(), "feats.npz")
+    r = client.post("/v1/rankings", json={"dataset_id": dataset_id, "bootstrap": 4, **body})
+    assert r.status_code == 202, r.text
+    return dataset_id, r.json()["id"]
+
+
 def wait_for(client, job_id: str, timeout: float = 600) -> dict:
     deadline = time.monotonic() + timeout
     while True:

@@ -27,6 +27,20 @@ def _dataset_dirs(store) -> set[str]:
     return {key.split("/")[1] for key, _ in store.iter_files() if key.startswith("datasets/")}
 
 
+
+def _kept_dataset(runtime, seed: int) -> str:
+    """A committed dataset (its artifacts referenced by a row: never an orphan); its id."""
+    import io
+
+    from app.datasets.collected import IngestOptions
+
+    with unit_of_work(runtime.sessions) as session:
+        principal = local_principal(session, "kept")
+        kept, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
+                                 source=io.BytesIO(features_npz(seed=seed)), name="kept",
+                                 options=IngestOptions(filename="kept.npz"))
+        return str(kept.id)
+
 def test_delete_removes_the_artifacts_after_the_row_commits(client, server):
     dataset_id = upload(client, features_npz(), "feats.npz")
     assert dataset_id in _dataset_dirs(server.runtime.store)
@@ -68,15 +82,7 @@ def test_gc_removes_what_a_kill_between_write_and_commit_left(settings_factory, 
     try:
         orphans = _dataset_dirs(runtime.store)
         assert len(orphans) == 1  # the artifacts are there, their row never committed
-        import io
-
-        from app.datasets.collected import IngestOptions
-        with unit_of_work(runtime.sessions) as session:
-            principal = local_principal(session, "kept")
-            kept, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
-                                     source=io.BytesIO(features_npz(seed=4)), name="kept",
-                                     options=IngestOptions(filename="kept.npz"))
-            kept_id = str(kept.id)
+        kept_id = _kept_dataset(runtime, seed=4)
         runtime.store.put_bytes("elsewhere/note.txt", b"not ours to sweep")
 
         report = collect_garbage(runtime)  # default grace (an hour): everything is too young
@@ -118,21 +124,14 @@ def test_worker_start_sweeps_old_orphans_and_keeps_fresh_ones_and_referenced_one
     """``tscout worker`` (a real process) runs the sweep once at start, before its executor picks up work:
     an orphan older than TSCOUT_GC_GRACE_SECONDS goes; a fresh orphan, and an old artifact a row references,
     stay."""
-    import io
     import signal
     import uuid
 
-    from app.datasets.collected import IngestOptions
 
     settings = settings_factory()
     runtime = Runtime.from_settings(settings)
     try:
-        with unit_of_work(runtime.sessions) as session:
-            principal = local_principal(session, "kept")
-            kept, _ = create_dataset(session, runtime.store, runtime.settings, principal.project_id,
-                                     source=io.BytesIO(features_npz(seed=5)), name="kept",
-                                     options=IngestOptions(filename="kept.npz"))
-            kept_id = str(kept.id)
+        kept_id = _kept_dataset(runtime, seed=5)
         old_orphan, fresh_orphan = str(uuid.uuid4()), str(uuid.uuid4())
         runtime.store.put_bytes(f"datasets/{old_orphan}/samples.bin", b"killed before its commit")
         runtime.store.put_bytes(f"embeddings/ab/{uuid.uuid4().hex}.npy", b"no row names this")
