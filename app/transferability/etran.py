@@ -7,12 +7,12 @@ listed in ``registry.POOL_SCORES`` for the ranking to call once all candidates a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import scipy.special
 
-from ._inputs import as_numpy_matrix, check_positive_float, encode_labels
+from ._inputs import as_numpy_matrix, check_counts, check_positive_float, encode_labels
 from ._linalg import class_sums
 from ._pool import minmax, pool_parts
 
@@ -118,6 +118,15 @@ def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom", min_co
     >>> round(etran_energy(f), 6)  # mean of the lowest 2: (log 1 + log 2) / 2
     0.346574
     """
+    energy, percent = _energies(features, percent, tail, min_count)
+    n = energy.shape[0]
+    k = _tail_count(n, percent, min_count)
+    part = np.partition(energy, k - 1)[:k] if tail == "bottom" else np.partition(energy, n - k)[n - k:]
+    return float(part.mean())
+
+
+def _energies(features, percent: float, tail: str, min_count: int) -> tuple[np.ndarray, float]:
+    """Validated arguments of :func:`etran_energy`; each row's energy ``log Σ_j exp(x_ij)``."""
     percent = check_positive_float(percent, "percent")
     if percent > 100:
         raise ValueError(f"percent must be in (0, 100], got {percent!r}")
@@ -126,16 +135,43 @@ def etran_energy(features, *, percent: float = 0.5, tail: str = "bottom", min_co
     if isinstance(min_count, bool) or not isinstance(min_count, (int, np.integer)) or min_count < 0:
         raise ValueError(f"min_count must be a non-negative int, got {min_count!r}")
     x = as_numpy_matrix(features, "features", min_rows=1)
-    n = x.shape[0]
+    return scipy.special.logsumexp(x, axis=1), percent
+
+
+def _tail_count(n: int, percent: float, min_count: int) -> int:
+    """The reference's tail size ``⌊⌊10·percent⌋·N/1000⌋``, at least ``min_count``, at most ``n``."""
     k = min(n, max(int(percent * 10) * n // 1000, int(min_count)))
     if k < 1:
         raise ValueError(
             f"etran_energy: the {percent}% tail of {n} samples is empty (k = ⌊⌊10·percent⌋·N/1000⌋ = 0); "
             f"it needs N >= {int(np.ceil(1000 / max(int(percent * 10), 1)))} samples at percent={percent}"
         )
-    energy = scipy.special.logsumexp(x, axis=1)
-    part = np.partition(energy, k - 1)[:k] if tail == "bottom" else np.partition(energy, n - k)[n - k:]
-    return float(part.mean())
+    return k
+
+
+def etran_energy_resampled(features, *, percent: float = 0.5, tail: str = "bottom",
+                           min_count: int = 0) -> Callable[[np.ndarray], float]:
+    """The bootstrap kernel of :func:`etran_energy`: ``kernel(counts)`` equals ``etran_energy(features[idx])``
+    for every ``idx`` with ``np.bincount(idx) == counts``, up to the order of the additions — each row's
+    energy is computed once, sorted once, and a resample's tail is read off the sorted energies by their
+    multiplicities (no features are copied)."""
+    energy, percent = _energies(features, percent, tail, min_count)
+    order = np.argsort(energy, kind="stable")
+    if tail == "top":
+        order = order[::-1]
+    ranked = energy[order]
+    n = energy.shape[0]
+
+    def kernel(counts: np.ndarray) -> float:
+        drawn = check_counts(counts, n, min_total=1)[order]
+        k = _tail_count(int(drawn.sum()), percent, min_count)
+        upto = np.cumsum(drawn)
+        last = int(np.searchsorted(upto, k))  # the row (in tail order) holding the k-th draw
+        taken = drawn[: last + 1].copy()
+        taken[last] -= int(upto[last]) - k  # only as many copies of it as complete the tail
+        return float(np.dot(taken, ranked[: last + 1]) / k)
+
+    return kernel
 
 
 def etran_combine(parts: Mapping[str, Mapping[str, float]], *, cls_weight: float = 0.85) -> dict[str, float]:

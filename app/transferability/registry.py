@@ -25,7 +25,7 @@ import numpy as np
 
 from .baselines import knn_accuracy, knn_accuracy_resampled, linear_probe_accuracy
 from .difficulty import task_difficulty
-from .etran import ETRAN_PARTS, etran_combine, etran_energy, etran_lda
+from .etran import ETRAN_PARTS, etran_combine, etran_energy, etran_energy_resampled, etran_lda
 from .gbc import gbc, gbc_resampled
 from .hscore import hscore, hscore_resampled, hscore_shrinkage, hscore_shrinkage_resampled
 from .leep import leep, leep_resampled, nce, nce_resampled, nleep
@@ -284,7 +284,7 @@ _SPECS = [
     MetricSpec("etran_energy", etran_energy, ("features",), _ALL, "higher_is_better", "transferability",
                "Gholami et al. ICCV 2023; mgholamikn/ETran metrics.py::Energy_Score(features, 0.5, 'bot')",
                "etran.energy_features_bottom0.5pct",
-               bootstrap=True, pool="etran", job_kwargs={"min_count": 1}),
+               bootstrap=True, pool="etran", job_kwargs={"min_count": 1}, resampled=etran_energy_resampled),
     MetricSpec("pactran_dirichlet", pactran_dirichlet, ("source_probs", "labels"), _C, "lower_is_better",
                "transferability",
                "Ding et al. ECCV 2022; google-research/pactran_metrics compute_metrics.py::calculate_pac_dir",

@@ -246,3 +246,21 @@ def test_ncti_combine_arithmetic_and_errors():
         ncti_combine({"a": parts["a"], "b": {**parts["b"], "ncti_vc": 2.0}})
     with pytest.raises(ValueError, match="mapping"):
         ncti_combine([parts["a"], parts["b"]])
+
+
+@pytest.mark.parametrize("tail", ["bottom", "top"])
+@pytest.mark.parametrize(("n", "percent", "min_count"), [(400, 0.5, 0), (1000, 2.0, 0), (120, 0.5, 7), (60, 10.0, 1)])
+def test_etran_energy_kernel_equals_the_metric_on_resamples_with_tails_of_many_rows(tail, n, percent, min_count):
+    from app.transferability.etran import etran_energy_resampled
+
+    rng = np.random.default_rng(n + min_count)
+    f = rng.normal(size=(n, 6))
+    f[::7] = f[3]  # tied energies, so a tail's last value is drawn from rows of equal energy
+    kernel = etran_energy_resampled(f, percent=percent, tail=tail, min_count=min_count)
+    for _ in range(8):
+        idx = rng.integers(0, n, rng.integers(n // 2, 2 * n))  # resamples smaller and larger than n
+        got = kernel(np.bincount(idx, minlength=n))
+        assert got == pytest.approx(etran_energy(f[idx], percent=percent, tail=tail, min_count=min_count),
+                                    rel=1e-12, abs=1e-12)
+    with pytest.raises(ValueError, match="empty"):
+        etran_energy_resampled(f, percent=0.5)(np.bincount([0, 1, 2], minlength=n))  # 3 rows: an empty tail

@@ -12,6 +12,9 @@ from app.transferability._neighbors import _sq_dist, full_row, neighbor_lists
 from app.transferability.logme import ConvergenceWarning
 
 KERNEL_METRICS = sorted(name for name, spec in METRICS.items() if spec.resampled is not None)
+#: the keywords a ranking job passes (ETran's energy scores targets under 200 rows from its lowest energy)
+JOB_KW = {name: dict(METRICS[name].job_kwargs) for name in KERNEL_METRICS}
+LABEL_FREE = {"etran_energy"}  # reads no labels: no class to miss, one row is a sample
 
 
 def _inputs(name, n, d, c, seed):
@@ -34,7 +37,7 @@ def _resamples(labels, rng, stratified):
 def _slow(name, data, labels, idx, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return score(name, labels=labels[idx], **{k: v[idx] for k, v in data.items()}, **kw)
+        return score(name, labels=labels[idx], **{k: v[idx] for k, v in data.items()}, **{**JOB_KW[name], **kw})
 
 
 def _fast(kernel, idx, n):
@@ -56,7 +59,7 @@ def test_the_registry_names_the_kernels():
 @pytest.mark.parametrize(("n", "d", "c"), [(90, 5, 3), (40, 12, 4), (24, 30, 2)])
 def test_kernel_equals_metric_on_materialised_resample(name, n, d, c):
     data, y = _inputs(name, n, d, c, seed=n + d)
-    kernel = resampled_kernel(name, labels=y, **data)
+    kernel = resampled_kernel(name, labels=y, **data, **JOB_KW[name])
     rng = np.random.default_rng(d)
     for r in range(6):
         idx = _resamples(y, rng, stratified=r % 2 == 0)  # duplicates in every resample
@@ -74,7 +77,7 @@ def test_a_class_missing_from_the_resample_disappears(name):
     data, y = _inputs(name, 60, 4, 3, seed=5)
     y = y.copy()
     y[:2] = 7  # a tiny class of two rows
-    kernel = resampled_kernel(name, labels=y, **data)
+    kernel = resampled_kernel(name, labels=y, **data, **JOB_KW[name])
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(np.flatnonzero(y != 7), size=60))  # the tiny class not drawn
     assert _fast(kernel, idx, 60) == pytest.approx(_slow(name, data, y, idx), rel=1e-9, abs=1e-12)
@@ -85,7 +88,7 @@ def test_a_class_missing_from_the_resample_disappears(name):
 @pytest.mark.parametrize("name", KERNEL_METRICS)
 def test_kernel_of_unit_counts_is_the_metric(name):
     data, y = _inputs(name, 50, 6, 3, seed=9)
-    kernel = resampled_kernel(name, labels=y, **data)
+    kernel = resampled_kernel(name, labels=y, **data, **JOB_KW[name])
     assert _fast(kernel, np.arange(50), 50) == pytest.approx(_slow(name, data, y, np.arange(50)), rel=1e-9,
                                                              abs=1e-12)
 
@@ -96,26 +99,33 @@ def test_kernel_is_invariant_to_row_order_and_label_names(name):
     rng = np.random.default_rng(1)
     idx = _resamples(y, rng, stratified=True)
     counts = np.bincount(idx, minlength=45)
-    base = resampled_kernel(name, labels=y, **data)(counts)
+    base = resampled_kernel(name, labels=y, **data, **JOB_KW[name])(counts)
     perm = rng.permutation(45)
-    permuted = resampled_kernel(name, labels=y[perm], **{k: v[perm] for k, v in data.items()})
+    permuted = resampled_kernel(name, labels=y[perm], **{k: v[perm] for k, v in data.items()}, **JOB_KW[name])
     assert permuted(counts[perm]) == pytest.approx(base, rel=1e-9, abs=1e-12)
-    renamed = resampled_kernel(name, labels=np.array(["c", "a", "b"])[y], **data)
+    renamed = resampled_kernel(name, labels=np.array(["c", "a", "b"])[y], **data, **JOB_KW[name])
     assert renamed(counts) == pytest.approx(base, rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", KERNEL_METRICS)
 def test_kernel_refuses_what_the_metric_refuses(name):
     data, y = _inputs(name, 30, 4, 3, seed=2)
-    kernel = resampled_kernel(name, labels=y, **data)
+    kernel = resampled_kernel(name, labels=y, **data, **JOB_KW[name])
     only_one_class = np.flatnonzero(y == 0)
-    if name not in ("leep", "nce"):  # LEEP and NCE accept a single target class
+    if name not in ("leep", "nce", *LABEL_FREE):  # LEEP and NCE accept a single target class
         with pytest.raises(ValueError, match="at least 2 distinct classes"):
             kernel(np.bincount(only_one_class, minlength=30))
         with pytest.raises(ValueError):
             _slow(name, data, y, only_one_class)
-    for bad, match in [(np.ones(29, int), "one entry per row"), (-np.ones(30, int), "non-negative"),
-                       (np.full(30, 0.5), "integers"), (np.eye(1, 30, 0, dtype=int)[0], "at least 2 rows")]:
+    one_row = np.eye(1, 30, 0, dtype=int)[0]
+    bad_counts = [(np.ones(29, int), "one entry per row"), (-np.ones(30, int), "non-negative"),
+                  (np.full(30, 0.5), "integers")]
+    if name in LABEL_FREE:  # the metric scores one row, and so does its kernel; no draw at all is refused
+        assert _fast(kernel, np.array([0]), 30) == pytest.approx(_slow(name, data, y, np.array([0])))
+        bad_counts.append((np.zeros(30, int), "at least 1 rows"))
+    else:
+        bad_counts.append((one_row, "at least 2 rows"))
+    for bad, match in bad_counts:
         with pytest.raises(ValueError, match=match):
             kernel(bad)
 
