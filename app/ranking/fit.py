@@ -391,9 +391,9 @@ def fit_weights_nnls(bench: Benchmark, targets: Sequence[str], candidates: Seque
     """Weights by pooled non-negative ridge regression: every training target's sources (at their last
     layer) are rows, the family-normalised metric values the columns, the family-normalised truth the
     response; ``ridge`` pseudo-observations per weight shrink it to 0. Uses every pair of every target at
-    once (the stagewise fit sees one τ per target). A share below :data:`MIN_WEIGHT` is dropped. Normalised
-    to sum 1; no weight at all (every metric
-    useless on the training targets) falls back to the best single metric by mean τ."""
+    once (the stagewise fit sees one τ per target). A share below :data:`MIN_WEIGHT` is dropped (never the
+    largest). Normalised to sum 1; no weight at all (every metric useless on the training targets) falls
+    back to the best single metric by mean τ."""
     if not targets:
         raise ValueError("fit_weights needs at least one training target")
     if ridge < 0 or not math.isfinite(ridge):
@@ -414,7 +414,7 @@ def fit_weights_nnls(bench: Benchmark, targets: Sequence[str], candidates: Seque
         x = np.vstack([x, math.sqrt(ridge) * np.eye(len(cands))])
         y = np.concatenate([y, np.zeros(len(cands))])
     w = nnls(x, y)
-    w[w < MIN_WEIGHT * w.sum()] = 0.0  # too small to move a ranking, yet each costs its metric's computation
+    w[(w < MIN_WEIGHT * w.sum()) & (w < w.max())] = 0.0  # too small to move a ranking, yet each costs a metric
     if w.sum() <= 1e-12:
         best = max(cands, key=lambda m: (np.mean([target_quality(bench, t, {m: 1.0}, "last", combination)["tau"]
                                                   for t in targets]), -cands.index(m)))
