@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from bench.transfer.ground_truth_v2 import arch_of
+
 HERE = Path(__file__).resolve().parent
 DELTA = 0.01
 ALPHA = 0.05
@@ -51,7 +53,7 @@ def paired_deltas(rows: list[dict[str, str]]) -> dict[tuple[str, str], np.ndarra
             sc[(r["target"], r["arch"])][int(r["seed"])] = float(r["metric"])
     out = {}
     for (tgt, src), accs in ft.items():
-        scratch = sc.get((tgt, src.split(":", 1)[1].split(".")[0]), {})
+        scratch = sc.get((tgt, arch_of(src)), {})
         seeds = sorted(set(accs) & set(scratch))
         if len(seeds) >= 2:
             out[(tgt, src)] = np.array([accs[s] - scratch[s] for s in seeds])

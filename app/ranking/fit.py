@@ -167,10 +167,35 @@ def combine(rows: Mapping[Any, Mapping[str, float]], weights: Mapping[str, float
         raise ValueError("no rows to combine")
     total = np.zeros(len(keys))
     for m, wm in w.items():
-        sign = 1.0 if directions[m] else -1.0
-        col = np.array([sign * float(rows[k].get(m, np.nan)) for k in keys], dtype=np.float64)
-        total += wm * family_normalise(col, combination)
+        total += wm * _normalised_column([rows[k] for k in keys], m, directions[m], combination)
     return dict(zip(keys, total.tolist(), strict=True))
+
+
+def _normalised_column(rows: Sequence[Mapping[str, float]], metric: str, higher_is_better: bool,
+                       combination: str) -> np.ndarray:
+    """One metric over ``rows``, oriented (higher = better) and normalised by the family."""
+    sign = 1.0 if higher_is_better else -1.0
+    return family_normalise(np.array([sign * float(r.get(metric, np.nan)) for r in rows], dtype=np.float64),
+                            combination)
+
+
+def allowed_taps(taps: Sequence[str], rule: str) -> list[str]:
+    """The taps of one source (depth order) that compete under a layer rule."""
+    if rule not in LAYER_RULES:
+        raise ValueError(f"unknown layer rule {rule!r}; known: {LAYER_RULES}")
+    if not taps:
+        raise ValueError("a source has no taps")
+    return [taps[-1]] if rule == "last" else list(taps) if rule == "best" else list(taps[len(taps) // 2:])
+
+
+def _best_per_source(keys: Sequence[tuple[str, str]], values: Sequence[float]) -> dict[str, tuple[str, float]]:
+    """``{source: (layer, value)}`` of each source's best (source, layer) row; ties keep the deeper tap
+    (rows come in depth order)."""
+    out: dict[str, tuple[str, float]] = {}
+    for (src, ly), value in zip(keys, values, strict=True):
+        if src not in out or value >= out[src][1]:
+            out[src] = (ly, value)
+    return out
 
 
 def choose_layers(scores: Mapping[tuple[str, str], Mapping[str, float]], layers: Mapping[str, Sequence[str]],
@@ -193,24 +218,12 @@ def choose_layers(scores: Mapping[tuple[str, str], Mapping[str, float]], layers:
         raise ValueError("no sources")
     pool: dict[tuple[str, str], Mapping[str, float]] = {}
     for src, taps in layers.items():
-        if not taps:
-            raise ValueError(f"source {src} has no taps")
-        if rule == "last":
-            allowed = [taps[-1]]
-        elif rule == "best":
-            allowed = list(taps)
-        else:
-            allowed = list(taps[len(taps) // 2:])
-        for ly in allowed:
+        for ly in allowed_taps(taps, rule):
             if (src, ly) not in scores:
                 raise ValueError(f"no scores for source {src} at layer {ly}")
             pool[(src, ly)] = scores[(src, ly)]
     combined = combine(pool, weights, directions, combination)
-    out: dict[str, tuple[str, float]] = {}
-    for (src, ly), value in combined.items():  # ties keep the deeper tap (pool order is depth order)
-        if src not in out or value >= out[src][1]:
-            out[src] = (ly, value)
-    return out
+    return _best_per_source(list(combined), list(combined.values()))
 
 
 # -- the data the fit reads -----------------------------------------------------------------------------------
@@ -279,13 +292,9 @@ class Benchmark:
         """The (source, tap) rows competing on ``target`` under a layer rule, in :func:`choose_layers`'s order."""
         key = (target, rule)
         if key not in self._pools:
-            if rule not in LAYER_RULES:
-                raise ValueError(f"unknown layer rule {rule!r}; known: {LAYER_RULES}")
             rows = []
             for src in self.sources(target):
-                taps = self.layers[src]
-                allowed = [taps[-1]] if rule == "last" else list(taps) if rule == "best" else list(taps[len(taps) // 2:])
-                for ly in allowed:
+                for ly in allowed_taps(self.layers[src], rule):
                     if (target, src, ly) not in self.scores:
                         raise ValueError(f"no scores for source {src} at layer {ly}")
                     rows.append((src, ly))
@@ -297,10 +306,8 @@ class Benchmark:
         for it — computed once."""
         key = (target, rule, combination, metric)
         if key not in self._columns:
-            sign = 1.0 if self.directions[metric] else -1.0
-            col = np.array([sign * float(self.scores[(target, s, ly)].get(metric, np.nan))
-                            for s, ly in self.pool(target, rule)], dtype=np.float64)
-            self._columns[key] = family_normalise(col, combination)
+            rows = [self.scores[(target, s, ly)] for s, ly in self.pool(target, rule)]
+            self._columns[key] = _normalised_column(rows, metric, self.directions[metric], combination)
         return self._columns[key]
 
 
@@ -317,11 +324,7 @@ def predict(bench: Benchmark, target: str, weights: Mapping[str, float], rule: s
     total = np.zeros(len(keys))
     for m, wm in w.items():
         total += wm * bench.column(target, rule, combination, m)
-    out: dict[str, tuple[str, float]] = {}
-    for (src, ly), value in zip(keys, total.tolist(), strict=True):  # ties keep the deeper tap
-        if src not in out or value >= out[src][1]:
-            out[src] = (ly, value)
-    return out
+    return _best_per_source(keys, total.tolist())
 
 
 def target_quality(bench: Benchmark, target: str, weights: Mapping[str, float], rule: str = "last",

@@ -185,11 +185,7 @@ def _shipped_file(bench: Any) -> Any:
 
 def _earlier_files(bench: Any) -> list[Any]:
     """The built-in classification defaults older than the newest, newest first, that these CSVs score."""
-    try:
-        newest = F.versions("classification")[-1]
-    except IndexError:
-        return []
-    files = [F.load_default("classification", v) for v in reversed(F.versions("classification")) if v != newest]
+    files = [F.load_default("classification", v) for v in reversed(F.versions("classification")[:-1])]
     return [f for f in files if all(m in bench.directions for m in f.weights)]
 
 
