@@ -158,7 +158,13 @@ class RankingCreate(BaseModel):
         description="How a backbone's layers become its one row: best layer, layer mean, last. Omitted: the "
                     "default ranking's fitted layer rule when 'aggregation' is 'default', else 'best'.")
     metrics: list[str] | None = Field(default=None, description="Default: chosen by task type from the registry.")
-    similarity: bool = Field(default=True, description="Domain similarity to each source's stored statistics.")
+    similarity: bool | list[str] = Field(
+        default=True,
+        description="Domain similarity to each source's stored sample: true = the task type's default "
+                    "distances (the cheap ones; GET /v1/metrics lists every metric of kind 'similarity' with "
+                    "its defaults), a list names the distances to compute (the optimal-transport dataset "
+                    "distance, which compares labelled samples and costs about as much as the rest of a "
+                    "default job's metrics together, only when named), false = none.")
     probe: ProbeOptions | None = None
     aggregation: Literal["default", "rank_mean"] | dict[str, Annotated[float, Field(ge=0)]] = Field(
         default="default",
@@ -186,6 +192,9 @@ class RankingCreate(BaseModel):
     def _metrics_unique(self) -> RankingCreate:
         if self.metrics is not None and (not self.metrics or len(set(self.metrics)) != len(self.metrics)):
             raise ValueError("metrics must be a non-empty list without repeats (omit it for the default set)")
+        if isinstance(self.similarity, list) and (not self.similarity
+                                                  or len(set(self.similarity)) != len(self.similarity)):
+            raise ValueError("similarity must be true, false or a non-empty list of distances without repeats")
         return self
 
 

@@ -263,7 +263,7 @@ _SPECS = [
     MetricSpec("otdd", otdd, _ST, _C, "lower_is_better", "similarity",
                "Alvarez-Melis & Fusi NeurIPS 2020; microsoft/otdd DatasetDistance (debiased Sinkhorn, p=2)",
                "otdd.microsoft_half_cost_abs_eps0.1_exact_inner_log_sinkhorn", version="2",
-               random_state=True, default_for=_C, cost="expensive",
+               random_state=True, cost="expensive",
                job_kwargs={"max_samples": OTDD_JOB_SAMPLES}),
     MetricSpec("frechet_distance", frechet_distance, ("a", "b"), _ALL, "lower_is_better", "similarity",
                "Dowson & Landau 1982; FID formula (pytorch-fid)", "frechet.unbiased_cov",
@@ -402,7 +402,10 @@ def label_free_metrics() -> tuple[str, ...]:
 
 
 def similarity_metrics(task_type: str) -> tuple[str, ...]:
-    """Domain-similarity metrics a ranking computes between the target and each source's stored sample."""
+    """Domain-similarity metrics a ranking computes between the target and each source's stored sample when
+    the request does not name them (``similarity: true``): the cheap ones. OTDD is computed when named: it
+    costs more than every other metric of a default job together and changes no decision (the far-domain
+    flag reads Fréchet; OTDD is the weakest signal on our ground truth)."""
     return tuple(name for name, spec in METRICS.items() if spec.kind == "similarity" and task_type in spec.default_for)
 
 

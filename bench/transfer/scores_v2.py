@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 SCORE_FIELDS = ("target", "source", "layer", "metric", "value", "error")
 MAX_SAMPLES = 200  # the job's stratified cap on scored target images (the few-shot targets hold fewer)
 DEFAULT_FIELDS = ("target", "source", "rank", "best_layer", "aggregate")
+SIMILARITY = ("otdd", "frechet_distance", "mmd")  # every target's first job: the distances of the v2 benchmark
 
 
 def scoring_metrics() -> list[str]:
@@ -95,7 +96,7 @@ def collect(target_name: str, sources: list[str], models_dir: Path, out: Path) -
     todo = [m for m in scoring_metrics() if m not in have]
     if todo:
         rows, _ = _run_job(target_name, {"backbones": sources, "layers": "all", "metrics": todo,
-                                         "similarity": first, "bootstrap": 0, "subset_size": 0,
+                                         "similarity": list(SIMILARITY) if first else False, "bootstrap": 0, "subset_size": 0,
                                          "max_samples": MAX_SAMPLES}, models_dir)
         # difficulty fields come with every job; a retried metric's new rows are read after its old ones
         rows = [r for r in rows if r["metric"] not in have]

@@ -15,7 +15,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.db.tables import Dataset, Job
-from app.errors import NotFound
+from app.enums import Modality
+from app.errors import InvalidInput, NotFound
 
 FEATURES_PREFIX = "features:"
 SIMILARITY_PREFIX = "similarity."
@@ -76,7 +77,7 @@ class Plan:
     layers: str | tuple[str, ...]
     layer_mode: str
     metrics: tuple[str, ...]  # the registry metrics the job computes (a pool score's parts included)
-    similarity: bool
+    similarity: tuple[str, ...]  # the domain distances computed between each source's sample and the target
     aggregation: str | dict[str, float]
     reference_backbone: str | None
     bootstrap: int
@@ -149,13 +150,45 @@ def load_plan(session: Session, job_id: uuid.UUID) -> Plan:
         job_id=job.id, project_id=job.project_id, dataset_id=dataset.id, dataset_prefix=dataset.artifact_key,
         dataset_digest=dataset.digest, modality=dataset.modality, task_type=dataset.task_type,
         backbones=tuple(resolved["backbones"]), layers=tuple(layers) if isinstance(layers, list) else layers,
-        layer_mode=agg["layer_mode"], metrics=computed_metrics(resolved["metrics"]), similarity=req["similarity"],
+        layer_mode=agg["layer_mode"], metrics=computed_metrics(resolved["metrics"]), similarity=_similarity(resolved, req, dataset.task_type),
         requested_metrics=tuple(resolved["metrics"]),
         aggregation=req["aggregation"], reference_backbone=resolved.get("reference_backbone"),
         resolved_aggregation=agg,
         bootstrap=req["bootstrap"], subset_size=req["subset_size"], max_samples=req.get("max_samples"),
         seed=req["seed"], probe=probe, request=req,
     )
+
+
+def resolve_similarity(requested: bool | list[str], task_type: str, modality: str) -> list[str]:
+    """The domain distances a new job computes, frozen into its request: the task type's defaults for
+    ``true``, none for ``false``, the named ones for a list (each a similarity metric of the task type)."""
+    from app.transferability import METRICS, check_capability, similarity_metrics
+
+    if requested is False:
+        return []
+    if requested is True:
+        return [] if modality == Modality.features else list(similarity_metrics(task_type))
+    if modality == Modality.features:
+        raise InvalidInput("similarity: a precomputed-features target has no source sample to compare with; "
+                           "send true or false")
+    known = sorted(n for n, spec in METRICS.items() if spec.kind == "similarity")
+    for name in requested:
+        if name not in METRICS or METRICS[name].kind != "similarity":
+            raise InvalidInput(f"similarity: {name!r} is not a domain distance; known: {known}")
+        try:
+            check_capability(name, task_type)
+        except ValueError as exc:
+            raise InvalidInput(f"similarity: {exc}") from exc
+    return list(requested)
+
+
+def _similarity(resolved: dict[str, Any], req: dict[str, Any], task_type: str) -> tuple[str, ...]:
+    """The distances frozen at creation; for a job stored before they were, the defaults its ``true`` meant."""
+    from app.transferability import similarity_metrics
+
+    if "similarity" in resolved:
+        return tuple(resolved["similarity"])
+    return similarity_metrics(task_type) if req.get("similarity", True) else ()
 
 
 def computed_metrics(names: Any) -> tuple[str, ...]:

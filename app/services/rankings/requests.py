@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -25,7 +25,7 @@ from app.schemas.rankings import BackboneFilter, ProbeExtension, RankingCreate
 from app.services.auth import Principal
 from app.services.rankers import resolve_aggregation
 from app.services.rankings.feature_sets import resolve_feature_sets
-from app.services.rankings.plan import FEATURES_PREFIX
+from app.services.rankings.plan import FEATURES_PREFIX, resolve_similarity
 from app.settings import Settings
 
 MAX_BACKBONES = 64
@@ -41,6 +41,7 @@ class ResolvedRanking:
     reference_backbone: str | None
     aggregation: dict[str, Any]
     feature_sets: dict[str, dict[str, Any]] | None = None
+    similarity: list[str] = field(default_factory=list)
 
 
 def _request_digest(body: dict[str, Any]) -> str:
@@ -137,6 +138,7 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
         raise InvalidInput(f"dataset_id: dataset {request.dataset_id} not found in this project")
     metrics = _resolve_metrics(request, dataset.task_type)
     metrics, aggregation = resolve_aggregation(request, dataset.task_type, runtime.settings, metrics)
+    similarity = resolve_similarity(request.similarity, dataset.task_type, dataset.modality)
     if dataset.modality == Modality.features:
         backbone_ids, feature_sets = resolve_feature_sets(session, principal, runtime, request, dataset,
                                                           MAX_BACKBONES)
@@ -150,7 +152,7 @@ def validate_request(session: Session, principal: Principal, runtime: Runtime,
         if outside:
             raise InvalidInput(f"probe.candidates: {outside} are not among the ranked backbones")
     return ResolvedRanking(dataset=dataset, backbone_ids=backbone_ids, metrics=metrics,
-                           reference_backbone=reference, aggregation=aggregation)
+                           reference_backbone=reference, aggregation=aggregation, similarity=similarity)
 
 
 def _design(request: RankingCreate, settings: Settings) -> dict[str, Any] | None:
@@ -193,7 +195,7 @@ def create_ranking(session: Session, principal: Principal, runtime: Runtime, req
         if resolved.reference_backbone is not None and ProbeArm.reference.value not in arms:
             arms.append(ProbeArm.reference.value)  # naming a reference means: compare against it
     stored = dict(body, resolved={"backbones": resolved.backbone_ids, "metrics": resolved.metrics, "arms": arms,
-                                  "aggregation": resolved.aggregation,
+                                  "aggregation": resolved.aggregation, "similarity": resolved.similarity,
                                   **({"extends": str(extends)} if extends is not None else {}),
                                   "reference_backbone": resolved.reference_backbone,
                                   **({"feature_sets": resolved.feature_sets} if resolved.feature_sets else {}),

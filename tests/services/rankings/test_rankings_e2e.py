@@ -93,6 +93,8 @@ def test_precomputed_features_are_scored_without_a_model(ranking_server):
         assert job["target_difficulty"]["n_classes"] == 3 and "knn_error" in job["target_difficulty"]
         r = c.post("/v1/rankings", json={"dataset_id": dataset_id, "probe": QUICK_PROBE})
         assert r.status_code == 422 and "probe" in r.json()["detail"]
+        r = c.post("/v1/rankings", json={"dataset_id": dataset_id, "similarity": ["mmd"]})
+        assert r.status_code == 422 and "no source sample" in r.json()["detail"]
 
 
 def test_request_validation_and_idempotency(ranking_server):
@@ -109,6 +111,10 @@ def test_request_validation_and_idempotency(ranking_server):
             ({"dataset_id": dataset_id, "probe": {"arms": ["finetune"]}}, "scratch"),
             ({"dataset_id": dataset_id, "probe": {"arms": ["finetune", "scratch", "reference"]}}, "reference"),
             ({"dataset_id": dataset_id, "bogus": 1}, "bogus"),
+            ({"dataset_id": dataset_id, "similarity": ["logme"]}, "not a domain distance"),
+            ({"dataset_id": dataset_id, "similarity": ["nope"]}, "not a domain distance"),
+            ({"dataset_id": dataset_id, "similarity": []}, "similarity"),
+            ({"dataset_id": dataset_id, "similarity": ["mmd", "mmd"]}, "similarity"),
         ]
         for body, needle in cases:
             r = c.post("/v1/rankings", json=body)

@@ -129,6 +129,49 @@ def test_expensive_metrics_at_candidate_layers_and_similarity_at_the_chosen_one(
         runtime.close()
 
 
+def test_similarity_computes_the_default_distances_or_the_named_ones(settings_factory):
+    from app.transferability import METRICS, similarity_metrics
+
+    runtime = Runtime.from_settings(settings_factory())  # the built-in zoo: its cards ship source samples
+    zoo = ["zoo:cnn_small.digits", "zoo:resnet_small.noise"]
+    body = {**BODY, "backbones": zoo, "metrics": ["logme"], "bootstrap": 0}
+    data = image_zip(per_class=10)
+
+    def distances(rows) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {b: set() for b in zoo}
+        for r in rows:
+            if r.metric.startswith("similarity."):
+                out[r.backbone_id].add(r.metric.split(".", 1)[1])
+        return out
+
+    try:
+        defaults = set(similarity_metrics("classification"))
+        # the defaults are the cheap distances; OTDD (expensive, no decision reads it) is computed when named
+        assert defaults == {"frechet_distance", "mmd"} and "otdd" not in defaults
+        assert all(METRICS[m].cost == "cheap" for m in defaults) and METRICS["otdd"].cost == "expensive"
+        job_id, project, rows = _run(runtime, {**body, "similarity": True}, data)
+        assert distances(rows) == {b: defaults for b in zoo}
+        table = {r["backbone_id"]: r for r in read_table(runtime, job_id, project)["table"]}
+        assert all(set(table[b]["similarity"]) == defaults for b in zoo)
+        job_id, project, rows = _run(runtime, {**body, "similarity": ["otdd"]}, data)
+        assert distances(rows) == {b: {"otdd"} for b in zoo}
+        table = {r["backbone_id"]: r for r in read_table(runtime, job_id, project)["table"]}
+        assert all(set(table[b]["similarity"]) == {"otdd"} and table[b]["similarity"]["otdd"] > 0 for b in zoo)
+        _, _, rows = _run(runtime, {**body, "similarity": False}, data)
+        assert distances(rows) == {b: set() for b in zoo}
+    finally:
+        runtime.close()
+
+
+def test_a_job_stored_before_similarity_was_frozen_computes_the_defaults():
+    from app.services.rankings.plan import _similarity
+    from app.transferability import similarity_metrics
+
+    assert _similarity({}, {"similarity": True}, "classification") == similarity_metrics("classification")
+    assert _similarity({}, {"similarity": False}, "classification") == ()
+    assert _similarity({"similarity": ["otdd"]}, {"similarity": ["otdd"]}, "classification") == ("otdd",)
+
+
 def test_the_embed_stage_runs_one_forward_pass_per_backbone_for_layers_and_head(runtime, monkeypatch):
     # LEEP reads the source head: its outputs come from the same pass as the layers' features
     import app.embeddings.cache as cache

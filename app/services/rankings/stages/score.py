@@ -4,7 +4,8 @@ similarity to the source's stored sample, and the target's difficulty in its fea
 
 What a metric needs is read from its :class:`~app.transferability.MetricSpec`: head metrics (LEEP, NCE)
 read the source head once per backbone (stored at the last layer), seeded metrics receive the plan's seed,
-``job_kwargs`` are passed as given, similarity metrics are those the registry computes for the task type.
+``job_kwargs`` are passed as given, the similarity metrics are the request's (frozen at creation: the task
+type's defaults for ``similarity: true``).
 A metric that cannot be computed on this input records why (``details.error``) instead of failing the job.
 
 Only the work the answer needs, in three passes per backbone:
@@ -88,7 +89,7 @@ def score_backbone(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
     target difficulty; every value read from the score cache when it is there (the score stage's unit,
     :func:`~app.services.rankings.stages.intervals.score_then_bootstrap`, calls it)."""
     from app.ranking import choose_layers
-    from app.transferability import METRICS, similarity_metrics, spec_of, task_difficulty
+    from app.transferability import METRICS, spec_of, task_difficulty
 
     runtime = inputs.runtime
     job_id = inputs.plan.job_id
@@ -191,7 +192,7 @@ def score_backbone(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
         if scored and plan.layer_mode not in ("mean", "fitted"):
             chosen = choose_layers(scored, directions, mode=plan.layer_mode, layer_order=layers)[0]
             look = last if chosen == "mean" else chosen
-        run(similarity_tasks(inputs, keys, backbone_id, look, similarity_metrics(plan.task_type)))
+        run(similarity_tasks(inputs, keys, backbone_id, look, plan.similarity))
 
     with unit_of_work(runtime.sessions) as session:
         SqlScoreCache(session).record(out.fresh)
