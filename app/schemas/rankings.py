@@ -334,6 +334,8 @@ class SubsetRead(BaseModel):
     explanation: str | None = Field(default=None, description="How the subset was built and why it stopped.")
     steps: list[dict[str, Any]] = Field(description="Per step: backbone_id, score (of the subset so far), gain "
                                                     "(over the subset before it; null for the first), why.")
+    cached: bool = Field(default=False, description="Read from the score cache: an earlier job computed this "
+                                                    "subset from the same candidates, chosen layers and rows.")
 
 
 class RankingRead(BaseModel):

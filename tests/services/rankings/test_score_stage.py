@@ -92,6 +92,33 @@ def test_a_repeated_job_computes_no_metric(runtime, calls):
     assert {"logme", "gbc", "leep", "knn_accuracy", "parc", "task_difficulty"} <= set(calls)
 
 
+def test_a_repeated_job_reads_its_subset_from_the_cache(runtime, monkeypatch):
+    from app.services.rankings.stages import subset as subset_stage
+
+    greedy = []
+    real = subset_stage.greedy_subset
+
+    def counted(*args, **kwargs):
+        greedy.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subset_stage, "greedy_subset", counted)
+    data = image_zip(per_class=10)
+    body = {**BODY, "subset_size": 2, "bootstrap": 0}
+    first, project, _ = _run(runtime, body, data)
+    second, _, _ = _run(runtime, body, data)
+    assert len(greedy) == 1
+    a, b = (read_table(runtime, job, project)["subset"] for job in (first, second))
+    assert a["cached"] is False and b["cached"] is True and a["steps"]
+    assert {k: v for k, v in a.items() if k != "cached"} == {k: v for k, v in b.items() if k != "cached"}
+    _run(runtime, {**body, "subset_size": 3}, data)  # another size limit: computed again
+    _run(runtime, {**body, "max_samples": 20}, data)  # other rows: computed again
+    assert len(greedy) == 3
+    monkeypatch.setattr(subset_stage, "SUBSET_VERSION", "test-bump")  # a new selection rule: computed again
+    _run(runtime, body, data)
+    assert len(greedy) == 4
+
+
 def test_a_version_bump_recomputes_only_that_metric(runtime, calls, monkeypatch):
     data = image_zip(per_class=10)
     body = {**BODY, "similarity": False, "bootstrap": 0}
