@@ -66,3 +66,46 @@ def test_rank_intervals_match_recomputing_every_metric_from_raw_features(setting
             assert bool(r.details.get("resampled_kernel")) is (METRICS[r.metric].resampled is not None), r.metric
     finally:
         runtime.close()
+
+
+def test_the_rank_stage_runs_bootstrap_units_only_for_replicates_the_cache_lacks(settings_factory, tmp_path,
+                                                                                 monkeypatch):
+    from app.services.rankings.stages import intervals as intervals_stage
+    from app.services.rankings.stages import rank as rank_stage_module
+
+    runtime = Runtime.from_settings(settings_factory(models_dir=toy_models_dir(tmp_path / "models")))
+    units: list[str] = []
+    real = rank_stage_module.bootstrap_unit
+
+    def counted(runtime_, job_id, backbone, layer, metrics):
+        units.append(backbone)
+        return real(runtime_, job_id, backbone, layer, metrics)
+
+    monkeypatch.setattr(rank_stage_module, "bootstrap_unit", counted)
+    base = {"backbones": list(TOY_ZOO), "metrics": ["logme", "gbc"], "bootstrap": 6, "seed": 1, "subset_size": 0}
+    data = image_zip(per_class=10)
+    try:
+        def run(body):
+            job_id, project = submit_job(runtime, "p", data, "target.zip", body)
+            assert tasks.run_job(runtime, job_id, "test", job_handlers()) is JobStatus.SUCCEEDED
+            return read_table(runtime, job_id, project)["table"]
+
+        # layer_mode "best": the layer is chosen in the rank stage, so its units compute every replicate
+        best = run({**base, "layer_mode": "best"})
+        assert sorted(units) == sorted(TOY_ZOO)
+        units.clear()  # the same request again: every replicate is cached, no unit runs
+        again = run({**base, "layer_mode": "best"})
+        assert units == [] and [r["rank_ci"] for r in again] == [r["rank_ci"] for r in best]
+        # layer_mode "last": the score units computed the replicates ahead, no unit runs either
+        last = run({**base, "layer_mode": "last", "seed": 2})
+        assert units == [] and all(r["rank_ci"] is not None for r in last)
+        inputs = RankingInputs.load(runtime, submit_job(runtime, "p", data, "target.zip",
+                                                        {**base, "layer_mode": "best", "seed": 3})[0])
+        first = intervals_stage._resampled(inputs, "rows-key")
+        assert intervals_stage._resampled(inputs, "rows-key") is first  # drawn once per process
+        expected = intervals_stage.bootstrap_resamples(len(inputs.rows), 6, random_state=3, labels=inputs.labels)
+        assert all(np.array_equal(a, b) for a, b in zip(first.resamples, expected, strict=True))
+        assert not first.resamples[0].flags.writeable and not first.counts[0].flags.writeable
+        inputs.close()
+    finally:
+        runtime.close()

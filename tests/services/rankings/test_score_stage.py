@@ -92,6 +92,32 @@ def test_a_repeated_job_computes_no_metric(runtime, calls):
     assert {"logme", "gbc", "leep", "knn_accuracy", "parc", "task_difficulty"} <= set(calls)
 
 
+def test_a_repeated_job_looks_for_no_duplicate_tap(runtime, calls, monkeypatch):
+    # finding duplicate taps loads every layer's features: only a job that computes something needs it, and
+    # a copied value is cached under the duplicate's own key
+    looked: list[str] = []
+    real = score_stage.duplicate_layers
+
+    def counted(inputs, backbone_id, layers):
+        looked.append(backbone_id)
+        return real(inputs, backbone_id, layers)
+
+    monkeypatch.setattr(score_stage, "duplicate_layers", counted)
+    data = image_zip(per_class=10)
+    body = {**BODY, "bootstrap": 0}
+    _, _, first = _run(runtime, body, data)
+    assert sorted(looked) == sorted(TOY_ZOO)
+    copied = {(r.backbone_id, r.layer, r.metric) for r in first if "duplicate_of" in r.details}
+    assert copied  # the toy zoo has taps whose features equal a shallower one's
+    looked.clear()
+    calls.clear()
+    _, _, second = _run(runtime, body, data)
+    assert looked == [] and calls == []
+    assert {(r.backbone_id, r.layer, r.metric) for r in second if "duplicate_of" in r.details} == copied
+    assert {(r.backbone_id, r.layer, r.metric): r.value for r in second} == \
+        {(r.backbone_id, r.layer, r.metric): r.value for r in first}
+
+
 def test_a_repeated_job_reads_its_subset_from_the_cache(runtime, monkeypatch):
     from app.services.rankings.stages import subset as subset_stage
 

@@ -14,8 +14,12 @@ they are the same rows every time.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -88,22 +92,51 @@ def bootstrap_ahead(inputs: RankingInputs, backbone: str) -> None:
                                                    backbone)
 
 
-def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str],
-                         metrics: list[str], should_stop: Callable[[], bool]) -> list[dict[str, list[float]]]:
-    """``[{metric: [value per backbone]} per replicate]`` (fewer once ``should_stop()``), every value read
-    from or written to the score cache."""
-    from app.embeddings.pipeline import SOURCE_PROBS
-    from app.transferability import METRICS, single_thread_blas
+@dataclass(frozen=True)
+class _Resampled:
+    """A job's bootstrap resamples (row positions), their rows' digests and their row multiplicities."""
 
+    resamples: tuple[np.ndarray, ...]
+    digests: tuple[str, ...]
+    counts: tuple[np.ndarray, ...]
+
+
+_resampled_memo: OrderedDict[tuple, _Resampled] = OrderedDict()
+_resampled_lock = threading.Lock()
+
+
+def _resampled(inputs: RankingInputs, rows_key: str) -> _Resampled:
+    """The plan's resamples, drawn once per process for the same rows, labels, count and seed (each score
+    unit, bootstrap unit and the intervals ask for them; drawing 30 stratified resamples costs ~5 ms)."""
     plan = inputs.plan
-    runtime = inputs.runtime
-    keys = ScoreKeys(inputs)
-    resamples = bootstrap_resamples(len(inputs.rows), plan.bootstrap, random_state=plan.seed,
-                                    labels=inputs.labels if plan.classification else None)
-    digests = [rows_digest(inputs.rows[idx]) for idx in resamples]
-    counts = [np.bincount(idx, minlength=len(inputs.rows)) for idx in resamples]
-    head = any(METRICS[m].head_only for m in metrics)
-    probs = {b: inputs.source_probs(b) for b in names} if head else {}
+    labels = inputs.labels if plan.classification else None
+    label_key = None if labels is None else (str(labels.dtype), labels.shape,
+                                              hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest())
+    memo_key = (rows_key, label_key, plan.bootstrap, plan.seed)
+    with _resampled_lock:
+        if memo_key in _resampled_memo:
+            _resampled_memo.move_to_end(memo_key)
+            return _resampled_memo[memo_key]
+    resamples = bootstrap_resamples(len(inputs.rows), plan.bootstrap, random_state=plan.seed, labels=labels)
+    for idx in resamples:
+        idx.setflags(write=False)
+    out = _Resampled(tuple(resamples), tuple(rows_digest(inputs.rows[idx]) for idx in resamples),
+                     tuple(np.bincount(idx, minlength=len(inputs.rows)) for idx in resamples))
+    for c in out.counts:
+        c.setflags(write=False)
+    with _resampled_lock:
+        _resampled_memo[memo_key] = out
+        while len(_resampled_memo) > 8:
+            _resampled_memo.popitem(last=False)
+    return out
+
+
+def _replicate_keys(inputs: RankingInputs, keys: ScoreKeys, names: list[str], chosen_layers: dict[str, str],
+                    metrics: list[str], digests: tuple[str, ...], probs: dict[str, Any]):
+    """``(use, parts, wanted)``: the layers each backbone's values average, one input digest per (backbone,
+    metric, layer) (``None``: no source head), and the cache key of every (backbone, metric, layer, replicate)."""
+    from app.embeddings.pipeline import SOURCE_PROBS
+    from app.transferability import METRICS
 
     # (backbone, metric) → the layers whose values are averaged (one for a chosen layer, all for "mean")
     use = {b: inputs.layers(b) if chosen_layers[b] == "mean" else [chosen_layers[b]] for b in names}
@@ -116,7 +149,41 @@ def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers:
                 parts[(b, m)] = [keys.embedding(b, ly) for ly in use[b]]
     wanted = {(b, m, i, r): keys.key(m, [digest], rows=digests[r])
               for (b, m), layer_digests in parts.items() for i, digest in enumerate(layer_digests)
-              if digest is not None for r in range(len(resamples))}
+              if digest is not None for r in range(len(digests))}
+    return use, parts, wanted
+
+
+def backbones_missing_replicates(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str],
+                                 metrics: list[str]) -> list[str]:
+    """The backbones with a replicate value the score cache lacks, in ``names`` order: the rank stage runs
+    bootstrap units for these only (the score units computed the others ahead, or an earlier job did)."""
+    from app.transferability import METRICS
+
+    keys = ScoreKeys(inputs)
+    rs = _resampled(inputs, keys.rows)
+    head = any(METRICS[m].head_only for m in metrics)
+    probs = {b: inputs.source_probs(b) for b in names} if head else {}
+    _, _, wanted = _replicate_keys(inputs, keys, names, chosen_layers, metrics, rs.digests, probs)
+    with inputs.runtime.sessions() as session:
+        hits = SqlScoreCache(session).lookup(wanted.values())
+    missing = {k[0] for k, key in wanted.items() if key not in hits}
+    return [b for b in names if b in missing]
+
+
+def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str],
+                         metrics: list[str], should_stop: Callable[[], bool]) -> list[dict[str, list[float]]]:
+    """``[{metric: [value per backbone]} per replicate]`` (fewer once ``should_stop()``), every value read
+    from or written to the score cache."""
+    from app.transferability import METRICS, single_thread_blas
+
+    plan = inputs.plan
+    runtime = inputs.runtime
+    keys = ScoreKeys(inputs)
+    rs = _resampled(inputs, keys.rows)
+    resamples, counts = rs.resamples, rs.counts
+    head = any(METRICS[m].head_only for m in metrics)
+    probs = {b: inputs.source_probs(b) for b in names} if head else {}
+    use, parts, wanted = _replicate_keys(inputs, keys, names, chosen_layers, metrics, rs.digests, probs)
     with runtime.sessions() as session:
         hits = SqlScoreCache(session).lookup(wanted.values())
     fresh: list[dict[str, Any]] = []

@@ -28,7 +28,11 @@ from app.ranking import aggregate, choose_layers, rank_with_ties
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.plan import DIFFICULTY_PREFIX, SIMILARITY_PREFIX
 from app.services.rankings.stages.baselines import target_difficulty, trivial_baselines
-from app.services.rankings.stages.intervals import bootstrap_unit, rank_intervals
+from app.services.rankings.stages.intervals import (
+    backbones_missing_replicates,
+    bootstrap_unit,
+    rank_intervals,
+)
 
 Scores = dict[str, dict[str, dict[str, float]]]  # backbone → layer → metric → value
 
@@ -186,7 +190,9 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     if plan.bootstrap >= 2 and len(names) >= 2 and boot_metrics:
         # each backbone's replicates as a unit (in parallel where the runner allows), into the score cache;
         # the intervals then read them back as cache hits
-        ctx.stage("bootstrap", bootstrap_unit, [(plan.job_id, b, chosen[b][0], boot_metrics) for b in names],
+        layers_chosen = {b: chosen[b][0] for b in names}
+        todo = backbones_missing_replicates(inputs, names, layers_chosen, boot_metrics)
+        ctx.stage("bootstrap", bootstrap_unit, [(plan.job_id, b, layers_chosen[b], boot_metrics) for b in todo],
                   shared_process=True)
         ctx.progress("rank", 0, 1)
         intervals = rank_intervals(inputs, names, {b: chosen[b][0] for b in names}, boot_metrics, weights,

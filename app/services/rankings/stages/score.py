@@ -103,49 +103,53 @@ def score_backbone(inputs: RankingInputs, backbone_id: str) -> dict[str, Any]:
     layers = inputs.layers(backbone_id)
     last = layers[-1]
     n_rows = int(len(inputs.rows))
-    same_as = duplicate_layers(inputs, backbone_id, layers)
+    twins: dict[str, str] | None = None  # duplicate taps, found when a value must be computed (it loads features)
 
     def feature_tasks(layers_: list[str], names: list[str]) -> list[Task]:
         return [t for layer in layers_ for name in names
                 if (t := feature_task(inputs, keys, backbone_id, layer, name)) is not None]
 
     def run(tasks: list[Task]) -> None:
-        tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
-        # a duplicate tap copies its twin's value when the twin is computed anyway (before, or in this batch)
-        pending = {(t.layer, t.key) for t in tasks}
-        copies = [t for t in tasks if t.features and t.layer in same_as
-                  and ((same_as[t.layer], t.key) in out.values or (same_as[t.layer], t.key) in pending)]
-        compute([t for t in tasks if t not in copies])
-        for t in copies:
-            twin = same_as[t.layer]
-            value = out.values[(twin, t.key)]
-            twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
-            out.rows.append((t.layer, t.key, None if np.isnan(value) else value, METRICS[t.name].variant, 0.0,
-                             {**twin_details, "duplicate_of": twin}))
-            out.values[(t.layer, t.key)] = value
-
-    def compute(tasks: list[Task]) -> None:
+        nonlocal twins
         tasks = [t for t in tasks if (t.layer, t.key) not in out.values]
         if not tasks:
             return
         with runtime.sessions() as session:
             hits = SqlScoreCache(session).lookup(t.cache_key for t in tasks)
         for t in tasks:
-            spec = METRICS[t.name]
-            hit = hits.get(t.cache_key)
-            if hit is not None:
-                value, seconds = hit.value, 0.0
-                details = {**hit.details, "cached": True, "computed_seconds": hit.seconds}
-            else:
+            if (hit := hits.get(t.cache_key)) is not None:
+                add(t, hit.value, 0.0, {**hit.details, "cached": True, "computed_seconds": hit.seconds})
+        tasks = [t for t in tasks if t.cache_key not in hits]
+        if not tasks:
+            return
+        # a duplicate tap copies its twin's value when the twin is computed anyway (before, or in this batch)
+        twins = duplicate_layers(inputs, backbone_id, layers) if twins is None else twins
+        pending = {(t.layer, t.key) for t in tasks}
+        copies = [t for t in tasks if t.features and t.layer in twins
+                  and ((twins[t.layer], t.key) in out.values or (twins[t.layer], t.key) in pending)]
+        for t in tasks:
+            if t not in copies:
                 started = time.perf_counter()
                 value, details = metric_value(t.name, plan.task_type, plan.seed, **t.data())
                 seconds = time.perf_counter() - started
-                details = {**details, "dim": t.dim()}
-                out.fresh.append({"cache_key": t.cache_key, "metric": t.name, "version": spec.version,
-                                  "variant": spec.variant, "value": value, "seconds": seconds, "details": details})
-                details = {**details, "cached": False}
-            out.rows.append((t.layer, t.key, value, spec.variant, seconds, details))
-            out.values[(t.layer, t.key)] = float("nan") if value is None else value
+                fresh(t, value, seconds, {**details, "dim": t.dim()})
+        for t in copies:
+            twin = twins[t.layer]
+            value = out.values[(twin, t.key)]
+            twin_details = next((r[5] for r in out.rows if r[0] == twin and r[1] == t.key), {})
+            details = {k: v for k, v in twin_details.items() if k not in ("cached", "computed_seconds")}
+            # cached under its own key too, so a repeated job finds it without looking for twins
+            fresh(t, None if np.isnan(value) else value, 0.0, {**details, "duplicate_of": twin})
+
+    def fresh(t: Task, value: float | None, seconds: float, details: dict[str, Any]) -> None:
+        spec = METRICS[t.name]
+        out.fresh.append({"cache_key": t.cache_key, "metric": t.name, "version": spec.version,
+                          "variant": spec.variant, "value": value, "seconds": seconds, "details": details})
+        add(t, value, seconds, {**details, "cached": False})
+
+    def add(t: Task, value: float | None, seconds: float, details: dict[str, Any]) -> None:
+        out.rows.append((t.layer, t.key, value, METRICS[t.name].variant, seconds, details))
+        out.values[(t.layer, t.key)] = float("nan") if value is None else value
 
     # head metrics read the head alone (one value per backbone); RSA/DDS read it next to each layer's features
     head = [m for m in plan.metrics if METRICS[m].head_only]
