@@ -70,8 +70,9 @@ def test_rank_intervals_match_recomputing_every_metric_from_raw_features(setting
 
 def test_the_rank_stage_runs_bootstrap_units_only_for_replicates_the_cache_lacks(settings_factory, tmp_path,
                                                                                  monkeypatch):
-    from app.services.rankings.stages import intervals as intervals_stage
+    from app.ranking import bootstrap_resamples
     from app.services.rankings.stages import rank as rank_stage_module
+    from app.services.rankings.stages import resamples
 
     runtime = Runtime.from_settings(settings_factory(models_dir=toy_models_dir(tmp_path / "models")))
     units: list[str] = []
@@ -101,9 +102,9 @@ def test_the_rank_stage_runs_bootstrap_units_only_for_replicates_the_cache_lacks
         assert units == [] and all(r["rank_ci"] is not None for r in last)
         inputs = RankingInputs.load(runtime, submit_job(runtime, "p", data, "target.zip",
                                                         {**base, "layer_mode": "best", "seed": 3})[0])
-        first = intervals_stage._resampled(inputs, "rows-key")
-        assert intervals_stage._resampled(inputs, "rows-key") is first  # drawn once per process
-        expected = intervals_stage.bootstrap_resamples(len(inputs.rows), 6, random_state=3, labels=inputs.labels)
+        first = resamples.resampled(inputs)
+        assert resamples.resampled(inputs) is first  # drawn once per process
+        expected = bootstrap_resamples(len(inputs.rows), 6, random_state=3, labels=inputs.labels)
         assert all(np.array_equal(a, b) for a, b in zip(first.resamples, expected, strict=True))
         assert not first.resamples[0].flags.writeable and not first.counts[0].flags.writeable
         inputs.close()

@@ -14,22 +14,19 @@ they are the same rows every time.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from app.db.score_cache import SqlScoreCache, rows_digest
+from app.db.score_cache import SqlScoreCache
 from app.db.session import unit_of_work
-from app.ranking import bootstrap_resamples, intervals_from_replicates
+from app.ranking import intervals_from_replicates
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.recorded_warnings import recorded_warnings
 from app.services.rankings.score_keys import ScoreKeys, metric_params
+from app.services.rankings.stages.resamples import resampled
 from app.services.rankings.stages.score import metric_value
 
 
@@ -92,45 +89,6 @@ def bootstrap_ahead(inputs: RankingInputs, backbone: str) -> None:
                                                    backbone)
 
 
-@dataclass(frozen=True)
-class _Resampled:
-    """A job's bootstrap resamples (row positions), their rows' digests and their row multiplicities."""
-
-    resamples: tuple[np.ndarray, ...]
-    digests: tuple[str, ...]
-    counts: tuple[np.ndarray, ...]
-
-
-_resampled_memo: OrderedDict[tuple, _Resampled] = OrderedDict()
-_resampled_lock = threading.Lock()
-
-
-def _resampled(inputs: RankingInputs, rows_key: str) -> _Resampled:
-    """The plan's resamples, drawn once per process for the same rows, labels, count and seed (each score
-    unit, bootstrap unit and the intervals ask for them; drawing 30 stratified resamples costs ~5 ms)."""
-    plan = inputs.plan
-    labels = inputs.labels if plan.classification else None
-    label_key = None if labels is None else (str(labels.dtype), labels.shape,
-                                              hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest())
-    memo_key = (rows_key, label_key, plan.bootstrap, plan.seed)
-    with _resampled_lock:
-        if memo_key in _resampled_memo:
-            _resampled_memo.move_to_end(memo_key)
-            return _resampled_memo[memo_key]
-    resamples = bootstrap_resamples(len(inputs.rows), plan.bootstrap, random_state=plan.seed, labels=labels)
-    for idx in resamples:
-        idx.setflags(write=False)
-    out = _Resampled(tuple(resamples), tuple(rows_digest(inputs.rows[idx]) for idx in resamples),
-                     tuple(np.bincount(idx, minlength=len(inputs.rows)) for idx in resamples))
-    for c in out.counts:
-        c.setflags(write=False)
-    with _resampled_lock:
-        _resampled_memo[memo_key] = out
-        while len(_resampled_memo) > 8:
-            _resampled_memo.popitem(last=False)
-    return out
-
-
 def _replicate_keys(inputs: RankingInputs, keys: ScoreKeys, names: list[str], chosen_layers: dict[str, str],
                     metrics: list[str], digests: tuple[str, ...], probs: dict[str, Any]):
     """``(use, parts, wanted)``: the layers each backbone's values average, one input digest per (backbone,
@@ -160,7 +118,7 @@ def backbones_missing_replicates(inputs: RankingInputs, names: list[str], chosen
     from app.transferability import METRICS
 
     keys = ScoreKeys(inputs)
-    rs = _resampled(inputs, keys.rows)
+    rs = resampled(inputs)
     head = any(METRICS[m].head_only for m in metrics)
     probs = {b: inputs.source_probs(b) for b in names} if head else {}
     _, _, wanted = _replicate_keys(inputs, keys, names, chosen_layers, metrics, rs.digests, probs)
@@ -179,7 +137,7 @@ def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers:
     plan = inputs.plan
     runtime = inputs.runtime
     keys = ScoreKeys(inputs)
-    rs = _resampled(inputs, keys.rows)
+    rs = resampled(inputs)
     resamples, counts = rs.resamples, rs.counts
     head = any(METRICS[m].head_only for m in metrics)
     probs = {b: inputs.source_probs(b) for b in names} if head else {}
