@@ -188,14 +188,14 @@ def rank_stage(ctx: JobContext, inputs: RankingInputs) -> list[dict[str, Any]]:
     intervals: dict[str, tuple[Any, Any, Any]] = {}
     boot_metrics = [m for m in aggregated if m in METRICS and METRICS[m].bootstrap]
     if plan.bootstrap >= 2 and len(names) >= 2 and boot_metrics:
-        # each backbone's replicates as a unit (in parallel where the runner allows), into the score cache;
+        # each backbone's replicates the cache lacks as a unit (in parallel where the runner allows), into it;
         # the intervals then read them back as cache hits
         layers_chosen = {b: chosen[b][0] for b in names}
         todo = backbones_missing_replicates(inputs, names, layers_chosen, boot_metrics)
         ctx.stage("bootstrap", bootstrap_unit, [(plan.job_id, b, layers_chosen[b], boot_metrics) for b in todo],
                   shared_process=True)
         ctx.progress("rank", 0, 1)
-        intervals = rank_intervals(inputs, names, {b: chosen[b][0] for b in names}, boot_metrics, weights,
+        intervals = rank_intervals(inputs, names, layers_chosen, boot_metrics, weights,
                                    method, should_stop=ctx.cancelled,
                                    point_ranks={b: float(np.floor(result.rank[i])) for i, b in enumerate(names)})
     baselines = trivial_baselines(inputs, names)
