@@ -104,12 +104,6 @@ def _head_metrics() -> list[str]:
     return [n for n, s in METRICS.items() if s.head_only]
 
 
-def label_free_metrics() -> tuple[str, ...]:
-    from app.transferability import label_free_metrics as names
-
-    return names()
-
-
 def project_benchmark(session, project_id) -> tuple[Any, list[str]]:
     """A :class:`~app.ranking.fit.Benchmark` from one project's finished ranking jobs with probes: per job
     (a target named ``job:<id>``), the mean fine-tune accuracy the probe stage measured for each probed
@@ -168,6 +162,8 @@ def project_benchmark(session, project_id) -> tuple[Any, list[str]]:
         return None, notes
     metrics = sorted({m for v in scores.values() for m in v})
     directions = {m: bool(d) for m in metrics if (d := _direction(m)) is not None}
+    from app.transferability import label_free_metrics
+
     return Benchmark(scores=scores, directions=directions, layers=layers, truth=truth,
                      label_free=frozenset(label_free_metrics())), notes
 
@@ -185,6 +181,7 @@ def refit(settings: Settings, bench_dir: Path, *, session=None, project_id=None,
 
     from app.ranking import benchmark as B
     from app.ranking import fit
+    from app.transferability import label_free_metrics
 
     loaded = B.load_benchmark(bench_dir, _direction, _head_metrics(), label_free_metrics())
     bench, notes = loaded.bench, [f"{t}: incomplete in the benchmark; left out" for t in loaded.incomplete]

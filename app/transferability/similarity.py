@@ -102,11 +102,17 @@ def _median_bandwidth(ta: torch.Tensor, tb: torch.Tensor, random_state: int, max
     return med if med > 0 else 1.0
 
 
+def _block_rows(rows: int, cols: int, blocks: int) -> int:
+    """Rows per block of a ``rows × cols`` kernel sum: ``blocks`` blocks (each block's temporaries stay in
+    cache), none over 2²⁴ entries."""
+    return max(1, min(int(2**24 // max(1, cols)), -(-rows // blocks)))
+
+
 def _kernel_sum(x: torch.Tensor, y: torch.Tensor, gamma: float, blocks: int = 8) -> torch.Tensor:
-    """Σ_ij exp(−γ‖x_i − y_j‖²), in row blocks (a few, so each block's temporaries stay in cache)."""
+    """Σ_ij exp(−γ‖x_i − y_j‖²), in row blocks (:func:`_block_rows`)."""
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     y_sq = (y * y).sum(dim=1)
-    step = max(1, min(int(2**24 // max(1, y.shape[0])), -(-x.shape[0] // blocks)))
+    step = _block_rows(x.shape[0], y.shape[0], blocks)
     for start in range(0, x.shape[0], step):
         xb = x[start : start + step]
         d2 = (xb * xb).sum(dim=1)[:, None] + y_sq[None, :] - 2.0 * (xb @ y.T)
@@ -121,7 +127,7 @@ def _kernel_sum_within(x: torch.Tensor, gamma: float, blocks: int = 8) -> torch.
     n = x.shape[0]
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     sq = (x * x).sum(dim=1)
-    step = max(1, min(int(2**24 // max(1, n)), -(-n // blocks)))
+    step = _block_rows(n, n, blocks)
     for start in range(0, n, step):
         stop = min(n, start + step)
         xb = x[start:stop]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from app.ranking import intervals_from_replicates
 from app.services.rankings.inputs import RankingInputs
 from app.services.rankings.recorded_warnings import recorded_warnings
 from app.services.rankings.score_keys import ScoreKeys, metric_params
-from app.services.rankings.stages.resamples import resampled
+from app.services.rankings.stages.resamples import Resampled, resampled
 from app.services.rankings.stages.score import metric_value
 
 
@@ -89,42 +90,51 @@ def bootstrap_ahead(inputs: RankingInputs, backbone: str) -> None:
                                                    backbone)
 
 
-def _replicate_keys(inputs: RankingInputs, keys: ScoreKeys, names: list[str], chosen_layers: dict[str, str],
-                    metrics: list[str], digests: tuple[str, ...], probs: dict[str, Any]):
-    """``(use, parts, wanted)``: the layers each backbone's values average, one input digest per (backbone,
-    metric, layer) (``None``: no source head), and the cache key of every (backbone, metric, layer, replicate)."""
+@dataclass
+class _Lookup:
+    """What the bootstrap of some backbones reads: the resamples, the head probabilities (head metrics
+    only), the layers each backbone's values average, one input digest per (backbone, metric, layer)
+    (``None``: no source head), every (backbone, metric, layer, replicate)'s cache key and the cache's hits."""
+
+    rs: Resampled
+    probs: dict[str, Any]
+    use: dict[str, list[str]]
+    parts: dict[tuple[str, str], list[str | None]]
+    wanted: dict[tuple[str, str, int, int], str]
+    hits: dict[str, Any]
+
+
+def _lookup(inputs: RankingInputs, keys: ScoreKeys, names: list[str], chosen_layers: dict[str, str],
+            metrics: list[str]) -> _Lookup:
     from app.embeddings.pipeline import SOURCE_PROBS
     from app.transferability import METRICS
 
+    rs = resampled(inputs)
+    head = any(METRICS[m].head_only for m in metrics)
+    probs = {b: inputs.source_probs(b) for b in names} if head else {}
     # (backbone, metric) → the layers whose values are averaged (one for a chosen layer, all for "mean")
     use = {b: inputs.layers(b) if chosen_layers[b] == "mean" else [chosen_layers[b]] for b in names}
-    parts: dict[tuple[str, str], list[str | None]] = {}  # (b, m) → one input digest per layer (None: n/a)
+    parts: dict[tuple[str, str], list[str | None]] = {}
     for b in names:
         for m in metrics:
             if METRICS[m].head_only:
                 parts[(b, m)] = [None if probs.get(b) is None else keys.embedding(b, SOURCE_PROBS)]
             else:
                 parts[(b, m)] = [keys.embedding(b, ly) for ly in use[b]]
-    wanted = {(b, m, i, r): keys.key(m, [digest], rows=digests[r])
+    wanted = {(b, m, i, r): keys.key(m, [digest], rows=rs.digests[r])
               for (b, m), layer_digests in parts.items() for i, digest in enumerate(layer_digests)
-              if digest is not None for r in range(len(digests))}
-    return use, parts, wanted
+              if digest is not None for r in range(len(rs.digests))}
+    with inputs.runtime.sessions() as session:
+        hits = SqlScoreCache(session).lookup(wanted.values())
+    return _Lookup(rs, probs, use, parts, wanted, hits)
 
 
 def backbones_missing_replicates(inputs: RankingInputs, names: list[str], chosen_layers: dict[str, str],
                                  metrics: list[str]) -> list[str]:
     """The backbones with a replicate value the score cache lacks, in ``names`` order: the rank stage runs
     bootstrap units for these only (the score units computed the others ahead, or an earlier job did)."""
-    from app.transferability import METRICS
-
-    keys = ScoreKeys(inputs)
-    rs = resampled(inputs)
-    head = any(METRICS[m].head_only for m in metrics)
-    probs = {b: inputs.source_probs(b) for b in names} if head else {}
-    _, _, wanted = _replicate_keys(inputs, keys, names, chosen_layers, metrics, rs.digests, probs)
-    with inputs.runtime.sessions() as session:
-        hits = SqlScoreCache(session).lookup(wanted.values())
-    missing = {k[0] for k, key in wanted.items() if key not in hits}
+    found = _lookup(inputs, ScoreKeys(inputs), names, chosen_layers, metrics)
+    missing = {k[0] for k, key in found.wanted.items() if key not in found.hits}
     return [b for b in names if b in missing]
 
 
@@ -137,13 +147,9 @@ def bootstrap_replicates(inputs: RankingInputs, names: list[str], chosen_layers:
     plan = inputs.plan
     runtime = inputs.runtime
     keys = ScoreKeys(inputs)
-    rs = resampled(inputs)
-    resamples, counts = rs.resamples, rs.counts
-    head = any(METRICS[m].head_only for m in metrics)
-    probs = {b: inputs.source_probs(b) for b in names} if head else {}
-    use, parts, wanted = _replicate_keys(inputs, keys, names, chosen_layers, metrics, rs.digests, probs)
-    with runtime.sessions() as session:
-        hits = SqlScoreCache(session).lookup(wanted.values())
+    found = _lookup(inputs, keys, names, chosen_layers, metrics)
+    resamples, counts = found.rs.resamples, found.rs.counts
+    probs, use, parts, wanted, hits = found.probs, found.use, found.parts, found.wanted, found.hits
     fresh: list[dict[str, Any]] = []
     kernels: dict[tuple[str, str, int], _Kernel] = {}
 
