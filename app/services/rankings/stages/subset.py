@@ -34,10 +34,11 @@ def subset_stage(ctx: JobContext, inputs: RankingInputs, table: list[dict[str, A
     ctx.progress("subset", 0, 1)
     layers = {row["backbone_id"]: inputs.resolve_layer(row["backbone_id"], row["best_layer"]) for row in table}
     spec = METRICS[metric]
+    variant = f"greedy_subset:{spec.variant}"
     keys = ScoreKeys(inputs)
     try:
         cache_key = score_cache_key(inputs=[keys.embedding(b, ly) for b, ly in layers.items()], rows=keys.rows,
-                                    task_type=plan.task_type, metric=metric, variant=f"greedy_subset:{spec.variant}",
+                                    task_type=plan.task_type, metric=metric, variant=variant,
                                     version=f"{spec.version}.{SUBSET_VERSION}",
                                     params={"max_size": plan.subset_size})
     except ValueError:  # a backbone without a weights digest: its embeddings have no stable key
@@ -66,7 +67,7 @@ def subset_stage(ctx: JobContext, inputs: RankingInputs, table: list[dict[str, A
     if cache_key is not None:
         with unit_of_work(inputs.runtime.sessions) as session:
             SqlScoreCache(session).record([{"cache_key": cache_key, "metric": metric, "version": spec.version,
-                                            "variant": f"greedy_subset:{spec.variant}", "value": None,
+                                            "variant": variant, "value": None,
                                             "seconds": time.perf_counter() - started,
                                             "details": {"subset": subset}}])
     ctx.record(subset={**subset, "cached": False})
